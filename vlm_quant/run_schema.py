@@ -1,0 +1,56 @@
+"""The names a run is made of: params, tags, metrics and artifact paths.
+
+One table shared by the writer (runner/tracking) and the readers (report/compare, sweep), so a
+renamed metric cannot silently drop out of the paper's tables. Metric names carry their unit.
+"""
+
+from __future__ import annotations
+
+# --- tags -----------------------------------------------------------------------------------
+TAG_PREFIX = "vlm_quant."
+TAG_WEIGHTS = "vlm_quant.weights"  # "pretrained" | "random"; random runs never enter quality tables
+TAG_CONFIG_HASH = "vlm_quant.config_hash"  # hash of the resolved config (sweep skips finished twins)
+TAG_TASK = "vlm_quant.task"  # "captioning" | "vqa"
+TAG_FAILURE = "vlm_quant.failure"  # exception type and message when a run failed
+TAG_KIND = "vlm_quant.kind"  # "evaluate" | "sweep" | "compare"
+
+# --- params that must agree between runs before they may be compared --------------------------
+COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split")
+
+# --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
+CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
+VQA_METRICS = ("vqa_accuracy", "vqa_accuracy_yes_no", "vqa_accuracy_number", "vqa_accuracy_other")
+PRIMARY_QUALITY_METRIC = {"captioning": "cider", "vqa": "vqa_accuracy"}
+PER_SAMPLE_SCORE = {"captioning": "cider", "vqa": "accuracy"}  # key in predictions.jsonl rows
+
+# --- cost metrics (units in the names) ---------------------------------------------------------
+COST_METRICS = (
+    "latency_ms_mean",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "ttft_ms_p50",
+    "decode_ms_per_token_p50",
+    "throughput_images_per_s",
+    "throughput_tokens_per_s",
+    "peak_vram_allocated_mib",
+    "peak_vram_reserved_mib",
+    "peak_rss_mib",
+    "weights_footprint_mib",
+    "size_on_disk_mib",
+    "load_time_s",
+    "energy_j_per_image",
+    "energy_j_per_token",
+    "co2e_kg",
+)
+
+# --- artifact paths inside a run ------------------------------------------------------------
+ARTIFACT_CONFIG = "config/resolved_config.yaml"
+ARTIFACT_IDS = "split/ids.json"
+ARTIFACT_PREDICTIONS_JSONL = "predictions/predictions.jsonl"
+ARTIFACT_PREDICTIONS_TABLE = "predictions/predictions_table.json"
+ARTIFACT_ENVIRONMENT = "environment/environment.json"
+ARTIFACT_PRECISION_MAP = "precision/precision_map.json"
+ARTIFACT_POWER_CSV = "power/gpu_power.csv"
+ARTIFACT_POWER_PNG = "power/gpu_power.png"
+ARTIFACT_MODEL_DIR = "model"
+METRIC_POWER_HISTORY = "gpu_power_w"  # metric history, step = ms since run start
