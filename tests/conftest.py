@@ -1,0 +1,36 @@
+"""Shared fixtures: the real COCO slice (skips when absent), tiny VLMs of each family, a temp MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_MINI = REPO.parent / "shared" / "coco_val2017_mini"
+
+
+@pytest.fixture(scope="session")
+def coco_dir() -> Path:
+    """The real 159-image COCO val2017 slice beside the checkout (../shared/coco_val2017_mini)."""
+    if not (COCO_MINI / "annotations" / "captions_val2017.json").is_file():
+        pytest.skip(f"real COCO slice not found at {COCO_MINI} (../shared/coco_val2017_mini beside the checkout)")
+    return COCO_MINI
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dirs(tmp_path_factory) -> dict[str, Path]:
+    """A saved tiny random VLM per supported family, loadable offline through the Auto classes."""
+    from tiny_vlms import build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny-vlms")
+    return {family: build_tiny_vlm(family, root / family) for family in ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")}
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store in a temp folder, exported so child processes use it too."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the default artifact root ./mlruns lands in the temp folder
+    return uri

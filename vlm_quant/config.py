@@ -1,0 +1,187 @@
+"""The experiment config: one frozen, validated value built from YAML and command-line parameters.
+
+Every knob a run depends on lives here, flat, with its type, default and help text, so that
+`--help`, the README's parameter table, the YAML loader and the MLflow params all come from one
+place. Explicit parameters override the YAML; unknown keys and bad values are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlm_quant.errors import UserError
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
+# The caption prompt used by lmms-eval for COCO captioning: short, one sentence, comparable.
+DEFAULT_CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+AUTO = "auto"
+
+WEIGHTS_CHOICES = ("pretrained", "random")
+TASK_CHOICES = ("captioning",)
+SOURCE_CHOICES = ("local", "hf")
+ENGINE_CHOICES = ("eager",)
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+SPLITTING_CHOICES = ("auto", "on", "off")
+
+
+def _param(default: Any, help: str, choices: tuple[str, ...] | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One evaluation: which model, at which precision, on which samples, measured how."""
+
+    # --- tracking ---------------------------------------------------------------------------
+    experiment: str = _param("vlm-quant", "MLflow experiment name (created when missing).")
+    run_name: str = _param("", "MLflow run name; empty: '<model short name>-<quant>'.")
+    # --- model ------------------------------------------------------------------------------
+    model: str = _param(DEFAULT_MODEL, "Hugging Face model id or local directory of an image-text-to-text model.")
+    revision: str = _param("", "Hub revision (branch, tag or commit); empty: the default branch.")
+    weights: str = _param(
+        "pretrained",
+        "'pretrained' loads the checkpoint; 'random' builds the real architecture at its real size from "
+        "configuration bundled in the package (offline; for cost only, quality is meaningless).",
+        WEIGHTS_CHOICES,
+    )
+    trust_remote_code: bool = _param(False, "Allow a checkpoint's own Python code to run (off by default).")
+    # --- precision --------------------------------------------------------------------------
+    quant: str = _param("fp16", "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao).")
+    precision: str = _param(
+        "", "Per-role override composed on top of the preset, e.g. 'vision=int8,language=nf4,projector=fp16'."
+    )
+    int8_threshold: float = _param(
+        6.0, "LLM.int8() outlier threshold: activations above it stay in fp16 (bitsandbytes default 6.0)."
+    )
+    double_quant: bool = _param(True, "NF4: also quantize the quantization constants (bitsandbytes double quant).")
+    # --- task and data ----------------------------------------------------------------------
+    task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)
+    source: str = _param(
+        "local", "Where samples come from: 'local' (official COCO layout in data_dir) or 'hf' (datasets).",
+        SOURCE_CHOICES,
+    )
+    data_dir: str = _param("", "Local COCO directory holding val2017/ and annotations/captions_val2017.json.")
+    hf_dataset: str = _param(
+        "lmms-lab/COCO-Caption2017", "Hugging Face dataset id used when source=hf (COCO 2017 val captions)."
+    )
+    split: str = _param("val2017", "Dataset split name (logged; the local layout reads annotations/captions_<split>.json).")
+    n_samples: int = _param(500, "Number of images, a seeded random sample of the split (0: the whole split).")
+    seed: int = _param(0, "Seed of the sample selection and of random weights.")
+    prompt: str = _param(DEFAULT_CAPTION_PROMPT, "The user prompt sent with each image.")
+    max_image_side: int = _param(1024, "Images are downscaled so their longest side is at most this many pixels.")
+    # --- generation -------------------------------------------------------------------------
+    batch_size: int = _param(8, "Images per generate() call in the quality pass.")
+    max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens.")
+    engine: str = _param("eager", "Generation engine (all configurations of a study must use the same).", ENGINE_CHOICES)
+    device: str = _param("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", DEVICE_CHOICES)
+    image_splitting: str = _param(
+        "auto", "SmolVLM/Idefics3 image tiling: 'on', 'off', or 'auto' (processor default on GPU, off on CPU).",
+        SPLITTING_CHOICES,
+    )
+    # --- cost pass --------------------------------------------------------------------------
+    cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
+    cost_warmup: int = _param(-1, "Warm-up iterations before timing (-1: 3 on GPU, 1 on CPU).")
+    cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
+    cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
+    cost_new_tokens: int = _param(-1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU).")
+    # --- outputs ----------------------------------------------------------------------------
+    log_model: bool = _param(True, "Log the checkpoint as saved at its precision as the run's model artifact.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise UserError(f"{f.name}={getattr(self, f.name)!r} is not valid; choose one of {', '.join(choices)}.")
+        positive = ("n_samples", "batch_size", "max_new_tokens", "max_image_side", "cost_samples")
+        for name in positive:
+            minimum = 0 if name == "n_samples" else 1
+            if getattr(self, name) < minimum:
+                raise UserError(f"{name}={getattr(self, name)} must be >= {minimum}.")
+        if self.source == "local" and not self.data_dir:
+            raise UserError("data_dir is required with source=local: the folder holding val2017/ and annotations/.")
+        if not self.prompt.strip():
+            raise UserError("prompt must not be empty.")
+
+    # --- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_sources(cls, yaml_path: str | Path | None = None, **overrides: Any) -> ExperimentConfig:
+        """Build from an optional YAML file, then explicit overrides (None means 'not given')."""
+        values: dict[str, Any] = {}
+        if yaml_path:
+            values.update(load_yaml(yaml_path))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """Coerce each value to its field's type; unknown keys are errors naming the key."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(f"unknown config key(s): {', '.join(unknown)}. Valid keys: {', '.join(known)}.")
+        coerced = {name: _coerce(name, value, known[name].type) for name, value in values.items()}
+        return cls(**coerced)
+
+    # --- views ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def config_hash(self) -> str:
+        """Short hash of every field that can change a result (not the experiment, run name or log_model)."""
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("experiment", "run_name", "log_model")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read an experiment YAML: a flat mapping of config keys (``precision`` may be a role mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
+    if isinstance(data.get("precision"), dict):
+        data["precision"] = ",".join(f"{role}={value}" for role, value in data["precision"].items())
+    return data
+
+
+def _coerce(name: str, value: Any, type_name: str) -> Any:
+    try:
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if type_name == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if value is None:
+            return ""
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}={value!r} is not a valid {type_name}.") from None
+
+
+def field_help() -> dict[str, tuple[Any, str]]:
+    """name -> (default, help) for every parameter, for --help and the README table."""
+    return {f.name: (f.default, f.metadata["help"]) for f in fields(ExperimentConfig)}

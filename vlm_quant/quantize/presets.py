@@ -1,0 +1,127 @@
+"""Precision presets and per-role plans: data, not branches.
+
+A plan gives every role of the model (vision / projector / language / lm_head) one precision.
+Presets are rows of `PRESETS`; `-P precision="vision=int8,language=nf4"` overrides roles of a
+preset. Adding a preset is adding one entry here (and, for a new precision, one row of
+`PRECISIONS` naming its backend). Everything is checked before any model is downloaded or loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vlm_quant.errors import UserError
+
+ROLES = ("vision", "projector", "language", "lm_head")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One way of storing a role's weights."""
+
+    name: str
+    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao"
+    bits: int
+    description: str
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp16", "torch", 16, "float16 weights and compute"),
+        Precision("bf16", "torch", 16, "bfloat16 weights and compute"),
+        Precision("int8", "bitsandbytes", 8, "bitsandbytes LLM.int8(): int8 weights, fp16 outliers above the threshold"),
+        Precision("nf4", "bitsandbytes", 4, "bitsandbytes 4-bit NormalFloat weights, 16-bit compute"),
+        Precision("int8wo", "torchao", 8, "torchao int8 weight-only (per-channel scales), 16-bit activations"),
+        Precision("w8a8", "torchao", 8, "torchao int8 dynamic activations + int8 weights"),
+    )
+}
+HALF_PRECISIONS = ("fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    roles: dict[str, str]  # role -> precision name
+    description: str
+
+
+def _preset(name: str, description: str, base: str = "fp16", **roles: str) -> Preset:
+    plan = {role: base for role in ROLES}
+    plan.update(roles)
+    return Preset(name, plan, description)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _preset("fp16", "everything float16 (baseline)"),
+        _preset("bf16", "everything bfloat16 (baseline)", base="bf16"),
+        _preset("int8", "LLM.int8() on the language model's linears; rest fp16", language="int8"),
+        _preset("int8-vision", "vision tower's linears in LLM.int8(); rest fp16", vision="int8"),
+        _preset("int8-all", "language model and vision tower in LLM.int8(); rest fp16", vision="int8", language="int8"),
+        _preset("nf4", "bitsandbytes NF4 4-bit language model; rest fp16", language="nf4"),
+        _preset("int8-ao", "torchao int8 weight-only language model (fast 8-bit path); rest fp16", language="int8wo"),
+        _preset("w8a8-ao", "torchao int8 dynamic activation + int8 weight language model; rest fp16", language="w8a8"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """The resolved plan: a precision per role, the 16-bit dtype of the unquantized roles."""
+
+    preset: str
+    roles: dict[str, str]
+    override: str = ""
+
+    @property
+    def half_dtype_name(self) -> str:
+        """The dtype name ('fp16' or 'bf16') of every role that is not quantized."""
+        halves = {p for p in self.roles.values() if p in HALF_PRECISIONS}
+        return halves.pop() if halves else "fp16"
+
+    @property
+    def quantized_roles(self) -> dict[str, str]:
+        return {role: p for role, p in self.roles.items() if p not in HALF_PRECISIONS}
+
+    def backends(self) -> dict[str, str]:
+        """role -> library that stores it ('torch', 'bitsandbytes', 'torchao')."""
+        return {role: PRECISIONS[p].backend for role, p in self.roles.items()}
+
+    def to_params(self) -> dict[str, str]:
+        params = {f"precision_{role}": p for role, p in self.roles.items()}
+        params.update({f"backend_{role}": b for role, b in self.backends().items()})
+        return params
+
+
+def parse_override(text: str) -> dict[str, str]:
+    """'vision=int8,language=nf4' -> {'vision': 'int8', 'language': 'nf4'}, validated."""
+    roles: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        role, sep, precision = (s.strip() for s in item.partition("="))
+        if not sep:
+            raise UserError(f"precision override {item!r} must look like role=precision, e.g. 'vision=int8'.")
+        if role not in ROLES:
+            raise UserError(f"unknown role {role!r} in precision override; roles: {', '.join(ROLES)}.")
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r} for role {role}; choose one of {', '.join(PRECISIONS)}.")
+        if role in roles:
+            raise UserError(f"role {role!r} is given twice in the precision override.")
+        roles[role] = precision
+    return roles
+
+
+def resolve_plan(quant: str, override: str = "") -> PrecisionPlan:
+    """The plan of preset ``quant`` with ``override`` applied; errors name the valid choices."""
+    if quant not in PRESETS:
+        raise UserError(f"unknown quant preset {quant!r}; choose one of {', '.join(PRESETS)}.")
+    roles = dict(PRESETS[quant].roles)
+    roles.update(parse_override(override))
+    plan = PrecisionPlan(quant, roles, override)
+    halves = {p for p in roles.values() if p in HALF_PRECISIONS}
+    if len(halves) > 1:
+        raise UserError(
+            f"the plan mixes fp16 and bf16 roles ({roles}); unquantized roles share one 16-bit dtype."
+        )
+    return plan

@@ -1,0 +1,222 @@
+"""run_experiment: one configuration, from config to a complete MLflow run. Reads top to bottom.
+
+Order matters: everything that can be wrong with the user's input (preset, device, data, n) is
+checked before the model is downloaded or loaded, so bad input never costs a download and never
+leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlm_quant import run_schema
+from vlm_quant.checkpoint import save_checkpoint
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
+from vlm_quant.environment import environment_record
+from vlm_quant.errors import UserError
+from vlm_quant.generate import GenerationSettings
+from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
+from vlm_quant.measure.timing import DeviceTimer
+from vlm_quant.models.loading import load_vlm
+from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
+from vlm_quant.tasks.caption_metrics import score_captions
+from vlm_quant.tasks.captioning import caption_pass, load_one
+from vlm_quant.tasks.captioning_data import ids_hash, read_split, select_ids
+
+log = logging.getLogger(__name__)
+
+HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the entry point prints at the end."""
+
+    run_id: str
+    metrics: dict[str, float]
+    n_predictions: int
+    n_skipped: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu.")
+    return torch.device(name)
+
+
+def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtype, str]:
+    """The dtype weights are loaded and computed in, and why.
+
+    CPUs without AVX512-FP16/AMX run float16/bfloat16 matmuls about 100x slower than float32
+    (measured on the 2-core AMD EPYC CI machine: 0.7 vs 71 GFLOP/s), so on CPU the 16-bit roles run
+    in float32. This is logged (params ``dtype`` and ``dtype_note``) so no one mistakes such a run
+    for a 16-bit one.
+    """
+    wanted = HALF_DTYPES[plan.half_dtype_name]
+    if device.type == "cpu":
+        return torch.float32, f"{plan.half_dtype_name} requested; float32 on CPU (no fast 16-bit CPU kernels)"
+    return wanted, f"{plan.half_dtype_name} as planned"
+
+
+def image_splitting(cfg: ExperimentConfig, device: torch.device) -> bool | None:
+    """SmolVLM/Idefics3 tiling: the processor's default on GPU; off on CPU ('auto').
+
+    With tiling a 640x480 image becomes 13 tiles (832 image tokens) for SmolVLM; on 2 CPU cores that
+    is ~40 s per image, so CPU runs use one tile (64 tokens) and say so in the params.
+    """
+    if cfg.image_splitting == "on":
+        return True
+    if cfg.image_splitting == "off":
+        return False
+    return None if device.type == "cuda" else False
+
+
+def run_params(cfg: ExperimentConfig, plan: PrecisionPlan, ids: list[int], extra: dict[str, Any]) -> dict[str, Any]:
+    params = cfg.to_dict()
+    params.update(plan.to_params())
+    params.update({"ids_hash": ids_hash(ids), "n_samples": len(ids), "dataset": "coco"})
+    params.update(extra)
+    return params
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything checked and resolved before a run is opened or a model is touched."""
+
+    cfg: ExperimentConfig
+    plan: PrecisionPlan
+    device: torch.device
+    dtype: torch.dtype
+    dtype_note: str
+    split: Any
+    ids: list[int]
+    settings: GenerationSettings
+    cost_settings: Any
+
+
+def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
+    """Validate the user's input and read the split; raises UserError before any run or download."""
+    plan = resolve_plan(cfg.quant, cfg.precision)
+    device = resolve_device(cfg.device)
+    if plan.quantized_roles:
+        from vlm_quant.quantize.backends import check_plan_runnable
+
+        check_plan_runnable(plan, device)
+    dtype, dtype_note = compute_dtype(plan, device)
+    split = read_split(cfg.source, data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset, split=cfg.split)
+    ids = select_ids(list(split.samples), cfg.n_samples, cfg.seed)
+    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device))
+    cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
+    return PreparedRun(cfg, plan, device, dtype, dtype_note, split, ids, settings, cost_settings)
+
+
+def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True) -> RunSummary:
+    """Evaluate one precision configuration and log everything into ``tracker``'s run."""
+    cfg, plan, device, dtype, split, ids = (
+        prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.split, prepared.ids
+    )
+    settings, cost_settings, dtype_note = prepared.settings, prepared.cost_settings, prepared.dtype_note
+
+    # 2. Record what is about to run, before anything expensive happens.
+    tracker.set_tags({
+        run_schema.TAG_WEIGHTS: cfg.weights, run_schema.TAG_TASK: cfg.task,
+        run_schema.TAG_CONFIG_HASH: cfg.config_hash(), run_schema.TAG_KIND: "evaluate",
+    })
+    tracker.log_params(run_params(cfg, plan, ids, {
+        "device": device.type, "dtype": str(dtype).removeprefix("torch."), "dtype_note": dtype_note,
+        "image_splitting": {None: "processor default", True: "on", False: "off"}[settings.image_splitting],
+        "decoding": "greedy", **cost_settings.to_params(),
+    }))
+    tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
+    tracker.log_json({"dataset": split.dataset, "split": split.split, "ids": ids}, run_schema.ARTIFACT_IDS)
+    tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
+
+    # 3. Load the model at the planned precision.
+    memory = MemoryTracker(device)
+    loaded = load_vlm(
+        cfg.model, weights=cfg.weights, revision=cfg.revision or None, dtype=dtype, device=device.type,
+        trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
+    )
+    tracker.log_params({"revision": loaded.revision or "unknown", "model_family": loaded.family.name})
+    metrics: dict[str, float | None] = {"load_time_s": loaded.load_time_s,
+                                        "weights_footprint_mib": weights_footprint_mib(loaded.model)}
+
+    # 4. Quality pass: every selected image, EOS allowed.
+    quality = caption_pass(
+        loaded.model, loaded.processor, split, ids, prompt=cfg.prompt, batch_size=cfg.batch_size,
+        max_image_side=cfg.max_image_side, settings=settings, dtype=dtype, progress=progress,
+    )
+    if not quality.predictions:
+        raise UserError(f"no image of the {len(ids)} selected could be read; see the skipped list in the logs.")
+    references = {i: split.samples[i].references for i in quality.predictions}
+    scores = score_captions(quality.predictions, references)
+    metrics.update(scores.corpus)
+    metrics.update({
+        "n_images_evaluated": len(quality.predictions), "n_images_skipped": len(quality.skipped),
+        "quality_pass_s": quality.wall_s,
+        "quality_pass_images_per_s": len(quality.predictions) / quality.wall_s,
+    })
+    if scores.spice_skipped_reason:
+        tracker.set_tags({"vlm_quant.spice_skipped": scores.spice_skipped_reason})
+    log_predictions(tracker, cfg, split, quality.predictions, scores.per_image)
+    if quality.skipped:
+        tracker.log_json(quality.skipped, "predictions/skipped_images.json")
+
+    # 5. Cost pass: fixed micro-set, fixed output length, synchronised timing.
+    micro_ids = [i for i in ids if i in quality.predictions][: cfg.cost_samples]
+    micro_images = [load_one(split, split.samples[i], cfg.max_image_side)[1] for i in micro_ids]
+    tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    timer = DeviceTimer(device)
+    args = (loaded.model, loaded.processor, micro_images, cfg.prompt, cost_settings, settings, dtype, timer)
+    metrics.update(measure_latency(*args))
+    for batch_size in cost_settings.batch_sizes:
+        metrics.update(measure_throughput(*args, batch_size=batch_size))
+    metrics["throughput_images_per_s"] = metrics[f"throughput_images_per_s_bs{cfg.batch_size}"]
+    metrics["throughput_tokens_per_s"] = metrics[f"throughput_tokens_per_s_bs{cfg.batch_size}"]
+    reading = memory.read()
+    metrics.update({
+        "peak_vram_allocated_mib": reading.torch_peak_allocated_mib,
+        "peak_vram_reserved_mib": reading.torch_peak_reserved_mib,
+        "peak_rss_mib": reading.process_peak_rss_mib,
+    })
+
+    # 6. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
+    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
+        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
+        metrics["size_on_disk_mib"] = saved.weights_mib
+        if cfg.log_model:
+            tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
+
+    tracker.log_metrics(metrics)
+    return RunSummary(tracker.run_id, {k: v for k, v in metrics.items() if v is not None},
+                      len(quality.predictions), len(quality.skipped))
+
+
+def log_predictions(
+    tracker: Any, cfg: ExperimentConfig, split: Any, predictions: dict[int, str],
+    per_image: dict[int, dict[str, float]],
+) -> None:
+    """Predictions as JSONL (one row per image, with per-image scores) and as an MLflow table."""
+    rows = []
+    for image_id, text in predictions.items():
+        sample = split.samples[image_id]
+        row = {"sample_id": sample.sample_id, "image_id": image_id, "image_file": sample.image_file,
+               "prompt": cfg.prompt, "prediction": text, "references": list(sample.references)}
+        row.update(per_image.get(image_id, {}))
+        rows.append(row)
+    tracker.log_text("".join(json.dumps(r) + "\n" for r in rows), run_schema.ARTIFACT_PREDICTIONS_JSONL)
+    columns = ("image_id", "prompt", "prediction", "references", "cider")
+    tracker.log_table(
+        {c: [r.get(c) if c != "references" else " | ".join(r["references"]) for r in rows] for c in columns},
+        run_schema.ARTIFACT_PREDICTIONS_TABLE,
+    )
