@@ -24,7 +24,8 @@ DEFAULT_CAPTION_PROMPT = "Provide a one-sentence caption for the provided image.
 AUTO = "auto"
 
 WEIGHTS_CHOICES = ("pretrained", "random")
-TASK_CHOICES = ("captioning",)
+TASK_CHOICES = ("captioning", "vqa")
+DATASET_CHOICES = ("", "coco", "vqav2", "textvqa", "vizwiz")
 SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager",)
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -63,18 +64,30 @@ class ExperimentConfig:
     double_quant: bool = _param(True, "NF4: also quantize the quantization constants (bitsandbytes double quant).")
     # --- task and data ----------------------------------------------------------------------
     task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)
+    dataset: str = _param(
+        "", "Dataset: coco (captioning); vqav2, textvqa or vizwiz (vqa). Empty: coco / vqav2.", DATASET_CHOICES
+    )
     source: str = _param(
         "local", "Where samples come from: 'local' (official COCO layout in data_dir) or 'hf' (datasets).",
         SOURCE_CHOICES,
     )
-    data_dir: str = _param("", "Local COCO directory holding val2017/ and annotations/captions_val2017.json.")
+    data_dir: str = _param(
+        "", "Local dataset folder: COCO (val2017/ + annotations/captions_val2017.json) or a VQA-format folder."
+    )
+    questions_file: str = _param("", "VQA: questions JSON (official format); empty: the dataset's default name in data_dir.")
+    annotations_file: str = _param("", "VQA: annotations JSON (official format); empty: the default name in data_dir.")
+    image_dir: str = _param("", "VQA: folder of the images; empty: the dataset's default folder in data_dir.")
+    shots: int = _param(0, "VQA few-shot: solved examples (image, question, answer) from a disjoint seeded pool.")
+    spotcheck_n: int = _param(25, "VQA: size of the seeded random human spot-check sheet (0: none).")
     hf_dataset: str = _param(
         "lmms-lab/COCO-Caption2017", "Hugging Face dataset id used when source=hf (COCO 2017 val captions)."
     )
     split: str = _param("val2017", "Dataset split name (logged; the local layout reads annotations/captions_<split>.json).")
     n_samples: int = _param(500, "Number of images, a seeded random sample of the split (0: the whole split).")
     seed: int = _param(0, "Seed of the sample selection and of random weights.")
-    prompt: str = _param(DEFAULT_CAPTION_PROMPT, "The user prompt sent with each image.")
+    prompt: str = _param(
+        "", "Prompt sent with each image (VQA: appended after the question). Empty: the task's default, logged."
+    )
     max_image_side: int = _param(1024, "Images are downscaled so their longest side is at most this many pixels.")
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
@@ -104,10 +117,14 @@ class ExperimentConfig:
             minimum = 0 if name == "n_samples" else 1
             if getattr(self, name) < minimum:
                 raise UserError(f"{name}={getattr(self, name)} must be >= {minimum}.")
-        if self.source == "local" and not self.data_dir:
-            raise UserError("data_dir is required with source=local: the folder holding val2017/ and annotations/.")
-        if not self.prompt.strip():
-            raise UserError("prompt must not be empty.")
+        if self.source == "local" and not self.data_dir and not (self.questions_file and self.image_dir):
+            raise UserError("data_dir is required with source=local: the folder holding the images and annotations.")
+        if self.shots < 0 or self.spotcheck_n < 0:
+            raise UserError("shots and spotcheck_n must be >= 0.")
+        if self.task == "captioning" and self.dataset not in ("", "coco"):
+            raise UserError(f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco).")
+        if self.task == "vqa" and self.dataset == "coco":
+            raise UserError("dataset=coco is for captioning; VQA datasets: vqav2, textvqa, vizwiz.")
 
     # --- construction -----------------------------------------------------------------------
     @classmethod

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
-
-from vlm_quant.generate import GenerationSettings, generate
+from vlm_quant.generate import GenerationSettings, Request, generate
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer, run_until
 
@@ -63,30 +61,30 @@ def resolve_cost_settings(cfg: Any, on_gpu: bool) -> CostSettings:
     )
 
 
-def _cycled_batches(images: Sequence[Image.Image], batch_size: int):
-    """Endless batches of ``batch_size`` images drawn round-robin from the micro-set."""
-    stream = itertools.cycle(images)
+def _cycled_batches(requests: Sequence[Request], batch_size: int):
+    """Endless batches of ``batch_size`` requests drawn round-robin from the micro-set."""
+    stream = itertools.cycle(requests)
     while True:
         yield [next(stream) for _ in range(batch_size)]
 
 
 def measure_latency(
-    model: Any, processor: Any, images: Sequence[Image.Image], prompt: str, settings: CostSettings,
+    model: Any, processor: Any, requests: Sequence[Request], settings: CostSettings,
     base: GenerationSettings, dtype: torch.dtype, timer: DeviceTimer,
 ) -> dict[str, float]:
     """Batch-1 TTFT, decode ms/token and end-to-end latency per image-prompt (mean/p50/p90/CI95, ms)."""
     first_token = GenerationSettings(1, 1, base.image_splitting)
     full = GenerationSettings(settings.new_tokens, settings.new_tokens, base.image_splitting)
-    batches = _cycled_batches(images, 1)
+    batches = _cycled_batches(requests, 1)
     ttft_s: list[float] = []
     e2e_s: list[float] = []
 
     def one_iteration() -> None:
         batch = next(batches)
         with timer.span() as prefill:
-            generate(model, processor, batch, prompt, first_token, dtype=dtype)
+            generate(model, processor, batch, first_token, dtype=dtype)
         with timer.span() as whole:
-            generate(model, processor, batch, prompt, full, dtype=dtype)
+            generate(model, processor, batch, full, dtype=dtype)
         ttft_s.append(prefill.elapsed_s)
         e2e_s.append(whole.elapsed_s)
 
@@ -102,18 +100,18 @@ def measure_latency(
 
 
 def measure_throughput(
-    model: Any, processor: Any, images: Sequence[Image.Image], prompt: str, settings: CostSettings,
+    model: Any, processor: Any, requests: Sequence[Request], settings: CostSettings,
     base: GenerationSettings, dtype: torch.dtype, timer: DeviceTimer, batch_size: int,
 ) -> dict[str, float]:
     """Images/s and generated tokens/s at one batch size, with the fixed output length."""
     full = GenerationSettings(settings.new_tokens, settings.new_tokens, base.image_splitting)
-    batches = _cycled_batches(images, batch_size)
+    batches = _cycled_batches(requests, batch_size)
     spans: list[float] = []
 
     def one_batch() -> None:
         batch = next(batches)
         with timer.span() as span:
-            generate(model, processor, batch, prompt, full, dtype=dtype)
+            generate(model, processor, batch, full, dtype=dtype)
         spans.append(span.elapsed_s)
 
     run_until(one_batch, min_iterations=max(1, settings.iterations // 2), min_seconds=settings.seconds,

@@ -34,21 +34,31 @@ class Generated:
     new_tokens: list[int]
 
 
-def conversation(prompt: str) -> list[dict[str, Any]]:
-    """One user turn: the image first, then the prompt (the order the VLM chat templates expect)."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+@dataclass(frozen=True)
+class Request:
+    """One row of a batch: chat messages with ``{"type": "image"}`` placeholders, and their images in order."""
+
+    messages: list[dict[str, Any]]
+    images: list[Image.Image]
+
+
+def single_image_request(image: Image.Image, text: str) -> Request:
+    """One user turn: the image first, then the text (the order the VLM chat templates expect)."""
+    return Request([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}], [image])
 
 
 def build_inputs(
-    processor: Any, images: list[Image.Image], prompt: str, *, device: torch.device, dtype: torch.dtype,
+    processor: Any, requests: list[Request], *, device: torch.device, dtype: torch.dtype,
     settings: GenerationSettings,
 ) -> dict[str, torch.Tensor]:
     """Tokenize a batch: chat template per row, left padding, pixel tensors cast to the model's dtype."""
     processor.tokenizer.padding_side = "left"
-    text = processor.apply_chat_template(conversation(prompt), add_generation_prompt=True, tokenize=False)
+    texts = [
+        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests
+    ]
     inputs = processor(
-        text=[text] * len(images),
-        images=[[image] for image in images],
+        text=texts,
+        images=[r.images for r in requests],
         padding=True,
         return_tensors="pt",
         **settings.processor_kwargs(),
@@ -89,12 +99,11 @@ def count_new_tokens(new_ids: torch.Tensor, eos_ids: list[int]) -> list[int]:
 
 @torch.inference_mode()
 def generate(
-    model: Any, processor: Any, images: list[Image.Image], prompt: str, settings: GenerationSettings,
-    *, dtype: torch.dtype,
+    model: Any, processor: Any, requests: list[Request], settings: GenerationSettings, *, dtype: torch.dtype,
 ) -> Generated:
-    """Greedy captions for a batch of images with one shared prompt."""
+    """Greedy answers for a batch of requests (one image + prompt each, or interleaved few-shot turns)."""
     device = next(model.parameters()).device
-    inputs = build_inputs(processor, images, prompt, device=device, dtype=dtype, settings=settings)
+    inputs = build_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
     eos = stop_token_ids(model)
     output = model.generate(
         **inputs,

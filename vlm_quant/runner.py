@@ -27,9 +27,10 @@ from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
 from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.tasks.caption_metrics import score_captions
-from vlm_quant.tasks.captioning import caption_pass, load_one
-from vlm_quant.tasks.captioning_data import ids_hash, read_split, select_ids
+from vlm_quant.tasks.base import Task, TaskData
+from vlm_quant.tasks.captioning_data import ids_hash
+from vlm_quant.tasks.quality_pass import load_image, run_quality_pass
+from vlm_quant.tasks.registry import make_task
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,12 @@ def image_splitting(cfg: ExperimentConfig, device: torch.device) -> bool | None:
     return None if device.type == "cuda" else False
 
 
-def run_params(cfg: ExperimentConfig, plan: PrecisionPlan, ids: list[int], extra: dict[str, Any]) -> dict[str, Any]:
+def run_params(cfg: ExperimentConfig, plan: PrecisionPlan, data: TaskData, extra: dict[str, Any]) -> dict[str, Any]:
     params = cfg.to_dict()
     params.update(plan.to_params())
-    params.update({"ids_hash": ids_hash(ids), "n_samples": len(ids), "dataset": "coco"})
+    params.update(data.params)
+    params.update({"ids_hash": ids_hash(data.ids), "n_samples": len(data.ids), "dataset": data.dataset,
+                   "split": data.split})
     params.update(extra)
     return params
 
@@ -98,8 +101,8 @@ class PreparedRun:
     device: torch.device
     dtype: torch.dtype
     dtype_note: str
-    split: Any
-    ids: list[int]
+    task: Task
+    data: TaskData
     settings: GenerationSettings
     cost_settings: Any
 
@@ -113,35 +116,35 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
 
         check_plan_runnable(plan, device)
     dtype, dtype_note = compute_dtype(plan, device)
-    split = read_split(cfg.source, data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset, split=cfg.split)
-    ids = select_ids(list(split.samples), cfg.n_samples, cfg.seed)
+    task = make_task(cfg.task)
+    data = task.prepare(cfg)
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device))
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
-    return PreparedRun(cfg, plan, device, dtype, dtype_note, split, ids, settings, cost_settings)
+    return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)
 
 
 def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True) -> RunSummary:
     """Evaluate one precision configuration and log everything into ``tracker``'s run."""
-    cfg, plan, device, dtype, split, ids = (
-        prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.split, prepared.ids
+    cfg, plan, device, dtype, task, data = (
+        prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.task, prepared.data
     )
-    settings, cost_settings, dtype_note = prepared.settings, prepared.cost_settings, prepared.dtype_note
+    settings, cost_settings = prepared.settings, prepared.cost_settings
 
-    # 2. Record what is about to run, before anything expensive happens.
+    # 1. Record what is about to run, before anything expensive happens.
     tracker.set_tags({
         run_schema.TAG_WEIGHTS: cfg.weights, run_schema.TAG_TASK: cfg.task,
         run_schema.TAG_CONFIG_HASH: cfg.config_hash(), run_schema.TAG_KIND: "evaluate",
     })
-    tracker.log_params(run_params(cfg, plan, ids, {
-        "device": device.type, "dtype": str(dtype).removeprefix("torch."), "dtype_note": dtype_note,
+    tracker.log_params(run_params(cfg, plan, data, {
+        "device": device.type, "dtype": str(dtype).removeprefix("torch."), "dtype_note": prepared.dtype_note,
         "image_splitting": {None: "processor default", True: "on", False: "off"}[settings.image_splitting],
         "decoding": "greedy", **cost_settings.to_params(),
     }))
     tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
-    tracker.log_json({"dataset": split.dataset, "split": split.split, "ids": ids}, run_schema.ARTIFACT_IDS)
+    tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
     tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
 
-    # 3. Load the model at the planned precision.
+    # 2. Load the model at the planned precision.
     memory = MemoryTracker(device)
     loaded = load_vlm(
         cfg.model, weights=cfg.weights, revision=cfg.revision or None, dtype=dtype, device=device.type,
@@ -151,33 +154,33 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     metrics: dict[str, float | None] = {"load_time_s": loaded.load_time_s,
                                         "weights_footprint_mib": weights_footprint_mib(loaded.model)}
 
-    # 4. Quality pass: every selected image, EOS allowed.
-    quality = caption_pass(
-        loaded.model, loaded.processor, split, ids, prompt=cfg.prompt, batch_size=cfg.batch_size,
+    # 3. Quality pass: every selected sample, EOS allowed; then the task's scores.
+    quality = run_quality_pass(
+        loaded.model, loaded.processor, task, data, batch_size=cfg.batch_size,
         max_image_side=cfg.max_image_side, settings=settings, dtype=dtype, progress=progress,
     )
+    if quality.skipped:
+        tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
     if not quality.predictions:
-        raise UserError(f"no image of the {len(ids)} selected could be read; see the skipped list in the logs.")
-    references = {i: split.samples[i].references for i in quality.predictions}
-    scores = score_captions(quality.predictions, references)
+        raise UserError(f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json).")
+    scores = task.score(data, quality.predictions)
     metrics.update(scores.corpus)
     metrics.update({
-        "n_images_evaluated": len(quality.predictions), "n_images_skipped": len(quality.skipped),
+        "n_samples_evaluated": len(quality.predictions), "n_samples_skipped": len(quality.skipped),
         "quality_pass_s": quality.wall_s,
-        "quality_pass_images_per_s": len(quality.predictions) / quality.wall_s,
+        "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
     })
-    if scores.spice_skipped_reason:
-        tracker.set_tags({"vlm_quant.spice_skipped": scores.spice_skipped_reason})
-    log_predictions(tracker, cfg, split, quality.predictions, scores.per_image)
-    if quality.skipped:
-        tracker.log_json(quality.skipped, "predictions/skipped_images.json")
+    tracker.set_tags(scores.tags)
+    log_predictions(tracker, task, scores.rows)
+    task.log_extras(tracker, data, scores)
 
-    # 5. Cost pass: fixed micro-set, fixed output length, synchronised timing.
-    micro_ids = [i for i in ids if i in quality.predictions][: cfg.cost_samples]
-    micro_images = [load_one(split, split.samples[i], cfg.max_image_side)[1] for i in micro_ids]
+    # 4. Cost pass: fixed micro-set, fixed output length, synchronised timing.
+    micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
     tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    micro = [task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
+             for i in micro_ids]
     timer = DeviceTimer(device)
-    args = (loaded.model, loaded.processor, micro_images, cfg.prompt, cost_settings, settings, dtype, timer)
+    args = (loaded.model, loaded.processor, micro, cost_settings, settings, dtype, timer)
     metrics.update(measure_latency(*args))
     for batch_size in cost_settings.batch_sizes:
         metrics.update(measure_throughput(*args, batch_size=batch_size))
@@ -190,7 +193,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         "peak_rss_mib": reading.process_peak_rss_mib,
     })
 
-    # 6. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
+    # 5. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
         metrics["size_on_disk_mib"] = saved.weights_mib
@@ -202,21 +205,11 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
                       len(quality.predictions), len(quality.skipped))
 
 
-def log_predictions(
-    tracker: Any, cfg: ExperimentConfig, split: Any, predictions: dict[int, str],
-    per_image: dict[int, dict[str, float]],
-) -> None:
-    """Predictions as JSONL (one row per image, with per-image scores) and as an MLflow table."""
-    rows = []
-    for image_id, text in predictions.items():
-        sample = split.samples[image_id]
-        row = {"sample_id": sample.sample_id, "image_id": image_id, "image_file": sample.image_file,
-               "prompt": cfg.prompt, "prediction": text, "references": list(sample.references)}
-        row.update(per_image.get(image_id, {}))
-        rows.append(row)
+def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:
+    """Predictions as JSONL (one row per sample, with per-sample scores) and as an MLflow table."""
     tracker.log_text("".join(json.dumps(r) + "\n" for r in rows), run_schema.ARTIFACT_PREDICTIONS_JSONL)
-    columns = ("image_id", "prompt", "prediction", "references", "cider")
-    tracker.log_table(
-        {c: [r.get(c) if c != "references" else " | ".join(r["references"]) for r in rows] for c in columns},
-        run_schema.ARTIFACT_PREDICTIONS_TABLE,
-    )
+    def cell(value: Any) -> Any:
+        return " | ".join(map(str, value)) if isinstance(value, list) else value
+
+    tracker.log_table({c: [cell(r.get(c)) for r in rows] for c in task.table_columns},
+                      run_schema.ARTIFACT_PREDICTIONS_TABLE)

@@ -33,8 +33,8 @@ class CaptionSample:
     references: tuple[str, ...]
 
     @property
-    def sample_id(self) -> str:
-        return str(self.image_id)
+    def sample_id(self) -> int:
+        return self.image_id
 
 
 @dataclass(frozen=True)

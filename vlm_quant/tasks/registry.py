@@ -1,0 +1,14 @@
+"""The one registry of tasks: config value -> task object."""
+
+from __future__ import annotations
+
+from vlm_quant.errors import UserError
+from vlm_quant.tasks.base import Task
+from vlm_quant.tasks.captioning import CaptioningTask
+
+
+def make_task(name: str) -> Task:
+    tasks = {"captioning": CaptioningTask}
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(tasks)}.")
+    return tasks[name]()
