@@ -104,6 +104,11 @@ class ExperimentConfig:
     cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
     cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
     cost_new_tokens: int = _param(-1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU).")
+    # --- energy and carbon ------------------------------------------------------------------
+    power_hz: float = _param(10.0, "GPU power/temperature/clock sampling rate during the whole run (Hz).")
+    idle_seconds: float = _param(3.0, "Seconds of idle GPU power measured before the model loads (GPU only).")
+    country_iso_code: str = _param("USA", "ISO-3 country code for the grid's carbon intensity (codecarbon's data).")
+    pue: float = _param(1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE).")
     # --- outputs ----------------------------------------------------------------------------
     log_model: bool = _param(True, "Log the checkpoint as saved at its precision as the run's model artifact.")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from vlm_quant.generate import GenerationSettings, Request, generate
+from vlm_quant.measure.energy import EnergyMeter, derive_energy_metrics
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer, run_until
 
@@ -102,8 +103,13 @@ def measure_latency(
 def measure_throughput(
     model: Any, processor: Any, requests: Sequence[Request], settings: CostSettings,
     base: GenerationSettings, dtype: torch.dtype, timer: DeviceTimer, batch_size: int,
+    meter: EnergyMeter | None = None,
 ) -> dict[str, float]:
-    """Images/s and generated tokens/s at one batch size, with the fixed output length."""
+    """Images/s and generated tokens/s at one batch size, with the fixed output length.
+
+    With an energy meter the timed iterations (not the warm-up) are one NVML energy window, giving
+    J/image, J/token and images/kWh at this batch size (absent when the GPU has no energy counter).
+    """
     full = GenerationSettings(settings.new_tokens, settings.new_tokens, base.image_splitting)
     batches = _cycled_batches(requests, batch_size)
     spans: list[float] = []
@@ -114,12 +120,21 @@ def measure_throughput(
             generate(model, processor, batch, full, dtype=dtype)
         spans.append(span.elapsed_s)
 
-    run_until(one_batch, min_iterations=max(1, settings.iterations // 2), min_seconds=settings.seconds,
-              warmup=min(settings.warmup, 1))
-    timed = spans[min(settings.warmup, 1):]
-    seconds = sum(timed)
-    images_per_s = batch_size * len(timed) / seconds
-    return {
+    for _ in range(min(settings.warmup, 1)):
+        one_batch()
+    spans.clear()
+    window_name = f"throughput_bs{batch_size}"
+    if meter is not None:
+        meter.begin_window(window_name)
+    run_until(one_batch, min_iterations=max(1, settings.iterations // 2), min_seconds=settings.seconds, warmup=0)
+    n_images = batch_size * len(spans)
+    images_per_s = n_images / sum(spans)
+    metrics = {
         f"throughput_images_per_s_bs{batch_size}": images_per_s,
         f"throughput_tokens_per_s_bs{batch_size}": images_per_s * settings.new_tokens,
     }
+    if meter is not None:
+        window = meter.end_window(window_name)
+        energy = derive_energy_metrics(window, n_images, n_images * settings.new_tokens)
+        metrics.update({f"{key}_bs{batch_size}": value for key, value in energy.items()})
+    return metrics

@@ -23,8 +23,10 @@ from vlm_quant.cost_pass import measure_latency, measure_throughput, resolve_cos
 from vlm_quant.environment import environment_record
 from vlm_quant.errors import UserError
 from vlm_quant.generate import GenerationSettings
+from vlm_quant.instruments import RunInstruments
+from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh, estimate_co2e
+from vlm_quant.measure.energy import derive_energy_metrics
 from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
-from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.tasks.base import Task, TaskData
@@ -84,6 +86,7 @@ def image_splitting(cfg: ExperimentConfig, device: torch.device) -> bool | None:
 
 def run_params(cfg: ExperimentConfig, plan: PrecisionPlan, data: TaskData, extra: dict[str, Any]) -> dict[str, Any]:
     params = cfg.to_dict()
+    params["requested_revision"] = params.pop("revision")  # `revision` is logged once resolved, after loading
     params.update(plan.to_params())
     params.update(data.params)
     params.update({"ids_hash": ids_hash(data.ids), "n_samples": len(data.ids), "dataset": data.dataset,
@@ -116,6 +119,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
 
         check_plan_runnable(plan, device)
     dtype, dtype_note = compute_dtype(plan, device)
+    carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
     data = task.prepare(cfg)
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device))
@@ -125,9 +129,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
 
 def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True) -> RunSummary:
     """Evaluate one precision configuration and log everything into ``tracker``'s run."""
-    cfg, plan, device, dtype, task, data = (
-        prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.task, prepared.data
-    )
+    cfg, plan, device, dtype, data = prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.data
     settings, cost_settings = prepared.settings, prepared.cost_settings
 
     # 1. Record what is about to run, before anything expensive happens.
@@ -144,56 +146,17 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
     tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
 
-    # 2. Load the model at the planned precision.
-    memory = MemoryTracker(device)
-    loaded = load_vlm(
-        cfg.model, weights=cfg.weights, revision=cfg.revision or None, dtype=dtype, device=device.type,
-        trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
-    )
-    tracker.log_params({"revision": loaded.revision or "unknown", "model_family": loaded.family.name})
-    metrics: dict[str, float | None] = {"load_time_s": loaded.load_time_s,
-                                        "weights_footprint_mib": weights_footprint_mib(loaded.model)}
+    # 2. Load, quality pass, cost pass, all under the power sampler, energy meter and codecarbon.
+    instruments = RunInstruments(device, power_hz=cfg.power_hz, idle_seconds=cfg.idle_seconds,
+                                 country_iso_code=cfg.country_iso_code, pue=cfg.pue)
+    with instruments:
+        loaded, quality, scores, metrics = load_and_evaluate(prepared, tracker, instruments, progress)
+        metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
+    metrics.update(instruments.log_to(tracker))
+    tracker.set_tags(instruments.tags)
+    tracker.log_params(instruments.params)
 
-    # 3. Quality pass: every selected sample, EOS allowed; then the task's scores.
-    quality = run_quality_pass(
-        loaded.model, loaded.processor, task, data, batch_size=cfg.batch_size,
-        max_image_side=cfg.max_image_side, settings=settings, dtype=dtype, progress=progress,
-    )
-    if quality.skipped:
-        tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
-    if not quality.predictions:
-        raise UserError(f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json).")
-    scores = task.score(data, quality.predictions)
-    metrics.update(scores.corpus)
-    metrics.update({
-        "n_samples_evaluated": len(quality.predictions), "n_samples_skipped": len(quality.skipped),
-        "quality_pass_s": quality.wall_s,
-        "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
-    })
-    tracker.set_tags(scores.tags)
-    log_predictions(tracker, task, scores.rows)
-    task.log_extras(tracker, data, scores)
-
-    # 4. Cost pass: fixed micro-set, fixed output length, synchronised timing.
-    micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
-    tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
-    micro = [task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
-             for i in micro_ids]
-    timer = DeviceTimer(device)
-    args = (loaded.model, loaded.processor, micro, cost_settings, settings, dtype, timer)
-    metrics.update(measure_latency(*args))
-    for batch_size in cost_settings.batch_sizes:
-        metrics.update(measure_throughput(*args, batch_size=batch_size))
-    metrics["throughput_images_per_s"] = metrics[f"throughput_images_per_s_bs{cfg.batch_size}"]
-    metrics["throughput_tokens_per_s"] = metrics[f"throughput_tokens_per_s_bs{cfg.batch_size}"]
-    reading = memory.read()
-    metrics.update({
-        "peak_vram_allocated_mib": reading.torch_peak_allocated_mib,
-        "peak_vram_reserved_mib": reading.torch_peak_reserved_mib,
-        "peak_rss_mib": reading.process_peak_rss_mib,
-    })
-
-    # 5. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
+    # 3. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
         metrics["size_on_disk_mib"] = saved.weights_mib
@@ -203,6 +166,74 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     tracker.log_metrics(metrics)
     return RunSummary(tracker.run_id, {k: v for k, v in metrics.items() if v is not None},
                       len(quality.predictions), len(quality.skipped))
+
+
+def load_and_evaluate(
+    prepared: PreparedRun, tracker: Any, instruments: RunInstruments, progress: bool
+) -> tuple[Any, Any, Any, dict[str, float | None]]:
+    """Load the model at the planned precision, run the quality pass and score it."""
+    cfg, task, data, device, dtype = prepared.cfg, prepared.task, prepared.data, prepared.device, prepared.dtype
+    memory = MemoryTracker(device)
+    loaded = load_vlm(
+        cfg.model, weights=cfg.weights, revision=cfg.revision or None, dtype=dtype, device=device.type,
+        trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
+    )
+    tracker.log_params({"revision": loaded.revision or cfg.revision or "unknown (local files)",
+                        "model_family": loaded.family.name})
+    metrics: dict[str, float | None] = {"load_time_s": loaded.load_time_s,
+                                        "weights_footprint_mib": weights_footprint_mib(loaded.model)}
+
+    instruments.meter.begin_window("quality_pass")
+    quality = run_quality_pass(
+        loaded.model, loaded.processor, task, data, batch_size=cfg.batch_size,
+        max_image_side=cfg.max_image_side, settings=prepared.settings, dtype=dtype, progress=progress,
+    )
+    window = instruments.meter.end_window("quality_pass")
+    if quality.skipped:
+        tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
+    if not quality.predictions:
+        raise UserError(f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json).")
+    metrics.update({
+        "n_samples_evaluated": len(quality.predictions), "n_samples_skipped": len(quality.skipped),
+        "quality_pass_s": quality.wall_s,
+        "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
+    })
+    energy = derive_energy_metrics(window, len(quality.predictions), quality.generated_tokens)
+    metrics.update({f"quality_pass_{key}": value for key, value in energy.items()})
+    if "energy_kwh" in energy:
+        carbon = estimate_co2e(energy["energy_kwh"], country_iso_code=cfg.country_iso_code, pue=cfg.pue)
+        metrics.update(carbon.as_metrics())
+    metrics.update(memory.read().as_metrics())
+
+    scores = task.score(data, quality.predictions)
+    metrics.update(scores.corpus)
+    tracker.set_tags(scores.tags)
+    log_predictions(tracker, task, scores.rows)
+    task.log_extras(tracker, data, scores)
+    return loaded, quality, scores, metrics
+
+
+def cost_pass(
+    prepared: PreparedRun, loaded: Any, quality: Any, instruments: RunInstruments, tracker: Any
+) -> dict[str, float]:
+    """Latency at batch 1 and throughput/energy per batch size on the fixed micro-set."""
+    cfg, task, data, settings = prepared.cfg, prepared.task, prepared.data, prepared.cost_settings
+    memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
+    micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
+    tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    micro = [task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
+             for i in micro_ids]
+    args = (loaded.model, loaded.processor, micro, settings, prepared.settings, prepared.dtype, instruments.timer)
+    metrics = measure_latency(*args)
+    for batch_size in settings.batch_sizes:
+        metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
+    at_eval = cfg.batch_size
+    for key in ("throughput_images_per_s", "throughput_tokens_per_s", "energy_j_per_image", "energy_j_per_token",
+                "images_per_kwh"):
+        if f"{key}_bs{at_eval}" in metrics:
+            metrics[key] = metrics[f"{key}_bs{at_eval}"]
+    metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
+    return metrics
 
 
 def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:
