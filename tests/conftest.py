@@ -14,7 +14,9 @@ COCO_MINI = REPO.parent / "shared" / "coco_val2017_mini"
 def coco_dir() -> Path:
     """The real 159-image COCO val2017 slice beside the checkout (../shared/coco_val2017_mini)."""
     if not (COCO_MINI / "annotations" / "captions_val2017.json").is_file():
-        pytest.skip(f"real COCO slice not found at {COCO_MINI} (../shared/coco_val2017_mini beside the checkout)")
+        pytest.skip(
+            f"real COCO slice not found at {COCO_MINI} (../shared/coco_val2017_mini beside the checkout)"
+        )
     return COCO_MINI
 
 
@@ -24,7 +26,10 @@ def tiny_vlm_dirs(tmp_path_factory) -> dict[str, Path]:
     from tiny_vlms import build_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny-vlms")
-    return {family: build_tiny_vlm(family, root / family) for family in ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")}
+    return {
+        family: build_tiny_vlm(family, root / family)
+        for family in ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")
+    }
 
 
 @pytest.fixture()

@@ -28,7 +28,11 @@ def config_options(command: Any) -> Any:
         default_text = f"default: {f.default!r}" + (f"; one of {', '.join(choices)}" if choices else "")
         command = click.option(
             # Parsed as text and coerced by ExperimentConfig, so that "" (MLproject's unset) is accepted.
-            f"--{f.name.replace('_', '-')}", f.name, type=click.STRING, default=None,
+            # `mlflow run -P n_samples=8` appends `--n_samples 8`: accept both spellings.
+            *dict.fromkeys([f"--{f.name.replace('_', '-')}", f"--{f.name}"]),
+            f.name,
+            type=click.STRING,
+            default=None,
             metavar=TYPE_NAMES[f.type],
             help=f"{f.metadata['help']} [{default_text}]",
         )(command)
@@ -52,9 +56,17 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", default=None, help="Experiment YAML (see configs/); options given here override it.")
-@click.option("--tracking-uri", default=None,
-              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    help="Experiment YAML (see configs/); options given here override it.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @config_options
 def evaluate(config_path: str | None, tracking_uri: str | None, no_progress: bool, **options: Any) -> None:
@@ -70,8 +82,17 @@ def evaluate(config_path: str | None, tracking_uri: str | None, no_progress: boo
             summary = run_experiment(prepared, tracker, progress=not no_progress)
     except UserError as exc:
         fail(str(exc))
-    click.echo(json.dumps({"run_id": summary.run_id, "n_predictions": summary.n_predictions,
-                           "n_skipped": summary.n_skipped, "metrics": summary.metrics}, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "run_id": summary.run_id,
+                "n_predictions": summary.n_predictions,
+                "n_skipped": summary.n_skipped,
+                "metrics": summary.metrics,
+            },
+            indent=2,
+        )
+    )
 
 
 @main.group()
@@ -80,8 +101,12 @@ def score() -> None:
 
 
 @score.command("captions")
-@click.option("--predictions", required=True, type=click.Path(), help="COCO results file: [{image_id, caption}].")
-@click.option("--annotations", required=True, type=click.Path(), help="COCO captions file (captions_val2017.json).")
+@click.option(
+    "--predictions", required=True, type=click.Path(), help="COCO results file: [{image_id, caption}]."
+)
+@click.option(
+    "--annotations", required=True, type=click.Path(), help="COCO captions file (captions_val2017.json)."
+)
 def score_captions_command(predictions: str, annotations: str) -> None:
     """CIDEr, BLEU-1..4, METEOR, ROUGE-L (and SPICE when its jars are present) of the images in P."""
     from vlm_quant.tasks.caption_metrics import score_caption_files

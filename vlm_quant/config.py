@@ -27,7 +27,7 @@ WEIGHTS_CHOICES = ("pretrained", "random")
 TASK_CHOICES = ("captioning", "vqa")
 DATASET_CHOICES = ("", "coco", "vqav2", "textvqa", "vizwiz")
 SOURCE_CHOICES = ("local", "hf")
-ENGINE_CHOICES = ("eager",)
+ENGINE_CHOICES = ("eager", "compiled")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SPLITTING_CHOICES = ("auto", "on", "off")
 
@@ -44,7 +44,9 @@ class ExperimentConfig:
     experiment: str = _param("vlm-quant", "MLflow experiment name (created when missing).")
     run_name: str = _param("", "MLflow run name; empty: '<model short name>-<quant>'.")
     # --- model ------------------------------------------------------------------------------
-    model: str = _param(DEFAULT_MODEL, "Hugging Face model id or local directory of an image-text-to-text model.")
+    model: str = _param(
+        DEFAULT_MODEL, "Hugging Face model id or local directory of an image-text-to-text model."
+    )
     revision: str = _param("", "Hub revision (branch, tag or commit); empty: the default branch.")
     weights: str = _param(
         "pretrained",
@@ -54,48 +56,75 @@ class ExperimentConfig:
     )
     trust_remote_code: bool = _param(False, "Allow a checkpoint's own Python code to run (off by default).")
     # --- precision --------------------------------------------------------------------------
-    quant: str = _param("fp16", "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao).")
+    quant: str = _param(
+        "fp16", "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao)."
+    )
     precision: str = _param(
         "", "Per-role override composed on top of the preset, e.g. 'vision=int8,language=nf4,projector=fp16'."
     )
     int8_threshold: float = _param(
         6.0, "LLM.int8() outlier threshold: activations above it stay in fp16 (bitsandbytes default 6.0)."
     )
-    double_quant: bool = _param(True, "NF4: also quantize the quantization constants (bitsandbytes double quant).")
+    double_quant: bool = _param(
+        True, "NF4: also quantize the quantization constants (bitsandbytes double quant)."
+    )
     # --- task and data ----------------------------------------------------------------------
     task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)
     dataset: str = _param(
-        "", "Dataset: coco (captioning); vqav2, textvqa or vizwiz (vqa). Empty: coco / vqav2.", DATASET_CHOICES
+        "",
+        "Dataset: coco (captioning); vqav2, textvqa or vizwiz (vqa). Empty: coco / vqav2.",
+        DATASET_CHOICES,
     )
     source: str = _param(
-        "local", "Where samples come from: 'local' (official COCO layout in data_dir) or 'hf' (datasets).",
+        "local",
+        "Where samples come from: 'local' (official COCO layout in data_dir) or 'hf' (datasets).",
         SOURCE_CHOICES,
     )
     data_dir: str = _param(
-        "", "Local dataset folder: COCO (val2017/ + annotations/captions_val2017.json) or a VQA-format folder."
+        "",
+        "Local dataset folder: COCO (val2017/ + annotations/captions_val2017.json) or a VQA-format folder.",
     )
-    questions_file: str = _param("", "VQA: questions JSON (official format); empty: the dataset's default name in data_dir.")
-    annotations_file: str = _param("", "VQA: annotations JSON (official format); empty: the default name in data_dir.")
+    questions_file: str = _param(
+        "", "VQA: questions JSON (official format); empty: the dataset's default name in data_dir."
+    )
+    annotations_file: str = _param(
+        "", "VQA: annotations JSON (official format); empty: the default name in data_dir."
+    )
     image_dir: str = _param("", "VQA: folder of the images; empty: the dataset's default folder in data_dir.")
-    shots: int = _param(0, "VQA few-shot: solved examples (image, question, answer) from a disjoint seeded pool.")
+    shots: int = _param(
+        0, "VQA few-shot: solved examples (image, question, answer) from a disjoint seeded pool."
+    )
     spotcheck_n: int = _param(25, "VQA: size of the seeded random human spot-check sheet (0: none).")
     hf_dataset: str = _param(
         "lmms-lab/COCO-Caption2017", "Hugging Face dataset id used when source=hf (COCO 2017 val captions)."
     )
-    split: str = _param("val2017", "Dataset split name (logged; the local layout reads annotations/captions_<split>.json).")
-    n_samples: int = _param(500, "Number of images, a seeded random sample of the split (0: the whole split).")
+    split: str = _param(
+        "val2017", "Dataset split name (logged; the local layout reads annotations/captions_<split>.json)."
+    )
+    n_samples: int = _param(
+        500, "Number of images, a seeded random sample of the split (0: the whole split)."
+    )
     seed: int = _param(0, "Seed of the sample selection and of random weights.")
     prompt: str = _param(
-        "", "Prompt sent with each image (VQA: appended after the question). Empty: the task's default, logged."
+        "",
+        "Prompt sent with each image (VQA: appended after the question). Empty: the task's default, logged.",
     )
-    max_image_side: int = _param(1024, "Images are downscaled so their longest side is at most this many pixels.")
+    max_image_side: int = _param(
+        1024, "Images are downscaled so their longest side is at most this many pixels."
+    )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
     max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens.")
-    engine: str = _param("eager", "Generation engine (all configurations of a study must use the same).", ENGINE_CHOICES)
+    engine: str = _param(
+        "eager",
+        "'eager' (HF generate, dynamic cache) or 'compiled' (static KV cache + torch.compile/CUDA graphs on GPU, "
+        "falling back to eager with a logged reason). All configurations of a study must use the same.",
+        ENGINE_CHOICES,
+    )
     device: str = _param("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", DEVICE_CHOICES)
     image_splitting: str = _param(
-        "auto", "SmolVLM/Idefics3 image tiling: 'on', 'off', or 'auto' (processor default on GPU, off on CPU).",
+        "auto",
+        "SmolVLM/Idefics3 image tiling: 'on', 'off', or 'auto' (processor default on GPU, off on CPU).",
         SPLITTING_CHOICES,
     )
     # --- cost pass --------------------------------------------------------------------------
@@ -103,31 +132,45 @@ class ExperimentConfig:
     cost_warmup: int = _param(-1, "Warm-up iterations before timing (-1: 3 on GPU, 1 on CPU).")
     cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
     cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
-    cost_new_tokens: int = _param(-1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU).")
+    cost_new_tokens: int = _param(
+        -1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU)."
+    )
     # --- energy and carbon ------------------------------------------------------------------
     power_hz: float = _param(10.0, "GPU power/temperature/clock sampling rate during the whole run (Hz).")
     idle_seconds: float = _param(3.0, "Seconds of idle GPU power measured before the model loads (GPU only).")
-    country_iso_code: str = _param("USA", "ISO-3 country code for the grid's carbon intensity (codecarbon's data).")
-    pue: float = _param(1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE).")
+    country_iso_code: str = _param(
+        "USA", "ISO-3 country code for the grid's carbon intensity (codecarbon's data)."
+    )
+    pue: float = _param(
+        1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE)."
+    )
     # --- outputs ----------------------------------------------------------------------------
-    log_model: bool = _param(True, "Log the checkpoint as saved at its precision as the run's model artifact.")
+    log_model: bool = _param(
+        True, "Log the checkpoint as saved at its precision as the run's model artifact."
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise UserError(f"{f.name}={getattr(self, f.name)!r} is not valid; choose one of {', '.join(choices)}.")
+                raise UserError(
+                    f"{f.name}={getattr(self, f.name)!r} is not valid; choose one of {', '.join(choices)}."
+                )
         positive = ("n_samples", "batch_size", "max_new_tokens", "max_image_side", "cost_samples")
         for name in positive:
             minimum = 0 if name == "n_samples" else 1
             if getattr(self, name) < minimum:
                 raise UserError(f"{name}={getattr(self, name)} must be >= {minimum}.")
         if self.source == "local" and not self.data_dir and not (self.questions_file and self.image_dir):
-            raise UserError("data_dir is required with source=local: the folder holding the images and annotations.")
+            raise UserError(
+                "data_dir is required with source=local: the folder holding the images and annotations."
+            )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
         if self.task == "captioning" and self.dataset not in ("", "coco"):
-            raise UserError(f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco).")
+            raise UserError(
+                f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco)."
+            )
         if self.task == "vqa" and self.dataset == "coco":
             raise UserError("dataset=coco is for captioning; VQA datasets: vqav2, textvqa, vizwiz.")
 
@@ -160,7 +203,9 @@ class ExperimentConfig:
 
     def config_hash(self) -> str:
         """Short hash of every field that can change a result (not the experiment, run name or log_model)."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in ("experiment", "run_name", "log_model")}
+        relevant = {
+            k: v for k, v in self.to_dict().items() if k not in ("experiment", "run_name", "log_model")
+        }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -174,7 +219,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
+        raise UserError(
+            f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}."
+        )
     if isinstance(data.get("precision"), dict):
         data["precision"] = ",".join(f"{role}={value}" for role, value in data["precision"].items())
     return data

@@ -12,12 +12,14 @@ seconds have passed (optimum-benchmark's rule), with the device synchronised aro
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from vlm_quant.generate import GenerationSettings, Request, generate
 from vlm_quant.measure.energy import EnergyMeter, derive_energy_metrics
 from vlm_quant.measure.stats import summarize
@@ -36,8 +38,11 @@ class CostSettings:
 
     def to_params(self) -> dict[str, Any]:
         return {
-            "cost_warmup": self.warmup, "cost_iterations": self.iterations, "cost_seconds": self.seconds,
-            "cost_new_tokens": self.new_tokens, "cost_batch_sizes": ",".join(map(str, self.batch_sizes)),
+            "cost_warmup": self.warmup,
+            "cost_iterations": self.iterations,
+            "cost_seconds": self.seconds,
+            "cost_new_tokens": self.new_tokens,
+            "cost_batch_sizes": ",".join(map(str, self.batch_sizes)),
         }
 
 
@@ -48,6 +53,7 @@ def resolve_cost_settings(cfg: Any, on_gpu: bool) -> CostSettings:
     few minutes on 2 cores: fewer iterations, no minimum time, 8 new tokens, batch sizes 1 and the
     evaluation batch size. On a GPU: 3 warm-ups, at least 20 iterations and 5 s, max_new_tokens.
     """
+
     def pick(value: float, gpu_default: float, cpu_default: float) -> float:
         return value if value >= 0 else (gpu_default if on_gpu else cpu_default)
 
@@ -70,12 +76,17 @@ def _cycled_batches(requests: Sequence[Request], batch_size: int):
 
 
 def measure_latency(
-    model: Any, processor: Any, requests: Sequence[Request], settings: CostSettings,
-    base: GenerationSettings, dtype: torch.dtype, timer: DeviceTimer,
+    model: Any,
+    processor: Any,
+    requests: Sequence[Request],
+    settings: CostSettings,
+    base: GenerationSettings,
+    dtype: torch.dtype,
+    timer: DeviceTimer,
 ) -> dict[str, float]:
     """Batch-1 TTFT, decode ms/token and end-to-end latency per image-prompt (mean/p50/p90/CI95, ms)."""
-    first_token = GenerationSettings(1, 1, base.image_splitting)
-    full = GenerationSettings(settings.new_tokens, settings.new_tokens, base.image_splitting)
+    first_token = dataclasses.replace(base, max_new_tokens=1, min_new_tokens=1)
+    full = dataclasses.replace(base, max_new_tokens=settings.new_tokens, min_new_tokens=settings.new_tokens)
     batches = _cycled_batches(requests, 1)
     ttft_s: list[float] = []
     e2e_s: list[float] = []
@@ -89,8 +100,12 @@ def measure_latency(
         ttft_s.append(prefill.elapsed_s)
         e2e_s.append(whole.elapsed_s)
 
-    run_until(one_iteration, min_iterations=settings.iterations, min_seconds=settings.seconds,
-              warmup=settings.warmup)
+    run_until(
+        one_iteration,
+        min_iterations=settings.iterations,
+        min_seconds=settings.seconds,
+        warmup=settings.warmup,
+    )
     del ttft_s[: settings.warmup], e2e_s[: settings.warmup]  # warm-up iterations are not results
     decode_s_per_token = [max(0.0, e - t) / (settings.new_tokens - 1) for t, e in zip(ttft_s, e2e_s)]
     metrics: dict[str, float] = {}
@@ -101,8 +116,14 @@ def measure_latency(
 
 
 def measure_throughput(
-    model: Any, processor: Any, requests: Sequence[Request], settings: CostSettings,
-    base: GenerationSettings, dtype: torch.dtype, timer: DeviceTimer, batch_size: int,
+    model: Any,
+    processor: Any,
+    requests: Sequence[Request],
+    settings: CostSettings,
+    base: GenerationSettings,
+    dtype: torch.dtype,
+    timer: DeviceTimer,
+    batch_size: int,
     meter: EnergyMeter | None = None,
 ) -> dict[str, float]:
     """Images/s and generated tokens/s at one batch size, with the fixed output length.
@@ -110,7 +131,7 @@ def measure_throughput(
     With an energy meter the timed iterations (not the warm-up) are one NVML energy window, giving
     J/image, J/token and images/kWh at this batch size (absent when the GPU has no energy counter).
     """
-    full = GenerationSettings(settings.new_tokens, settings.new_tokens, base.image_splitting)
+    full = dataclasses.replace(base, max_new_tokens=settings.new_tokens, min_new_tokens=settings.new_tokens)
     batches = _cycled_batches(requests, batch_size)
     spans: list[float] = []
 
@@ -126,7 +147,9 @@ def measure_throughput(
     window_name = f"throughput_bs{batch_size}"
     if meter is not None:
         meter.begin_window(window_name)
-    run_until(one_batch, min_iterations=max(1, settings.iterations // 2), min_seconds=settings.seconds, warmup=0)
+    run_until(
+        one_batch, min_iterations=max(1, settings.iterations // 2), min_seconds=settings.seconds, warmup=0
+    )
     n_images = batch_size * len(spans)
     images_per_s = n_images / sum(spans)
     metrics = {

@@ -15,9 +15,23 @@ from typing import Any
 import torch
 
 KEY_PACKAGES = (
-    "vlm-quant", "torch", "transformers", "accelerate", "tokenizers", "safetensors", "huggingface-hub",
-    "bitsandbytes", "torchao", "mlflow", "mlflow-skinny", "pycocoevalcap", "datasets", "codecarbon",
-    "nvidia-ml-py", "pillow", "numpy",
+    "vlm-quant",
+    "torch",
+    "transformers",
+    "accelerate",
+    "tokenizers",
+    "safetensors",
+    "huggingface-hub",
+    "bitsandbytes",
+    "torchao",
+    "mlflow",
+    "mlflow-skinny",
+    "pycocoevalcap",
+    "datasets",
+    "codecarbon",
+    "nvidia-ml-py",
+    "pillow",
+    "numpy",
 )
 
 
@@ -56,10 +70,14 @@ def gpu_records() -> list[dict[str, Any]]:
     records = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        records.append({
-            "index": index, "name": props.name, "memory_mib": round(props.total_memory / 2**20),
-            "compute_capability": f"{props.major}.{props.minor}",
-        })
+        records.append(
+            {
+                "index": index,
+                "name": props.name,
+                "memory_mib": round(props.total_memory / 2**20),
+                "compute_capability": f"{props.major}.{props.minor}",
+            }
+        )
     return records
 
 

@@ -21,6 +21,7 @@ class GenerationSettings:
     max_new_tokens: int
     min_new_tokens: int = 0
     image_splitting: bool | None = None  # Idefics3/SmolVLM tiling; None: the processor's default
+    engine: str = "eager"  # "eager" or "compiled" (static KV cache + torch.compile of the decode step)
 
     def processor_kwargs(self) -> dict[str, Any]:
         return {} if self.image_splitting is None else {"do_image_splitting": self.image_splitting}
@@ -44,17 +45,24 @@ class Request:
 
 def single_image_request(image: Image.Image, text: str) -> Request:
     """One user turn: the image first, then the text (the order the VLM chat templates expect)."""
-    return Request([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}], [image])
+    return Request(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}], [image]
+    )
 
 
 def build_inputs(
-    processor: Any, requests: list[Request], *, device: torch.device, dtype: torch.dtype,
+    processor: Any,
+    requests: list[Request],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
     settings: GenerationSettings,
 ) -> dict[str, torch.Tensor]:
     """Tokenize a batch: chat template per row, left padding, pixel tensors cast to the model's dtype."""
     processor.tokenizer.padding_side = "left"
     texts = [
-        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests
+        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+        for r in requests
     ]
     inputs = processor(
         text=texts,
@@ -97,15 +105,35 @@ def count_new_tokens(new_ids: torch.Tensor, eos_ids: list[int]) -> list[int]:
     return counts
 
 
+def engine_kwargs(engine: str) -> dict[str, Any]:
+    """generate() arguments of an engine.
+
+    "compiled": a static KV cache, which makes transformers compile the decode step with
+    torch.compile (mode "reduce-overhead", i.e. CUDA graphs) on CUDA devices; on CPU the static cache
+    is used without compilation (transformers compiles automatically on accelerators only).
+    """
+    if engine == "eager":
+        return {}
+    from transformers import CompileConfig
+
+    return {"cache_implementation": "static", "compile_config": CompileConfig(fullgraph=False, dynamic=False)}
+
+
 @torch.inference_mode()
 def generate(
-    model: Any, processor: Any, requests: list[Request], settings: GenerationSettings, *, dtype: torch.dtype,
+    model: Any,
+    processor: Any,
+    requests: list[Request],
+    settings: GenerationSettings,
+    *,
+    dtype: torch.dtype,
 ) -> Generated:
     """Greedy answers for a batch of requests (one image + prompt each, or interleaved few-shot turns)."""
     device = next(model.parameters()).device
     inputs = build_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
     eos = stop_token_ids(model)
     output = model.generate(
+        **engine_kwargs(settings.engine),
         **inputs,
         do_sample=False,
         num_beams=1,

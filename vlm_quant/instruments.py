@@ -27,15 +27,19 @@ log = logging.getLogger(__name__)
 class RunInstruments:
     """GPU power over time (>= ``power_hz`` Hz), energy windows, idle power and codecarbon for one run."""
 
-    def __init__(self, device: torch.device, *, power_hz: float, idle_seconds: float, country_iso_code: str,
-                 pue: float):
+    def __init__(
+        self, device: torch.device, *, power_hz: float, idle_seconds: float, country_iso_code: str, pue: float
+    ):
         self.device = device
         self.timer = DeviceTimer(device)
         self.gpu = open_gpu(device.index or 0) if device.type == "cuda" else open_gpu(None)
         self.meter = EnergyMeter(self.gpu, synchronize=self.timer.synchronize)
         self.sampler = PowerSampler(self.gpu, hz=power_hz)
-        self.codecarbon = open_codecarbon_tracker(country_iso_code=country_iso_code, pue=pue,
-                                                  gpu_ids=[device.index or 0] if device.type == "cuda" else None)
+        self.codecarbon = open_codecarbon_tracker(
+            country_iso_code=country_iso_code,
+            pue=pue,
+            gpu_ids=[device.index or 0] if device.type == "cuda" else None,
+        )
         self.idle_seconds = idle_seconds
         self.params: dict[str, Any] = {}
         self.tags: dict[str, str] = {}
@@ -65,12 +69,17 @@ class RunInstruments:
         metrics: dict[str, float] = {}
         if self.samples:
             tracker.log_metric_history(
-                run_schema.METRIC_POWER_HISTORY, [s.power_w for s in self.samples], [int(s.t_ms) for s in self.samples]
+                run_schema.METRIC_POWER_HISTORY,
+                [s.power_w for s in self.samples],
+                [int(s.t_ms) for s in self.samples],
             )
             with tempfile.TemporaryDirectory(prefix="vlmq-power-") as tmp:
                 csv_path = write_power_csv(self.samples, Path(tmp) / Path(run_schema.ARTIFACT_POWER_CSV).name)
-                png_path = plot_power(self.samples, Path(tmp) / Path(run_schema.ARTIFACT_POWER_PNG).name,
-                                      title=f"GPU power, run {tracker.run_id}")
+                png_path = plot_power(
+                    self.samples,
+                    Path(tmp) / Path(run_schema.ARTIFACT_POWER_PNG).name,
+                    title=f"GPU power, run {tracker.run_id}",
+                )
                 tracker.log_file(csv_path, "power")
                 tracker.log_file(png_path, "power")
             peak = peak_memory_used_mib(self.samples)

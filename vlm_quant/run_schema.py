@@ -13,6 +13,8 @@ TAG_CONFIG_HASH = "vlm_quant.config_hash"  # hash of the resolved config (sweep 
 TAG_TASK = "vlm_quant.task"  # "captioning" | "vqa"
 TAG_FAILURE = "vlm_quant.failure"  # exception type and message when a run failed
 TAG_KIND = "vlm_quant.kind"  # "evaluate" | "sweep" | "compare"
+TAG_COMPARED_RUNS = "vlm_quant.compared_runs"  # compare runs: comma-separated ids of the runs compared
+TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the deltas are taken against
 
 # --- params that must agree between runs before they may be compared --------------------------
 COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split")

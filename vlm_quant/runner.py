@@ -7,6 +7,7 @@ leaves a half-written run behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from vlm_quant import run_schema
 from vlm_quant.checkpoint import save_checkpoint
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
+from vlm_quant.engine import resolve_engine
 from vlm_quant.environment import environment_record
 from vlm_quant.errors import UserError
 from vlm_quant.generate import GenerationSettings
@@ -84,13 +87,21 @@ def image_splitting(cfg: ExperimentConfig, device: torch.device) -> bool | None:
     return None if device.type == "cuda" else False
 
 
-def run_params(cfg: ExperimentConfig, plan: PrecisionPlan, data: TaskData, extra: dict[str, Any]) -> dict[str, Any]:
+def run_params(
+    cfg: ExperimentConfig, plan: PrecisionPlan, data: TaskData, extra: dict[str, Any]
+) -> dict[str, Any]:
     params = cfg.to_dict()
     params["requested_revision"] = params.pop("revision")  # `revision` is logged once resolved, after loading
     params.update(plan.to_params())
     params.update(data.params)
-    params.update({"ids_hash": ids_hash(data.ids), "n_samples": len(data.ids), "dataset": data.dataset,
-                   "split": data.split})
+    params.update(
+        {
+            "ids_hash": ids_hash(data.ids),
+            "n_samples": len(data.ids),
+            "dataset": data.dataset,
+            "split": data.split,
+        }
+    )
     params.update(extra)
     return params
 
@@ -122,35 +133,65 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
     data = task.prepare(cfg)
-    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device))
+    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device), cfg.engine)
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
     return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)
 
 
 def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True) -> RunSummary:
     """Evaluate one precision configuration and log everything into ``tracker``'s run."""
-    cfg, plan, device, dtype, data = prepared.cfg, prepared.plan, prepared.device, prepared.dtype, prepared.data
+    cfg, plan, device, dtype, data = (
+        prepared.cfg,
+        prepared.plan,
+        prepared.device,
+        prepared.dtype,
+        prepared.data,
+    )
     settings, cost_settings = prepared.settings, prepared.cost_settings
 
     # 1. Record what is about to run, before anything expensive happens.
-    tracker.set_tags({
-        run_schema.TAG_WEIGHTS: cfg.weights, run_schema.TAG_TASK: cfg.task,
-        run_schema.TAG_CONFIG_HASH: cfg.config_hash(), run_schema.TAG_KIND: "evaluate",
-    })
-    tracker.log_params(run_params(cfg, plan, data, {
-        "device": device.type, "dtype": str(dtype).removeprefix("torch."), "dtype_note": prepared.dtype_note,
-        "image_splitting": {None: "processor default", True: "on", False: "off"}[settings.image_splitting],
-        "decoding": "greedy", **cost_settings.to_params(),
-    }))
+    tracker.set_tags(
+        {
+            run_schema.TAG_WEIGHTS: cfg.weights,
+            run_schema.TAG_TASK: cfg.task,
+            run_schema.TAG_CONFIG_HASH: cfg.config_hash(),
+            run_schema.TAG_KIND: "evaluate",
+        }
+    )
+    tracker.log_params(
+        run_params(
+            cfg,
+            plan,
+            data,
+            {
+                "device": device.type,
+                "dtype": str(dtype).removeprefix("torch."),
+                "dtype_note": prepared.dtype_note,
+                "image_splitting": {None: "processor default", True: "on", False: "off"}[
+                    settings.image_splitting
+                ],
+                "decoding": "greedy",
+                **cost_settings.to_params(),
+            },
+        )
+    )
     tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
     tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
     tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
 
     # 2. Load, quality pass, cost pass, all under the power sampler, energy meter and codecarbon.
-    instruments = RunInstruments(device, power_hz=cfg.power_hz, idle_seconds=cfg.idle_seconds,
-                                 country_iso_code=cfg.country_iso_code, pue=cfg.pue)
+    instruments = RunInstruments(
+        device,
+        power_hz=cfg.power_hz,
+        idle_seconds=cfg.idle_seconds,
+        country_iso_code=cfg.country_iso_code,
+        pue=cfg.pue,
+    )
     with instruments:
-        loaded, quality, scores, metrics = load_and_evaluate(prepared, tracker, instruments, progress)
+        loaded, metrics = load_model(prepared, tracker)
+        prepared = choose_engine(prepared, loaded, tracker)
+        quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
+        metrics.update(quality_metrics)
         metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
     metrics.update(instruments.log_to(tracker))
     tracker.set_tags(instruments.tags)
@@ -164,40 +205,85 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
             tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
 
     tracker.log_metrics(metrics)
-    return RunSummary(tracker.run_id, {k: v for k, v in metrics.items() if v is not None},
-                      len(quality.predictions), len(quality.skipped))
-
-
-def load_and_evaluate(
-    prepared: PreparedRun, tracker: Any, instruments: RunInstruments, progress: bool
-) -> tuple[Any, Any, Any, dict[str, float | None]]:
-    """Load the model at the planned precision, run the quality pass and score it."""
-    cfg, task, data, device, dtype = prepared.cfg, prepared.task, prepared.data, prepared.device, prepared.dtype
-    memory = MemoryTracker(device)
-    loaded = load_vlm(
-        cfg.model, weights=cfg.weights, revision=cfg.revision or None, dtype=dtype, device=device.type,
-        trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
+    return RunSummary(
+        tracker.run_id,
+        {k: v for k, v in metrics.items() if v is not None},
+        len(quality.predictions),
+        len(quality.skipped),
     )
-    tracker.log_params({"revision": loaded.revision or cfg.revision or "unknown (local files)",
-                        "model_family": loaded.family.name})
-    metrics: dict[str, float | None] = {"load_time_s": loaded.load_time_s,
-                                        "weights_footprint_mib": weights_footprint_mib(loaded.model)}
 
+
+def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
+    """Load the model at the planned precision; log its resolved revision and family."""
+    cfg, device = prepared.cfg, prepared.device
+    loaded = load_vlm(
+        cfg.model,
+        weights=cfg.weights,
+        revision=cfg.revision or None,
+        dtype=prepared.dtype,
+        device=device.type,
+        trust_remote_code=cfg.trust_remote_code,
+        seed=cfg.seed,
+    )
+    tracker.log_params(
+        {
+            "revision": loaded.revision or cfg.revision or "unknown (local files)",
+            "model_family": loaded.family.name,
+        }
+    )
+    return loaded, {
+        "load_time_s": loaded.load_time_s,
+        "weights_footprint_mib": weights_footprint_mib(loaded.model),
+    }
+
+
+def choose_engine(prepared: PreparedRun, loaded: Any, tracker: Any) -> PreparedRun:
+    """Probe the requested engine on the first sample; fall back to eager with the reason logged."""
+    data, cfg = prepared.data, prepared.cfg
+    probe_sample = data.samples[data.ids[0]]
+    _, image, _ = load_image(data, probe_sample, cfg.max_image_side)
+    if image is None:  # unreadable first image: the quality pass will report it; probe on a blank one
+        image = Image.new("RGB", (64, 64))
+    probe = prepared.task.request(data, probe_sample, image)
+    settings, note = resolve_engine(loaded.model, loaded.processor, probe, prepared.settings, prepared.dtype)
+    tracker.log_params({"engine_resolved": settings.engine, "engine_note": note})
+    return dataclasses.replace(prepared, settings=settings)
+
+
+def quality_pass(
+    prepared: PreparedRun, loaded: Any, tracker: Any, instruments: RunInstruments, progress: bool
+) -> tuple[Any, dict[str, float | None]]:
+    """Every selected sample (EOS allowed) under an energy window; then the task's scores."""
+    cfg, task, data, dtype = prepared.cfg, prepared.task, prepared.data, prepared.dtype
+    memory = MemoryTracker(prepared.device)
+    metrics: dict[str, float | None] = {}
     instruments.meter.begin_window("quality_pass")
     quality = run_quality_pass(
-        loaded.model, loaded.processor, task, data, batch_size=cfg.batch_size,
-        max_image_side=cfg.max_image_side, settings=prepared.settings, dtype=dtype, progress=progress,
+        loaded.model,
+        loaded.processor,
+        task,
+        data,
+        batch_size=cfg.batch_size,
+        max_image_side=cfg.max_image_side,
+        settings=prepared.settings,
+        dtype=dtype,
+        progress=progress,
     )
     window = instruments.meter.end_window("quality_pass")
     if quality.skipped:
         tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
     if not quality.predictions:
-        raise UserError(f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json).")
-    metrics.update({
-        "n_samples_evaluated": len(quality.predictions), "n_samples_skipped": len(quality.skipped),
-        "quality_pass_s": quality.wall_s,
-        "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
-    })
+        raise UserError(
+            f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json)."
+        )
+    metrics.update(
+        {
+            "n_samples_evaluated": len(quality.predictions),
+            "n_samples_skipped": len(quality.skipped),
+            "quality_pass_s": quality.wall_s,
+            "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
+        }
+    )
     energy = derive_energy_metrics(window, len(quality.predictions), quality.generated_tokens)
     metrics.update({f"quality_pass_{key}": value for key, value in energy.items()})
     if "energy_kwh" in energy:
@@ -210,7 +296,7 @@ def load_and_evaluate(
     tracker.set_tags(scores.tags)
     log_predictions(tracker, task, scores.rows)
     task.log_extras(tracker, data, scores)
-    return loaded, quality, scores, metrics
+    return quality, metrics
 
 
 def cost_pass(
@@ -221,15 +307,30 @@ def cost_pass(
     memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
     micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
     tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
-    micro = [task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
-             for i in micro_ids]
-    args = (loaded.model, loaded.processor, micro, settings, prepared.settings, prepared.dtype, instruments.timer)
+    micro = [
+        task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
+        for i in micro_ids
+    ]
+    args = (
+        loaded.model,
+        loaded.processor,
+        micro,
+        settings,
+        prepared.settings,
+        prepared.dtype,
+        instruments.timer,
+    )
     metrics = measure_latency(*args)
     for batch_size in settings.batch_sizes:
         metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
     at_eval = cfg.batch_size
-    for key in ("throughput_images_per_s", "throughput_tokens_per_s", "energy_j_per_image", "energy_j_per_token",
-                "images_per_kwh"):
+    for key in (
+        "throughput_images_per_s",
+        "throughput_tokens_per_s",
+        "energy_j_per_image",
+        "energy_j_per_token",
+        "images_per_kwh",
+    ):
         if f"{key}_bs{at_eval}" in metrics:
             metrics[key] = metrics[f"{key}_bs{at_eval}"]
     metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
@@ -239,8 +340,10 @@ def cost_pass(
 def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:
     """Predictions as JSONL (one row per sample, with per-sample scores) and as an MLflow table."""
     tracker.log_text("".join(json.dumps(r) + "\n" for r in rows), run_schema.ARTIFACT_PREDICTIONS_JSONL)
+
     def cell(value: Any) -> Any:
         return " | ".join(map(str, value)) if isinstance(value, list) else value
 
-    tracker.log_table({c: [cell(r.get(c)) for r in rows] for c in task.table_columns},
-                      run_schema.ARTIFACT_PREDICTIONS_TABLE)
+    tracker.log_table(
+        {c: [cell(r.get(c)) for r in rows] for c in task.table_columns}, run_schema.ARTIFACT_PREDICTIONS_TABLE
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         # A relative sqlite path: create its folder so the first run on a fresh clone works.
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return uri
 
 
@@ -51,6 +52,14 @@ def _param_text(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 14] + "...[truncated]"
 
 
+def _unquoted(text: str) -> str:
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        return text
+    return parts[0] if len(parts) == 1 else text
+
+
 class MlflowTracker:
     """Logs into one active MLflow run."""
 
@@ -63,7 +72,22 @@ class MlflowTracker:
         self.tracking_uri = tracking_uri
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self._mlflow.log_params({k: _param_text(v) for k, v in params.items()})
+        """Log params; keys already on the run (as `mlflow run -P` logs them) are kept, not rewritten.
+
+        MLflow params are immutable. Under `mlflow run` the launcher has logged the user's `-P`
+        values, shell-quoted where they hold spaces; a value equal after unquoting is skipped, a
+        different one (e.g. `log_model=false` resolved to `False`) goes to `resolved_<key>`.
+        """
+        existing = self._client.get_run(self.run_id).data.params
+        fresh: dict[str, str] = {}
+        for key, value in params.items():
+            text = _param_text(value)
+            if key not in existing:
+                fresh[key] = text
+            elif _unquoted(existing[key]) != text:
+                fresh[f"resolved_{key}"] = text
+        if fresh:
+            self._mlflow.log_params(fresh)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
@@ -136,7 +160,9 @@ class InMemoryTracker:
     def log_dir(self, local_dir: str | Path, artifact_dir: str) -> None:
         for path in sorted(Path(local_dir).rglob("*")):
             if path.is_file():
-                self.artifacts[f"{artifact_dir}/{path.relative_to(local_dir).as_posix()}"] = path.stat().st_size
+                self.artifacts[f"{artifact_dir}/{path.relative_to(local_dir).as_posix()}"] = (
+                    path.stat().st_size
+                )
 
     def log_table(self, columns: Mapping[str, Sequence[Any]], artifact_path: str) -> None:
         self.artifacts[artifact_path] = {k: list(v) for k, v in columns.items()}

@@ -22,8 +22,15 @@ class CaptioningTask:
     def prepare(self, cfg: Any) -> TaskData:
         split = read_split(cfg.source, data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset, split=cfg.split)
         ids = select_ids(list(split.samples), cfg.n_samples, cfg.seed)
-        return TaskData(split.dataset, split.split, split.samples, ids, split.open_image, split.data_dir,
-                        {"prompt": cfg.prompt or DEFAULT_CAPTION_PROMPT})
+        return TaskData(
+            split.dataset,
+            split.split,
+            split.samples,
+            ids,
+            split.open_image,
+            split.data_dir,
+            {"prompt": cfg.prompt or DEFAULT_CAPTION_PROMPT},
+        )
 
     def request(self, data: TaskData, sample: Any, image: Image.Image) -> Request:
         return single_image_request(image, data.params["prompt"])
@@ -34,8 +41,14 @@ class CaptioningTask:
         rows = []
         for image_id, text in predictions.items():
             sample = data.samples[image_id]
-            row = {"sample_id": sample.sample_id, "image_id": image_id, "image_file": sample.image_file,
-                   "prompt": data.params["prompt"], "prediction": text, "references": list(sample.references)}
+            row = {
+                "sample_id": sample.sample_id,
+                "image_id": image_id,
+                "image_file": sample.image_file,
+                "prompt": data.params["prompt"],
+                "prediction": text,
+                "references": list(sample.references),
+            }
             row.update(scores.per_image.get(image_id, {}))
             rows.append(row)
         tags = {"vlm_quant.spice_skipped": scores.spice_skipped_reason} if scores.spice_skipped_reason else {}

@@ -54,7 +54,9 @@ def select_ids(all_ids: Sequence[int], n_samples: int, seed: int) -> list[int]:
     if n_samples == 0:
         return pool
     if n_samples > len(pool):
-        raise UserError(f"n_samples={n_samples} is larger than the split ({len(pool)} images); use at most {len(pool)}.")
+        raise UserError(
+            f"n_samples={n_samples} is larger than the split ({len(pool)} images); use at most {len(pool)}."
+        )
     return random.Random(seed).sample(pool, n_samples)
 
 
@@ -81,7 +83,9 @@ def read_local_coco(data_dir: str | Path, split: str = "val2017") -> CaptionSpli
     """Read ``<data_dir>/annotations/captions_<split>.json`` and index images under ``<data_dir>/<split>/``."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise UserError(f"data_dir {root} does not exist: pass the folder that holds {split}/ and annotations/.")
+        raise UserError(
+            f"data_dir {root} does not exist: pass the folder that holds {split}/ and annotations/."
+        )
     annotation_file = root / "annotations" / f"captions_{split}.json"
     if not annotation_file.is_file():
         raise UserError(f"annotation file missing: {annotation_file} (official COCO layout expected).")
@@ -139,7 +143,9 @@ def _load_hf_rows(dataset_id: str, split: str) -> Any:
     try:
         import datasets
     except ImportError:
-        raise UserError("source=hf needs the `datasets` package: pip install 'vlm-quant[hf-datasets]'.") from None
+        raise UserError(
+            "source=hf needs the `datasets` package: pip install 'vlm-quant[hf-datasets]'."
+        ) from None
     hf_split = "val" if split.startswith("val") else split
     try:
         if Path(dataset_id).is_dir():

@@ -47,6 +47,7 @@ def prefetched_batches(
     """Batches of loaded images; batch k+1 is decoded in worker threads while batch k is consumed."""
     chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vlmq-images") as pool:
+
         def submit(chunk: Sequence[Any]) -> list[Future]:
             return [pool.submit(load, sample) for sample in chunk]
 
@@ -58,8 +59,16 @@ def prefetched_batches(
 
 
 def run_quality_pass(
-    model: Any, processor: Any, task: Task, data: TaskData, *, batch_size: int, max_image_side: int,
-    settings: GenerationSettings, dtype: torch.dtype, progress: bool = True,
+    model: Any,
+    processor: Any,
+    task: Task,
+    data: TaskData,
+    *,
+    batch_size: int,
+    max_image_side: int,
+    settings: GenerationSettings,
+    dtype: torch.dtype,
+    progress: bool = True,
 ) -> QualityPassResult:
     """Greedy predictions for every id of ``data``, in evaluation order."""
     result = QualityPassResult()
@@ -70,7 +79,8 @@ def run_quality_pass(
         good = [(sample, image) for sample, image, _ in batch if image is not None]
         result.skipped += [
             {"sample_id": sample.sample_id, "image_file": sample.image_file, "reason": error}
-            for sample, image, error in batch if image is None
+            for sample, image, error in batch
+            if image is None
         ]
         if good:
             requests = [task.request(data, sample, image) for sample, image in good]
