@@ -7,10 +7,12 @@ the default) applies. User errors print one line and exit with status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import click
@@ -68,8 +70,11 @@ def main() -> None:
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--parent-run-id", default=None, hidden=True, help="Sweep parent run (set by `sweep`).")
 @config_options
-def evaluate(config_path: str | None, tracking_uri: str | None, no_progress: bool, **options: Any) -> None:
+def evaluate(
+    config_path: str | None, tracking_uri: str | None, no_progress: bool, parent_run_id: str | None, **options: Any
+) -> None:
     """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
     from vlm_quant.runner import prepare_experiment, run_experiment
     from vlm_quant.tracking import open_run
@@ -77,8 +82,8 @@ def evaluate(config_path: str | None, tracking_uri: str | None, no_progress: boo
     try:
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         prepared = prepare_experiment(cfg)
-        run_name = cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
-        with open_run(cfg.experiment, run_name, tracking_uri=tracking_uri) as tracker:
+        tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+        with open_run(cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags) as tracker:
             summary = run_experiment(prepared, tracker, progress=not no_progress)
     except UserError as exc:
         fail(str(exc))
@@ -93,6 +98,68 @@ def evaluate(config_path: str | None, tracking_uri: str | None, no_progress: boo
             indent=2,
         )
     )
+
+
+def default_run_name(cfg: ExperimentConfig) -> str:
+    return cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
+
+
+@main.command()
+@click.option("--quants", required=True, help="Comma-separated presets, e.g. fp16,int8,int8-vision,nf4.")
+@click.option("--force", type=click.BOOL, default=False, show_default=True,
+              help="true: re-run configurations that already have a finished run with the same config.")
+@click.option("--config", "config_path", default=None, help="Experiment YAML shared by every configuration.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@config_options
+def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str | None, **options: Any) -> None:
+    """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
+    from vlm_quant.runner import prepare_experiment
+    from vlm_quant.sweep import parse_quants, run_sweep
+    from vlm_quant.tracking import open_run
+
+    try:
+        options.pop("quant", None)
+        cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        presets = parse_quants(quants)
+        for quant in presets:  # every configuration's input is checked before the first one runs
+            prepare_experiment(dataclasses.replace(cfg, quant=quant))
+        name = cfg.run_name or f"sweep-{cfg.model.rstrip('/').split('/')[-1]}"
+        with open_run(cfg.experiment, name, tracking_uri=tracking_uri) as tracker:
+            outcome = run_sweep(cfg, presets, tracker, force=force)
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps({"parent_run_id": outcome.parent_run_id, "status": outcome.status,
+                           "run_ids": outcome.run_ids, "reasons": outcome.reasons}, indent=2))
+    sys.exit(1 if outcome.failed else 0)
+
+
+@main.command()
+@click.option("--experiment", default=None, help="Compare the finished evaluate runs of this experiment.")
+@click.option("--parent-run", "--parent_run", "parent_run", default=None, help="Compare the children of this sweep run.")
+@click.option("--run-ids", "--run_ids", "run_ids", default=None, help="Compare these runs (comma-separated ids).")
+@click.option("--out-dir", "--out_dir", "out_dir", default=None, help="Report folder [default: reports/<experiment or parent run>].")
+@click.option("--baseline", default=None, help="Baseline run id, run name or quant [default: fp16, else bf16].")
+@click.option("--bootstrap", "n_resamples", default=2000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option("--log/--no-log", "log_run", default=True, show_default=True, help="Log the report folder as a `compare` run.")
+def compare(experiment: str | None, parent_run: str | None, run_ids: str | None, out_dir: str | None,
+            baseline: str | None, n_resamples: int, tracking_uri: str | None, log_run: bool) -> None:
+    """Tables, figures, qualitative examples and appendix of a study, read from the tracking store only."""
+    from vlm_quant.report.build import compare as build_comparison
+    from vlm_quant.report.logging import log_report_run
+    from vlm_quant.tracking import resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(tracking_uri)
+        ids = [i.strip() for i in run_ids.split(",") if i.strip()] if run_ids else None
+        folder = Path(out_dir or f"reports/{experiment or parent_run or 'runs'}")
+        result = build_comparison(folder, experiment=experiment, parent_run=parent_run, run_ids=ids,
+                                  tracking_uri=uri, baseline=baseline, n_resamples=n_resamples)
+        compare_run = log_report_run(result, experiment=experiment, tracking_uri=uri) if log_run else None
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps({"out_dir": str(result.out_dir), "compare_run_id": compare_run,
+                           "runs": result.run_ids, "files": sorted(str(p) for p in result.paths)}, indent=2))
 
 
 @main.group()

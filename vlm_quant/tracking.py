@@ -191,7 +191,8 @@ def open_run(
     attached = os.environ.get("MLFLOW_RUN_ID")
     if attached:
         run = mlflow.start_run(run_id=attached)
-        mlflow.set_tag("mlflow.runName", run_name)
+        if not run.data.tags.get("mlflow.runName"):
+            mlflow.set_tag("mlflow.runName", run_name)
     else:
         run = mlflow.start_run(experiment_id=_experiment_id(mlflow, experiment), run_name=run_name)
     tracker = MlflowTracker(run.info.run_id, uri)
