@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from vlm_quant.cli_vqa import score_vqa_command, spotcheck
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 
@@ -184,6 +185,9 @@ def score_captions_command(predictions: str, annotations: str) -> None:
         fail(str(exc))
     click.echo(json.dumps(result, indent=2))
 
+
+score.add_command(score_vqa_command)
+main.add_command(spotcheck)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
 # The caption prompt used by lmms-eval for COCO captioning: short, one sentence, comparable.
 DEFAULT_CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 AUTO = "auto"
+VQA_MAX_NEW_TOKENS = 16
 
 WEIGHTS_CHOICES = ("pretrained", "random")
 TASK_CHOICES = ("captioning", "vqa")
@@ -114,7 +115,7 @@ class ExperimentConfig:
     )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
-    max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens.")
+    max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens (task=vqa: 16).")
     engine: str = _param(
         "eager",
         "'eager' (HF generate, dynamic cache) or 'compiled' (static KV cache + torch.compile/CUDA graphs on GPU, "
@@ -167,6 +168,8 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
+        if self.shots and self.task != "vqa":
+            raise UserError(f"shots={self.shots} applies to task=vqa only.")
         if self.task == "captioning" and self.dataset not in ("", "coco"):
             raise UserError(
                 f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco)."
@@ -188,6 +191,10 @@ class ExperimentConfig:
     def from_mapping(cls, values: dict[str, Any]) -> ExperimentConfig:
         """Coerce each value to its field's type; unknown keys are errors naming the key."""
         known = {f.name: f for f in fields(cls)}
+        if values.get("task") == "vqa":
+            # VQA answers are a word or a phrase: 16 new tokens, not the captioning 32, also keeps the
+            # cost pass (fixed output length) representative of VQA.
+            values = {"max_new_tokens": VQA_MAX_NEW_TOKENS, **values}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(f"unknown config key(s): {', '.join(unknown)}. Valid keys: {', '.join(known)}.")

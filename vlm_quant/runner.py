@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from transformers import AutoConfig
 
 from vlm_quant import run_schema
 from vlm_quant.checkpoint import save_checkpoint
@@ -30,12 +31,16 @@ from vlm_quant.instruments import RunInstruments
 from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh, estimate_co2e
 from vlm_quant.measure.energy import derive_energy_metrics
 from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
+from vlm_quant.models.families import FamilySpec, family_for_config
+from vlm_quant.models.loading import _not_found_message as model_not_found_message
 from vlm_quant.models.loading import load_vlm
+from vlm_quant.models.random_weights import bundled_config_dir
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.quality_pass import load_image, run_quality_pass
 from vlm_quant.tasks.registry import make_task
+from vlm_quant.tasks.vqa import check_shots_supported
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,18 @@ class PreparedRun:
     cost_settings: Any
 
 
+def model_family(cfg: ExperimentConfig) -> FamilySpec:
+    """The model's family from its config alone (bundled for random weights), without loading weights."""
+    source = str(bundled_config_dir(cfg.model)) if cfg.weights == "random" else cfg.model
+    try:
+        config = AutoConfig.from_pretrained(
+            source, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code
+        )
+    except OSError as error:  # no such repo / path, or the Hub is unreachable and nothing is cached
+        raise UserError(model_not_found_message(cfg.model, error)) from error
+    return family_for_config(config)
+
+
 def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     """Validate the user's input and read the split; raises UserError before any run or download."""
     plan = resolve_plan(cfg.quant, cfg.precision)
@@ -131,6 +148,8 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
         check_plan_runnable(plan, device)
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
+    family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
+    check_shots_supported(family, cfg.shots)
     task = make_task(cfg.task)
     data = task.prepare(cfg)
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device), cfg.engine)
@@ -225,6 +244,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         trust_remote_code=cfg.trust_remote_code,
         seed=cfg.seed,
     )
+    check_shots_supported(loaded.family, cfg.shots)
     tracker.log_params(
         {
             "revision": loaded.revision or cfg.revision or "unknown (local files)",
