@@ -1,0 +1,148 @@
+"""Random-weight checkpoints: ids, seeding, the atomic cache, and one real size end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+import transformers
+from PIL import Image
+
+from vlm_quant.errors import UserError
+from vlm_quant.models import random_weights
+from vlm_quant.models.random_weights import (
+    MANIFEST_NAME,
+    build_random_model,
+    bundled_model_ids,
+    checkpoint_dir_name,
+    materialize_random_checkpoint,
+)
+
+SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
+
+
+def test_bundled_model_ids():
+    assert bundled_model_ids() == [
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        "HuggingFaceTB/SmolVLM-500M-Instruct",
+        "HuggingFaceTB/SmolVLM-Instruct",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "llava-hf/llava-1.5-7b-hf",
+    ]
+
+
+def test_unknown_model_id_lists_the_bundled_ones(tmp_path):
+    with pytest.raises(UserError, match=r"'acme/vlm-1b'.*HuggingFaceTB/SmolVLM-256M-Instruct, .*llava-hf"):
+        materialize_random_checkpoint("acme/vlm-1b", seed=0, cache_dir=tmp_path)
+
+
+def test_cache_directory_name_carries_seed_and_transformers_version():
+    name = checkpoint_dir_name(SMOLVLM_256M, 7)
+    assert name == f"HuggingFaceTB__SmolVLM-256M-Instruct-seed7-tf{transformers.__version__}"
+
+
+def test_default_cache_root_honours_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert random_weights.default_cache_root() == tmp_path / "vlm-quant" / "random"
+
+
+def _fake_writer(calls: list):
+    def write(config_dir, out_dir, *, seed):
+        calls.append(seed)
+        (out_dir / "model.safetensors").write_bytes(b"weights")
+
+    return write
+
+
+def test_complete_checkpoint_is_reused(tmp_path, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
+    first = materialize_random_checkpoint(SMOLVLM_256M, seed=3, cache_dir=tmp_path)
+    second = materialize_random_checkpoint(SMOLVLM_256M, seed=3, cache_dir=tmp_path)
+    assert first == second == tmp_path / checkpoint_dir_name(SMOLVLM_256M, 3)
+    assert calls == [3]
+    manifest = json.loads((first / MANIFEST_NAME).read_text())
+    assert manifest["model_id"] == SMOLVLM_256M and manifest["seed"] == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == [first.name]  # no temp dir left
+
+
+def test_a_crash_while_writing_leaves_no_checkpoint_behind(tmp_path, monkeypatch):
+    def crash(config_dir, out_dir, *, seed):
+        (out_dir / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(random_weights, "_write_random_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_incomplete_directory_is_rebuilt(tmp_path, monkeypatch):
+    stale = tmp_path / checkpoint_dir_name(SMOLVLM_256M, 0)
+    stale.mkdir()
+    (stale / "config.json").write_text("{}")  # no manifest: e.g. copied by hand, half-way
+    calls: list[int] = []
+    monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
+    assert materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path) == stale
+    assert calls == [0] and (stale / MANIFEST_NAME).is_file() and not (stale / "config.json").exists()
+
+
+@pytest.mark.parametrize("family", ["idefics3", "qwen2_vl", "qwen2_5_vl", "llava"])
+def test_random_init_is_seeded_and_finite(family, tiny_vlm_dirs):
+    """Every parameter is written by _init_weights (skipped constructor inits leave nothing empty)."""
+    first = build_random_model(tiny_vlm_dirs[family], seed=1).state_dict()
+    again = build_random_model(tiny_vlm_dirs[family], seed=1).state_dict()
+    other = build_random_model(tiny_vlm_dirs[family], seed=2).state_dict()
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert all(torch.isfinite(tensor).all() for tensor in first.values() if tensor.is_floating_point())
+    differing = [name for name in first if not torch.equal(first[name], other[name])]
+    assert any(name.endswith("embed_tokens.weight") for name in differing)
+
+
+@pytest.mark.slow
+def test_smolvlm_256m_at_full_size(tmp_path, monkeypatch):
+    """The real architecture, written like the Hub checkpoint, loads and runs; the second call is free."""
+    from vlm_quant.models.loading import load_vlm
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    started = time.perf_counter()
+    checkpoint = materialize_random_checkpoint(SMOLVLM_256M, seed=0)
+    print(f"materialized {SMOLVLM_256M} in {time.perf_counter() - started:.1f} s")
+    # Same file size as the real model.safetensors (LFS pointer: 513,028,808 B, bf16).
+    assert (checkpoint / "model.safetensors").stat().st_size == 513_028_808
+    assert json.loads((checkpoint / "generation_config.json").read_text())["eos_token_id"] == 49279
+
+    started = time.perf_counter()
+    loaded = load_vlm(
+        SMOLVLM_256M, weights="random", dtype=torch.float32
+    )  # fp32: bf16 matmuls are slow on CPU
+    assert time.perf_counter() - started < 60
+    assert (loaded.weights, loaded.source_dir, loaded.revision) == ("random", str(checkpoint), None)
+    assert sum(p.numel() for p in loaded.model.parameters()) == 256_484_928
+
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
+    ]
+    prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
+    # One 512 px tile (64 image tokens) keeps the CPU forward pass short.
+    inputs = loaded.processor(
+        text=[prompt],
+        images=[[Image.new("RGB", (640, 480), (200, 30, 90))]],
+        do_image_splitting=False,
+        return_tensors="pt",
+    )
+    assert inputs["input_ids"][0].tolist().count(49190) == 64
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs,
+            max_new_tokens=2,
+            min_new_tokens=2,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    assert output.sequences.shape[1] == inputs["input_ids"].shape[1] + 2
+    assert output.logits[0].shape[-1] == 49_280 and torch.isfinite(output.logits[0]).all()
