@@ -145,6 +145,10 @@ class ExperimentConfig:
     pue: float = _param(
         1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE)."
     )
+    # --- crash safety -----------------------------------------------------------------------
+    resume: str = _param(
+        "", "Continue an interrupted run: a run id, or 'auto' (the latest unfinished run of the same config)."
+    )
     # --- outputs ----------------------------------------------------------------------------
     log_model: bool = _param(
         True, "Log the checkpoint as saved at its precision as the run's model artifact."

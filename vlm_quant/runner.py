@@ -148,10 +148,10 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
         check_plan_runnable(plan, device)
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
-    family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
-    check_shots_supported(family, cfg.shots)
     task = make_task(cfg.task)
     data = task.prepare(cfg)
+    family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
+    check_shots_supported(family, cfg.shots)
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device), cfg.engine)
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
     return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)
