@@ -35,7 +35,11 @@ from vlm_quant.models.families import FamilySpec, family_for_config
 from vlm_quant.models.loading import _not_found_message as model_not_found_message
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.models.random_weights import bundled_config_dir
+from vlm_quant.partial_predictions import PredictionStream
+from vlm_quant.quantize.audit import audit_precision, verify_plan
+from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
+from vlm_quant.resume import config_key
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.quality_pass import load_image, run_quality_pass
@@ -79,12 +83,14 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
     return wanted, f"{plan.half_dtype_name} as planned"
 
 
-def image_splitting(cfg: ExperimentConfig, device: torch.device) -> bool | None:
-    """SmolVLM/Idefics3 tiling: the processor's default on GPU; off on CPU ('auto').
+def image_splitting(cfg: ExperimentConfig, device: torch.device, family: FamilySpec) -> bool | None:
+    """SmolVLM/Idefics3 tiling: the processor's default on GPU; off on CPU ('auto'). Other families: None.
 
     With tiling a 640x480 image becomes 13 tiles (832 image tokens) for SmolVLM; on 2 CPU cores that
     is ~40 s per image, so CPU runs use one tile (64 tokens) and say so in the params.
     """
+    if family.name != "idefics3":
+        return None  # only Idefics3 processors tile; others would warn about an unknown kwarg
     if cfg.image_splitting == "on":
         return True
     if cfg.image_splitting == "off":
@@ -152,7 +158,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     data = task.prepare(cfg)
     family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
     check_shots_supported(family, cfg.shots)
-    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device), cfg.engine)
+    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device, family), cfg.engine)
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
     return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)
 
@@ -173,7 +179,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         {
             run_schema.TAG_WEIGHTS: cfg.weights,
             run_schema.TAG_TASK: cfg.task,
-            run_schema.TAG_CONFIG_HASH: cfg.config_hash(),
+            run_schema.TAG_CONFIG_HASH: config_key(cfg),  # the same for a run and its resumptions
             run_schema.TAG_KIND: "evaluate",
         }
     )
@@ -220,6 +226,9 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
         metrics["size_on_disk_mib"] = saved.weights_mib
+        tracker.log_params({"checkpoint_writer": saved.writer})
+        if saved.reason:
+            tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
         if cfg.log_model:
             tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
 
@@ -245,15 +254,24 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         seed=cfg.seed,
     )
     check_shots_supported(loaded.family, cfg.shots)
-    tracker.log_params(
-        {
-            "revision": loaded.revision or cfg.revision or "unknown (local files)",
-            "model_family": loaded.family.name,
-        }
+    # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
+    # that did not take effect is an error, never a silent baseline.
+    applied = apply_plan(
+        loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
+        int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
     )
+    precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
+    tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
+    verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
+    tracker.log_params({
+        "revision": loaded.revision or cfg.revision or "unknown (local files)",
+        "model_family": loaded.family.name,
+        **applied.to_params(), **precision_map.role_params(),
+    })
     return loaded, {
         "load_time_s": loaded.load_time_s,
-        "weights_footprint_mib": weights_footprint_mib(loaded.model),
+        "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
+        **applied.to_metrics(), **precision_map.footprint_mib_by_role(),
     }
 
 
@@ -288,6 +306,8 @@ def quality_pass(
         settings=prepared.settings,
         dtype=dtype,
         progress=progress,
+        stream=PredictionStream.open(tracker),  # predictions/partial.jsonl; resumes from it when present
+        model_name=cfg.model,
     )
     window = instruments.meter.end_window("quality_pass")
     if quality.skipped:
@@ -302,6 +322,8 @@ def quality_pass(
             "n_samples_skipped": len(quality.skipped),
             "quality_pass_s": quality.wall_s,
             "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
+            "n_samples_resumed": quality.n_resumed,  # taken from an interrupted attempt of this run
+            **quality.oom_metrics(),
         }
     )
     energy = derive_energy_metrics(window, len(quality.predictions), quality.generated_tokens)

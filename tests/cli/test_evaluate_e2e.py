@@ -231,3 +231,22 @@ def test_score_captions_command_rescores_a_results_file(coco_dir, tmp_path):
     assert (
         printed["cider"] == pytest.approx(expected["cider"]) and printed["cider"] > 1.0
     )  # a human caption scores high
+
+
+def test_quantized_run_logs_what_really_loaded(tiny_vlm_dirs, coco_dir):
+    """int8 preset end to end: realized precision per role, precision map, smaller checkpoint."""
+    sizes = {}
+    for quant in ("fp16", "int8"):
+        cfg = ExperimentConfig.from_mapping(dict(model=str(tiny_vlm_dirs["qwen2_vl"]), data_dir=str(coco_dir),
+                                                 quant=quant, n_samples=2, batch_size=2, max_new_tokens=3,
+                                                 log_model=False, **FAST_COST))
+        tracker = InMemoryTracker()
+        run_experiment(prepare_experiment(cfg), tracker, progress=False)
+        sizes[quant] = tracker.metrics["size_on_disk_mib"]
+        realized = tracker.params["realized_precision_language"]
+        assert realized.startswith("int8" if quant == "int8" else "fp32"), realized
+        assert tracker.params["realized_precision_vision"].startswith("fp32")  # CPU: 16-bit roles run in fp32
+        precision_map = tracker.artifacts["precision/precision_map.json"]
+        assert set(precision_map["roles"]) == {"vision", "projector", "language", "lm_head"}
+    assert tracker.params["quantizer_language"].startswith("bitsandbytes")
+    assert sizes["int8"] < sizes["fp16"]

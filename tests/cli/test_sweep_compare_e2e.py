@@ -15,6 +15,12 @@ from vlm_quant.cli import main
 pytestmark = pytest.mark.slow
 
 
+def last_json(output: str) -> dict:
+    """The sweep's JSON summary (child processes' progress and log lines surround it)."""
+    start = output.rindex('{\n  "parent_run_id"')
+    return json.JSONDecoder().raw_decode(output, start)[0]
+
+
 def sweep_args(model_dir, coco_dir):
     return ["sweep", "--quants", "fp16,bf16", "--model", str(model_dir), "--data-dir", str(coco_dir),
             "--n-samples", "3", "--batch-size", "3", "--max-new-tokens", "4", "--seed", "5", "--cost-samples", "2",
@@ -26,7 +32,7 @@ def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coc
     runner = CliRunner()
     first = runner.invoke(main, sweep_args(tiny_vlm_dirs["llava"], coco_dir))
     assert first.exit_code == 0, first.output
-    outcome = json.loads(first.output[first.output.index("{"):])
+    outcome = last_json(first.output)
     assert outcome["status"] == {"fp16": "finished", "bf16": "finished"}
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -40,7 +46,7 @@ def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coc
 
     again = runner.invoke(main, sweep_args(tiny_vlm_dirs["llava"], coco_dir))
     assert again.exit_code == 0, again.output
-    rerun = json.loads(again.output[again.output.index("{"):])
+    rerun = last_json(again.output)
     assert rerun["status"] == {"fp16": "skipped", "bf16": "skipped"}
     assert rerun["run_ids"] == outcome["run_ids"]
 
