@@ -241,6 +241,13 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     )
 
 
+def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
+    """The Hub commit hash when known; otherwise say where the weights came from."""
+    if cfg.weights == "random":
+        return "random weights (bundled config)"
+    return loaded.revision or cfg.revision or f"local files ({loaded.source_dir or cfg.model})"
+
+
 def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
     """Load the model at the planned precision; log its resolved revision and family."""
     cfg, device = prepared.cfg, prepared.device
@@ -264,7 +271,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
     verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
     tracker.log_params({
-        "revision": loaded.revision or cfg.revision or "unknown (local files)",
+        "revision": resolved_revision(loaded, cfg),
         "model_family": loaded.family.name,
         **applied.to_params(), **precision_map.role_params(),
     })
