@@ -77,17 +77,32 @@ def evaluate(
     config_path: str | None, tracking_uri: str | None, no_progress: bool, parent_run_id: str | None, **options: Any
 ) -> None:
     """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
+    from vlm_quant import distributed
+    from vlm_quant.interrupts import RunInterrupted, graceful_signals
+    from vlm_quant.resume import find_resume_target
     from vlm_quant.runner import prepare_experiment, run_experiment
     from vlm_quant.tracking import open_run
 
+    run_id = None
     try:
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         prepared = prepare_experiment(cfg)
+        # a bad resume fails here, before any write; under `accelerate launch` only rank 0 reads the store
+        target = find_resume_target(cfg, tracking_uri) if distributed.is_main() else None
         tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
-        with open_run(cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags) as tracker:
+        # SIGINT/SIGTERM: finish the batch, save, mark the run KILLED; handlers restored on exit.
+        with graceful_signals(), distributed.main_only(open_run)(  # other ranks: a NullTracker
+            cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags,
+            resume_run_id=target.run_id if target else None,
+        ) as tracker:
+            run_id = tracker.run_id
             summary = run_experiment(prepared, tracker, progress=not no_progress)
     except UserError as exc:
         fail(str(exc))
+    except RunInterrupted as exc:
+        click.echo(f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
+                   f"far; continue it with --resume {run_id or 'auto'}", err=True)
+        sys.exit(exc.exit_code)
     click.echo(
         json.dumps(
             {

@@ -1,7 +1,7 @@
 """The environment record of a run: hardware and exact package versions, for the paper's appendix.
 
-Only named facts are collected (never environment variables), so tokens and credentials cannot leak
-into a run.
+Only named facts are collected (never environment variables), and the record still passes through
+`redact` (a token or password that found its way into, say, the platform string is masked).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 import torch
+
+from vlm_quant.redact import redact_obj
 
 KEY_PACKAGES = (
     "vlm-quant",
@@ -96,8 +98,8 @@ def nvidia_driver_version() -> str | None:
 
 
 def environment_record() -> dict[str, Any]:
-    """Hardware, driver, CUDA and package versions of this process's machine."""
-    return {
+    """Hardware, driver, CUDA and package versions of this process's machine (redacted)."""
+    record = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu_model(),
@@ -109,3 +111,4 @@ def environment_record() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "packages": package_versions(),
     }
+    return redact_obj(record)

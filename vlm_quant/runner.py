@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig
 
-from vlm_quant import run_schema
+from vlm_quant import distributed, run_schema
 from vlm_quant.checkpoint import save_checkpoint
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
@@ -232,6 +232,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         if cfg.log_model:
             tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
 
+    metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
     tracker.log_metrics(metrics)
     return RunSummary(
         tracker.run_id,
@@ -303,7 +304,7 @@ def quality_pass(
     memory = MemoryTracker(prepared.device)
     metrics: dict[str, float | None] = {}
     instruments.meter.begin_window("quality_pass")
-    quality = run_quality_pass(
+    quality = distributed.sharded_quality_pass(run_quality_pass, tracker, cfg.batch_size)(  # 1 process: as is
         loaded.model,
         loaded.processor,
         task,
