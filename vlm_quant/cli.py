@@ -86,6 +86,9 @@ def evaluate(
     run_id = None
     try:
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        relaunched = distributed.relaunch_if_needed(cfg.processes, evaluate_argv(config_path, tracking_uri, options))
+        if relaunched is not None:  # processes > 1: the ranks ran under `accelerate launch`
+            sys.exit(relaunched)
         prepared = prepare_experiment(cfg)
         # a bad resume fails here, before any write; under `accelerate launch` only rank 0 reads the store
         target = find_resume_target(cfg, tracking_uri) if distributed.is_main() else None
@@ -114,6 +117,18 @@ def evaluate(
             indent=2,
         )
     )
+
+
+def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: dict[str, Any]) -> list[str]:
+    """This evaluate command line again (for the ranks `accelerate launch` starts)."""
+    argv = ["evaluate", "--no-progress"]
+    if config_path:
+        argv += ["--config", config_path]
+    if tracking_uri:
+        argv += ["--tracking-uri", tracking_uri]
+    for key, value in given(options).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:

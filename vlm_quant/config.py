@@ -145,6 +145,10 @@ class ExperimentConfig:
     pue: float = _param(
         1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE)."
     )
+    # --- scale out --------------------------------------------------------------------------
+    processes: int = _param(
+        1, "Processes (GPUs) to split the quality pass over; >1 relaunches through `accelerate launch`."
+    )
     # --- crash safety -----------------------------------------------------------------------
     resume: str = _param(
         "", "Continue an interrupted run: a run id, or 'auto' (the latest unfinished run of the same config)."
@@ -161,7 +165,7 @@ class ExperimentConfig:
                 raise UserError(
                     f"{f.name}={getattr(self, f.name)!r} is not valid; choose one of {', '.join(choices)}."
                 )
-        positive = ("n_samples", "batch_size", "max_new_tokens", "max_image_side", "cost_samples")
+        positive = ("n_samples", "batch_size", "max_new_tokens", "max_image_side", "cost_samples", "processes")
         for name in positive:
             minimum = 0 if name == "n_samples" else 1
             if getattr(self, name) < minimum:
