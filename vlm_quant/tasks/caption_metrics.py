@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_quant.errors import UserError
+from vlm_quant.tasks.results_files import load_json, read_results
 
 ImageId = int | str
 
@@ -352,40 +352,14 @@ def _java_module_opens() -> Iterator[None]:
 # --- COCO files ----------------------------------------------------------------------------------
 
 
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def _read_coco_results(path: Path) -> dict[ImageId, str]:
     """``[{"image_id", "caption"}, ...]`` -> {image_id: caption}; one caption per image."""
-    entries = _load_json(path)
-    if not isinstance(entries, list):
-        raise UserError(
-            f"{path}: expected a JSON list of {{'image_id', 'caption'}} objects (COCO results format)."
-        )
-    predictions: dict[ImageId, str] = {}
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
-            raise UserError(f"{path}: entry {n} lacks 'image_id' or 'caption': {str(entry)[:200]}")
-        image_id, caption = entry["image_id"], entry["caption"]
-        if not isinstance(caption, str):
-            raise UserError(f"{path}: caption of image_id {image_id!r} is not a string: {caption!r}")
-        if image_id in predictions:
-            raise UserError(f"{path}: image_id {image_id!r} appears more than once (one caption per image).")
-        predictions[image_id] = caption
-    if not predictions:
-        raise UserError(f"{path} holds no predictions.")
-    return predictions
+    return read_results(path, "image_id", "caption", "COCO")
 
 
 def _read_coco_captions(path: Path) -> dict[ImageId, list[str]]:
     """A COCO captions file -> {image_id: [reference captions]} for the images it lists."""
-    coco = _load_json(path)
+    coco = load_json(path)
     if not isinstance(coco, dict) or not isinstance(coco.get("annotations"), list):
         raise UserError(f"{path}: expected a COCO captions file with 'images' and 'annotations'.")
     image_ids = {image.get("id") for image in coco.get("images", []) if isinstance(image, dict)}

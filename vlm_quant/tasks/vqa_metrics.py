@@ -30,7 +30,6 @@ drops answers by dict inequality; we drop by position, the same thing for offici
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_quant.errors import UserError
+from vlm_quant.tasks.results_files import load_json, read_results
 
 QuestionId = int | str
 
@@ -277,42 +277,14 @@ def score_vqa_files(
     return score_vqa(predictions, annotations).to_dict()
 
 
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def _read_vqa_results(path: Path) -> dict[QuestionId, str]:
     """``[{"question_id", "answer"}, ...]`` -> {question_id: answer}; one answer per question."""
-    entries = _load_json(path)
-    if not isinstance(entries, list):
-        raise UserError(
-            f"{path}: expected a JSON list of {{'question_id', 'answer'}} objects (VQA results format)."
-        )
-    predictions: dict[QuestionId, str] = {}
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "question_id" not in entry or "answer" not in entry:
-            raise UserError(f"{path}: entry {n} lacks 'question_id' or 'answer': {str(entry)[:200]}")
-        question_id, answer = entry["question_id"], entry["answer"]
-        if not isinstance(answer, str):
-            raise UserError(f"{path}: answer of question_id {question_id!r} is not a string: {answer!r}")
-        if question_id in predictions:
-            raise UserError(
-                f"{path}: question_id {question_id!r} appears more than once (one answer per question)."
-            )
-        predictions[question_id] = answer
-    if not predictions:
-        raise UserError(f"{path} holds no predictions.")
-    return predictions
+    return read_results(path, "question_id", "answer", "VQA")
 
 
 def read_vqa_annotations(path: Path) -> dict[QuestionId, VqaAnnotation]:
     """An official VQA annotations file -> {question_id: VqaAnnotation}; every question checked."""
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise UserError(f"{path}: expected an official VQA annotations file: {{'annotations': [...]}}.")
     annotations: dict[QuestionId, VqaAnnotation] = {}
@@ -345,7 +317,7 @@ def _with_questions(
     annotations: dict[QuestionId, VqaAnnotation], path: Path, annotations_path: Path
 ) -> dict[QuestionId, VqaAnnotation]:
     """Check a questions file against the annotations (same ids, same image ids); attach the text."""
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise UserError(f"{path}: expected an official VQA questions file: {{'questions': [...]}}.")
     questions: dict[QuestionId, dict[str, Any]] = {}
