@@ -329,6 +329,8 @@ def merge_results(ids: Sequence[Any], results: Sequence[Any]) -> Any:
         wall_s=max(r.wall_s for r in results),
         generated_tokens=sum(r.generated_tokens for r in results),
         n_resumed=sum(r.n_resumed for r in results),
+        resumed_predictions=sum(r.resumed_predictions for r in results),
+        resumed_tokens=sum(r.resumed_tokens for r in results),
         oom_retries=sum(r.oom_retries for r in results),
         final_batch_size=min((r.final_batch_size for r in results if r.final_batch_size), default=0),
     )

@@ -45,6 +45,7 @@ class _State:
     def __init__(self) -> None:
         self.installed = False
         self.deferring = 0
+        self.shielding = 0
         self.received: list[str] = []
         self.raised = False
 
@@ -78,10 +79,20 @@ def deferred() -> Iterator[None]:
         _state.deferring -= 1
 
 
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A block that a signal must not cut short (writing the run's final status): signals are ignored."""
+    _state.shielding += 1
+    try:
+        yield
+    finally:
+        _state.shielding -= 1
+
+
 def _handler(signum: int, frame: Any) -> None:
     name = signal.Signals(signum).name
     _state.received.append(name)
-    if _state.raised:
+    if _state.raised or _state.shielding:
         log.warning("%s received while the run is being closed; ignored so its status gets written", name)
         return
     if _state.deferring and len(_state.received) == 1:

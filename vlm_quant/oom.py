@@ -54,8 +54,13 @@ class BatchBackoff:
             release_memory()
             self.retries += 1
             self.batch_size = max(1, len(chunk) // 2)
-            log.warning("out of memory at batch_size=%d for %s (%s); retrying that batch at %d",
-                        len(chunk), self.model, first_line, self.batch_size)
+            log.warning(
+                "out of memory at batch_size=%d for %s (%s); retrying that batch at %d",
+                len(chunk),
+                self.model,
+                first_line,
+                self.batch_size,
+            )
         return results
 
     def _final_error(self, error: BaseException) -> UserError:
@@ -76,4 +81,3 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-

@@ -18,6 +18,7 @@ import datetime
 import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from vlm_quant import run_schema
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 from vlm_quant.redact import MASK
-from vlm_quant.tracking import TAG_HEARTBEAT, TAG_HOST, TAG_PID, resolve_tracking_uri, with_retries
+from vlm_quant.tracking import TAG_HEARTBEAT, TAG_HOST, TAG_PID, store_client, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,7 @@ def find_resume_target(cfg: ExperimentConfig, tracking_uri: str | None = None) -
     """The run ``cfg.resume`` designates (None: start a new run); UserError when it cannot be resumed."""
     if not cfg.resume:
         return None
-    import mlflow
-
-    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = store_client(tracking_uri)
     if cfg.resume == AUTO:
         return latest_unfinished(client, cfg)
     try:
@@ -189,8 +188,6 @@ def check_same_config(client: Any, run: Any, cfg: ExperimentConfig) -> None:
 
 def logged_config(client: Any, run: Any) -> dict[str, Any] | None:
     """The run's `config/resolved_config.yaml` as a dict, or None when the run never logged it."""
-    import tempfile
-
     try:
         with tempfile.TemporaryDirectory(prefix="vlmq-cfg-") as tmp:
             local = client.download_artifacts(run.info.run_id, run_schema.ARTIFACT_CONFIG, tmp)

@@ -334,7 +334,9 @@ def quality_pass(
             **quality.oom_metrics(),
         }
     )
-    energy = derive_energy_metrics(window, len(quality.predictions), quality.generated_tokens)
+    # Per-image energy of this attempt's generation only: a resumed run's earlier attempts were not metered.
+    images, tokens = quality.this_attempt()
+    energy = derive_energy_metrics(window, images, tokens) if images else {}
     metrics.update({f"quality_pass_{key}": value for key, value in energy.items()})
     if "energy_kwh" in energy:
         carbon = estimate_co2e(energy["energy_kwh"], country_iso_code=cfg.country_iso_code, pue=cfg.pue)

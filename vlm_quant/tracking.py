@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vlm_quant import run_schema
-from vlm_quant.interrupts import RunInterrupted
+from vlm_quant.interrupts import RunInterrupted, shielded
 from vlm_quant.redact import redact, redact_obj
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,13 @@ def redacted_dir(local_dir: Path) -> Iterator[Path]:
             else:
                 target.symlink_to(path.resolve())
         yield Path(tmp)
+
+
+def store_client(tracking_uri: str | None = None) -> Any:
+    """An MlflowClient on the resolved store (for readers such as `resume`, which never import mlflow)."""
+    import mlflow
+
+    return mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
 
 
 def utc_now() -> str:
@@ -374,16 +381,18 @@ def _heartbeat(client: Any, run_id: str, stop: threading.Event) -> None:
 
 
 def _close(mlflow: Any, status: str, tags: Mapping[str, str]) -> None:
-    """Tag the reason and end the run; a store that stays unavailable is logged, never masks the error."""
-    try:
-        if tags:
-            with_retries(mlflow.set_tags, {k: redact(v)[:5000] for k, v in tags.items()})
-    except Exception as error:
-        log.error("could not record why the run ended (%s): %s", status, error)
-    try:
-        with_retries(mlflow.end_run, status)
-    except Exception as error:
-        log.error("could not mark the run %s (it stays RUNNING until resumed): %s", status, error)
+    """Tag the reason and end the run (not cut short by a signal); a store that stays unavailable is
+    logged, never masks the error being raised."""
+    with shielded():
+        try:
+            if tags:
+                with_retries(mlflow.set_tags, {k: redact(v)[:5000] for k, v in tags.items()})
+        except Exception as error:
+            log.error("could not record why the run ended (%s): %s", status, error)
+        try:
+            with_retries(mlflow.end_run, status)
+        except Exception as error:
+            log.error("could not mark the run %s (it stays RUNNING until resumed): %s", status, error)
 
 
 @contextmanager

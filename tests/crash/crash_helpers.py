@@ -50,7 +50,10 @@ def build_vqa(root: Path, coco_dir: Path, n_images: int = 6) -> Path:
                 "question_type": "is there a",
                 "answer_type": "yes/no",
                 "multiple_choice_answer": "yes",
-                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(ANSWERS)],
+                "answers": [
+                    {"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                    for i, a in enumerate(ANSWERS)
+                ],
             }
         )
     (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": questions}))
@@ -58,7 +61,9 @@ def build_vqa(root: Path, coco_dir: Path, n_images: int = 6) -> Path:
     return root
 
 
-def evaluate_args(model: Path, data_dir: Path, *, experiment: str, task: str = "vqa", **extra: Any) -> list[str]:
+def evaluate_args(
+    model: Path, data_dir: Path, *, experiment: str, task: str = "vqa", **extra: Any
+) -> list[str]:
     """`vlm-quant evaluate` arguments of a tiny, fast configuration (extra: option=value, '_' -> '-')."""
     options = {
         "model": str(model),
@@ -82,11 +87,15 @@ def child_env(tracking_uri: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_child(args: list[str], env: dict[str, str], cwd: Path, log_name: str, slow: bool = True) -> subprocess.Popen:
+def start_child(
+    args: list[str], env: dict[str, str], cwd: Path, log_name: str, slow: bool = True
+) -> subprocess.Popen:
     """`vlm-quant <args>` in its own process (through crash_child.py: generate() slowed when asked)."""
     log = open(cwd / f"{log_name}.log", "w")  # noqa: SIM115 - owned by the process object
     entry = [str(CHILD)] if slow else ["-m", "vlm_quant"]
-    return subprocess.Popen([sys.executable, *entry, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, *entry, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def child_log(cwd: Path, log_name: str) -> str:

@@ -12,6 +12,7 @@ from crash_helpers import build_vqa, child_env, child_log, evaluate_args, runs_o
 from vlm_quant.tracking import is_transient, with_retries
 
 
+@pytest.mark.slow  # two full processes: ~35 s on 2 cores (imports, migrations, model, scoring)
 def test_two_evaluate_processes_share_one_fresh_sqlite_store(tmp_path, tiny_vlm_dirs, coco_dir):
     uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
     (tmp_path / "shared").mkdir()
@@ -19,7 +20,9 @@ def test_two_evaluate_processes_share_one_fresh_sqlite_store(tmp_path, tiny_vlm_
     env = child_env(uri)
     procs = [
         start_child(
-            evaluate_args(tiny_vlm_dirs["llava"], data, experiment="together", n_samples=4, batch_size=2, seed=seed),
+            evaluate_args(
+                tiny_vlm_dirs["llava"], data, experiment="together", n_samples=4, batch_size=2, seed=seed
+            ),
             env,
             tmp_path,
             f"writer{seed}",

@@ -41,8 +41,9 @@ def failing_generate(fail_on_call: int, error: BaseException):
 def test_crash_keeps_predictions_then_resume_auto_equals_an_uninterrupted_run(
     tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path, monkeypatch
 ):
-    args = evaluate_args(tiny_vlm_dirs["llava"], coco_dir, experiment="crash", task="captioning",
-                         n_samples=N, batch_size=1)
+    args = evaluate_args(
+        tiny_vlm_dirs["llava"], coco_dir, experiment="crash", task="captioning", n_samples=N, batch_size=1
+    )
     real = quality_pass.generate
     monkeypatch.setattr(quality_pass, "generate", failing_generate(3, RuntimeError("simulated crash")))
     crashed = CliRunner().invoke(main, args)
@@ -63,8 +64,9 @@ def test_crash_keeps_predictions_then_resume_auto_equals_an_uninterrupted_run(
     assert done.data.tags["vlm_quant.previous_failure"] == "RuntimeError: simulated crash"
     assert len(partial_rows(done)) == N
 
-    same = evaluate_args(tiny_vlm_dirs["llava"], coco_dir, experiment="reference", task="captioning",
-                         n_samples=N, batch_size=1)
+    same = evaluate_args(
+        tiny_vlm_dirs["llava"], coco_dir, experiment="reference", task="captioning", n_samples=N, batch_size=1
+    )
     reference = CliRunner().invoke(main, same)  # the same config, uninterrupted
     assert reference.exit_code == 0, reference.output
     ref_id = last_json(reference.output)["run_id"]
@@ -91,21 +93,25 @@ def test_a_signal_mid_pass_finishes_the_batch_marks_killed_and_restores_handlers
         return real(*args, **kwargs)
 
     monkeypatch.setattr(quality_pass, "generate", generate)
-    args = evaluate_args(tiny_vlm_dirs["llava"], coco_dir, experiment="sig", task="captioning",
-                         n_samples=6, batch_size=2)
+    args = evaluate_args(
+        tiny_vlm_dirs["llava"], coco_dir, experiment="sig", task="captioning", n_samples=6, batch_size=2
+    )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 128 + signal.SIGTERM, result.output
     assert "interrupted by SIGTERM" in result.output
     assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handlers are gone again
     (run,) = runs_of(mlflow.MlflowClient(tracking_uri), "sig")
     assert run.info.status == "KILLED" and run.data.tags["vlm_quant.signal"] == "SIGTERM"
-    assert len(calls) == 2 and len(partial_rows(run)) == 4  # batch 2 was finished and saved, batch 3 never ran
+    # batch 2 was finished and saved; batch 3 never ran
+    assert len(calls) == 2 and len(partial_rows(run)) == 4
 
 
-def test_resume_refuses_a_different_config_a_finished_run_and_an_unknown_id(tiny_vlm_dirs, coco_dir, tracking_uri,
-                                                                           monkeypatch):
-    args = evaluate_args(tiny_vlm_dirs["llava"], coco_dir, experiment="refuse", task="captioning",
-                         n_samples=3, batch_size=1)
+def test_resume_refuses_a_different_config_a_finished_run_and_an_unknown_id(
+    tiny_vlm_dirs, coco_dir, tracking_uri, monkeypatch
+):
+    args = evaluate_args(
+        tiny_vlm_dirs["llava"], coco_dir, experiment="refuse", task="captioning", n_samples=3, batch_size=1
+    )
     real = quality_pass.generate
     monkeypatch.setattr(quality_pass, "generate", failing_generate(2, RuntimeError("boom")))
     CliRunner().invoke(main, args)
@@ -145,3 +151,52 @@ def test_liveness_of_running_runs():
     assert not liveness(fake_run("RUNNING", **stale))
     assert not liveness(fake_run("RUNNING"))  # no tags at all (killed before they were written)
     assert not liveness(fake_run("FAILED", **fresh))
+
+
+def test_a_crash_after_the_pass_resumes_without_generating_again(
+    tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path, monkeypatch
+):
+    from crash_helpers import build_vqa
+
+    from vlm_quant.tasks.vqa import VqaTask
+
+    data = build_vqa(tmp_path / "vqav2", coco_dir, n_images=3)
+    args = evaluate_args(tiny_vlm_dirs["llava"], data, experiment="late", n_samples=3, batch_size=2)
+    real_score = VqaTask.score
+
+    def broken_score(self, *a, **k):
+        raise OSError("disk full while scoring")
+
+    monkeypatch.setattr(VqaTask, "score", broken_score)
+    assert isinstance(CliRunner().invoke(main, args).exception, OSError)
+    (run,) = runs_of(mlflow.MlflowClient(tracking_uri), "late")
+    assert run.info.status == "FAILED" and len(partial_rows(run)) == 3
+
+    monkeypatch.setattr(VqaTask, "score", real_score)
+    calls = []
+    real_generate = quality_pass.generate
+    monkeypatch.setattr(quality_pass, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    resumed = CliRunner().invoke(main, [*args, "--resume", run.info.run_id])
+    assert resumed.exit_code == 0, resumed.output
+    assert calls == []  # every prediction came from the partial file
+    done = mlflow.MlflowClient(tracking_uri).get_run(run.info.run_id)
+    assert done.info.status == "FINISHED" and done.data.metrics["n_samples_resumed"] == 3
+    assert done.data.metrics["n_samples_evaluated"] == 3 and "vqa_accuracy" in done.data.metrics
+
+
+def test_heartbeat_refreshes_until_stopped(monkeypatch):
+    import threading
+    import time
+
+    import vlm_quant.tracking as tracking
+
+    monkeypatch.setattr(tracking, "HEARTBEAT_S", 0.02)
+    beats = []
+    client = SimpleNamespace(set_tag=lambda run_id, key, value: beats.append((run_id, key)))
+    stop = threading.Event()
+    thread = threading.Thread(target=tracking._heartbeat, args=(client, "r1", stop))
+    thread.start()
+    time.sleep(0.3)
+    stop.set()
+    thread.join(timeout=2)
+    assert not thread.is_alive() and len(beats) >= 3 and beats[0] == ("r1", "vlm_quant.heartbeat")

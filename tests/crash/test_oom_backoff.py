@@ -39,9 +39,21 @@ def test_oom_halves_the_batch_down_to_what_fits_and_logs_it(tiny_vlm_dirs, vqa_d
     seen: list[int] = []
     monkeypatch.setattr(quality_pass, "generate", oom_above(1, seen))
     cfg = ExperimentConfig.from_mapping(
-        dict(model=str(tiny_vlm_dirs["llava"]), task="vqa", data_dir=str(vqa_dir), n_samples=5, batch_size=4,
-             max_new_tokens=3, log_model=False, spotcheck_n=0, cost_samples=1, cost_iterations=1, cost_warmup=0,
-             cost_new_tokens=2, idle_seconds=0)
+        dict(
+            model=str(tiny_vlm_dirs["llava"]),
+            task="vqa",
+            data_dir=str(vqa_dir),
+            n_samples=5,
+            batch_size=4,
+            max_new_tokens=3,
+            log_model=False,
+            spotcheck_n=0,
+            cost_samples=1,
+            cost_iterations=1,
+            cost_warmup=0,
+            cost_new_tokens=2,
+            idle_seconds=0,
+        )
     )
     tracker = InMemoryTracker()
     summary = run_experiment(prepare_experiment(cfg), tracker, progress=False)
@@ -52,7 +64,9 @@ def test_oom_halves_the_batch_down_to_what_fits_and_logs_it(tiny_vlm_dirs, vqa_d
     assert tracker.params["batch_size"] == "4"  # what was asked stays the param; what ran is a metric
 
 
-def test_oom_at_batch_size_one_fails_the_run_with_a_clear_message(tiny_vlm_dirs, vqa_dir, tracking_uri, monkeypatch):
+def test_oom_at_batch_size_one_fails_the_run_with_a_clear_message(
+    tiny_vlm_dirs, vqa_dir, tracking_uri, monkeypatch
+):
     monkeypatch.setattr(quality_pass, "generate", oom_above(0, []))
     args = evaluate_args(tiny_vlm_dirs["llava"], vqa_dir, experiment="oom", n_samples=3, batch_size=2)
     result = CliRunner().invoke(main, args)

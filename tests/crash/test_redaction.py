@@ -35,8 +35,14 @@ def test_redact_masks_each_known_shape(text, secret):
 
 
 def test_redact_keeps_ordinary_text_and_masks_secret_env_values():
-    for text in ("max_new_tokens=32", "tokenizers 0.21", "sqlite:///mlruns/mlflow.db", "https://user@host/x",
-                 "vision=int8,language=nf4", "Provide a one-sentence caption for the provided image."):
+    for text in (
+        "max_new_tokens=32",
+        "tokenizers 0.21",
+        "sqlite:///mlruns/mlflow.db",
+        "https://user@host/x",
+        "vision=int8,language=nf4",
+        "Provide a one-sentence caption for the provided image.",
+    ):
         assert redact(text) == text
     env = {"MY_SERVICE_TOKEN": FAKE_ENV_ONLY, "HOME": "/root", "SHORT_TOKEN": "1"}
     assert redact(f"value {FAKE_ENV_ONLY}!", env) == f"value {MASK}!"
@@ -51,9 +57,14 @@ def test_a_run_with_secrets_in_env_config_and_paths_logs_none_of_them(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_AWS_ID)
     data = build_vqa(tmp_path / FAKE_HF / "vqav2", coco_dir, n_images=3)  # the token is in data_dir
     args = evaluate_args(
-        tiny_vlm_dirs["llava"], data, experiment="secrets", n_samples=3, batch_size=3,
+        tiny_vlm_dirs["llava"],
+        data,
+        experiment="secrets",
+        n_samples=3,
+        batch_size=3,
         hf_dataset=f"someone/data?token={FAKE_HF}&aws_secret_access_key={FAKE_PASSWORD}",
-        run_name=f"run-{FAKE_ENV_ONLY}", prompt=f"Answer briefly. {FAKE_AWS_ID}",
+        run_name=f"run-{FAKE_ENV_ONLY}",
+        prompt=f"Answer briefly. {FAKE_AWS_ID}",
     )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

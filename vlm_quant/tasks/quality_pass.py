@@ -37,7 +37,8 @@ class QualityPassResult:
     """Predictions by sample id (evaluation order), skipped samples, wall time (s), generated tokens.
 
     ``n_resumed``: samples taken from an earlier attempt of the run (their generation time is in
-    ``wall_s``); ``oom_retries`` and ``final_batch_size``: the OOM backoff's record.
+    ``wall_s``), of which ``resumed_predictions`` predictions with ``resumed_tokens`` tokens;
+    ``oom_retries`` and ``final_batch_size``: the OOM backoff's record.
     """
 
     predictions: dict[int, str] = field(default_factory=dict)
@@ -45,8 +46,14 @@ class QualityPassResult:
     wall_s: float = 0.0
     generated_tokens: int = 0
     n_resumed: int = 0
+    resumed_predictions: int = 0
+    resumed_tokens: int = 0
     oom_retries: int = 0
     final_batch_size: int = 0
+
+    def this_attempt(self) -> tuple[int, int]:
+        """(predictions, generated tokens) made by this attempt: what its energy window metered."""
+        return len(self.predictions) - self.resumed_predictions, self.generated_tokens - self.resumed_tokens
 
     def oom_metrics(self) -> dict[str, float]:
         return {"oom_retries": self.oom_retries, "quality_pass_final_batch_size": self.final_batch_size}
@@ -174,5 +181,6 @@ def resume_from(restored: Restored, data: TaskData) -> QualityPassResult:
         if str(key) in by_key:
             result.skipped.append({**row, "sample_id": by_key[str(key)]})
     result.n_resumed = len(result.predictions) + len(result.skipped)
+    result.resumed_predictions, result.resumed_tokens = len(result.predictions), result.generated_tokens
     result.wall_s = restored.seconds
     return result
