@@ -17,6 +17,17 @@ from vlm_quant.generate import Request
 
 
 @dataclass(frozen=True)
+class Split:
+    """A whole split as read from its source: every sample by sample id, and how to open its image."""
+
+    dataset: str
+    split: str
+    samples: dict[int, Any]  # sample_id -> CaptionSample / VqaSample
+    open_image: Callable[[Any], Image.Image]
+    data_dir: str = ""
+
+
+@dataclass(frozen=True)
 class TaskData:
     """The evaluated samples in evaluation order and how to open their images."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from vlm_quant.errors import UserError
+from vlm_quant.tasks.base import Split
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,7 @@ class CaptionSample:
         return self.image_id
 
 
-@dataclass(frozen=True)
-class CaptionSplit:
-    """A whole split: every sample, and how to open a sample's image."""
-
-    dataset: str
-    split: str
-    samples: dict[int, CaptionSample]
-    open_image: Callable[[CaptionSample], Image.Image]
-    data_dir: str = ""
+CaptionSplit = Split  # one split type for every task (vlm_quant.tasks.base.Split)
 
 
 def select_ids(all_ids: Sequence[int], n_samples: int, seed: int) -> list[int]:

@@ -37,6 +37,7 @@ from typing import Any
 from PIL import Image
 
 from vlm_quant.errors import UserError
+from vlm_quant.tasks.base import Split
 from vlm_quant.tasks.captioning_data import select_ids
 from vlm_quant.tasks.vqa_metrics import N_HUMAN_ANSWERS, UNSPECIFIED_TYPE, VqaAnnotation
 
@@ -78,15 +79,7 @@ class VqaSample:
                              self.image_id, question=self.question)
 
 
-@dataclass(frozen=True)
-class VqaSplit:
-    """A whole split: every sample by sample id, and how to open a sample's image."""
-
-    dataset: str
-    split: str
-    samples: dict[int, VqaSample]
-    open_image: Callable[[VqaSample], Image.Image]
-    data_dir: str = ""
+VqaSplit = Split  # one split type for every task (vlm_quant.tasks.base.Split)
 
 
 # --- choosing the split and the subset -------------------------------------------------------------
