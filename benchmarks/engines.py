@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-from vlm_quant.environment import environment_record
-from vlm_quant.generate import GenerationSettings, generate, single_image_request
+from vlm_quant.engines.generate import GenerationSettings, generate, single_image_request
 from vlm_quant.measure.energy import EnergyMeter
+from vlm_quant.measure.environment import environment_record
 from vlm_quant.measure.nvml import open_gpu
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.quantize.presets import resolve_plan
-from vlm_quant.runner import compute_dtype
+from vlm_quant.run.runner import compute_dtype
 from vlm_quant.tasks.captioning_data import downscale, read_local_coco, select_ids
 
 PROMPT = "Provide a one-sentence caption for the provided image."

@@ -32,16 +32,16 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vlm_quant.checkpoint import save_checkpoint
-from vlm_quant.cost_pass import CostSettings, measure_latency, measure_throughput
+from vlm_quant.engines.generate import GenerationSettings, generate, single_image_request
 from vlm_quant.errors import UserError
-from vlm_quant.generate import GenerationSettings, generate, single_image_request
 from vlm_quant.measure.memory import MemoryTracker
 from vlm_quant.measure.timing import DeviceTimer
+from vlm_quant.models.checkpoint import save_checkpoint
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan, check_plan_runnable
 from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan
+from vlm_quant.run.cost_pass import CostSettings, measure_latency, measure_throughput
 
 DEFAULT_MODELS = ("HuggingFaceTB/SmolVLM-256M-Instruct", "Qwen/Qwen2-VL-2B-Instruct")
 PROMPT = "Provide a one-sentence caption for the provided image."

@@ -86,7 +86,7 @@ def test_mlproject_passes_every_parameter_through_to_the_typed_cli():
 def test_cli_accepts_mlflow_run_spelling_of_every_key():
     from click.testing import CliRunner
 
-    from vlm_quant.cli import main
+    from vlm_quant.cli.commands import main
 
     help_text = CliRunner().invoke(main, ["evaluate", "--help"]).output
     for f in fields(ExperimentConfig):

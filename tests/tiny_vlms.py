@@ -131,8 +131,8 @@ def _text_config(model_type: str, **extra) -> dict:
 def _idefics3_config(ids: dict[str, int]) -> Idefics3Config:
     return Idefics3Config(
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=64,  # >= 64: bitsandbytes' AVX512-BF16 CPU 4-bit kernels need in_features >= blocksize
+            intermediate_size=128,
             num_hidden_layers=1,
             num_attention_heads=2,
             image_size=32,
@@ -178,7 +178,7 @@ def _qwen2_vl_config(ids: dict[str, int]) -> Qwen2VLConfig:
         text_config=_qwen_text_config(ids),
         vision_config=dict(
             depth=1,
-            embed_dim=32,
+            embed_dim=64,  # >= 64, see _idefics3_config
             hidden_size=64,
             num_heads=2,
             mlp_ratio=2,
@@ -196,8 +196,8 @@ def _qwen2_5_vl_config(ids: dict[str, int]) -> Qwen2_5_VLConfig:
         text_config=text_config,
         vision_config=dict(
             depth=2,
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=64,  # >= 64, see _idefics3_config
+            intermediate_size=128,
             num_heads=2,
             out_hidden_size=64,
             patch_size=14,
@@ -214,8 +214,8 @@ def _llava_config(ids: dict[str, int]) -> LlavaConfig:
     return LlavaConfig(
         vision_config=dict(
             model_type="clip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=64,  # >= 64, see _idefics3_config
+            intermediate_size=128,
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=32,

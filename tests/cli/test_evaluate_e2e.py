@@ -14,10 +14,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from vlm_quant.cli import main
+from vlm_quant.cli.commands import main
 from vlm_quant.config import ExperimentConfig
-from vlm_quant.runner import prepare_experiment, run_experiment
-from vlm_quant.tracking import InMemoryTracker
+from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tracking.tracker import InMemoryTracker
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_COST = dict(cost_samples=2, cost_iterations=1, cost_warmup=0, cost_new_tokens=2, idle_seconds=0)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from vlm_quant.cli import main
+from vlm_quant.cli.commands import main
 
 pytestmark = pytest.mark.slow
 

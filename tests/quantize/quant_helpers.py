@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_quant.generate import GenerationSettings, generate, single_image_request
+from vlm_quant.engines.generate import GenerationSettings, generate, single_image_request
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import resolve_plan

@@ -8,7 +8,7 @@ import pytest
 import torch
 from quant_helpers import CPU, caption, gpu, needs_cuda, quantized
 
-from vlm_quant.checkpoint import save_checkpoint
+from vlm_quant.models.checkpoint import save_checkpoint
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import check_plan_runnable
 from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan

@@ -8,8 +8,8 @@ import pytest
 from quant_helpers import quantized
 from safetensors import safe_open
 
-from vlm_quant import checkpoint
-from vlm_quant.checkpoint import save_checkpoint
+from vlm_quant.models import checkpoint
+from vlm_quant.models.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

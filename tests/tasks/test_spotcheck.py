@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from vlm_quant.cli_vqa import spotcheck
+from vlm_quant.cli.vqa import spotcheck
 from vlm_quant.errors import UserError
-from vlm_quant.spotcheck import (
+from vlm_quant.tasks.spotcheck import (
     SHEET_COLUMNS,
     SPOTCHECK_CSV,
     SPOTCHECK_HTML,
@@ -22,7 +22,7 @@ from vlm_quant.spotcheck import (
     select_spotcheck_rows,
     spotcheck_metrics,
 )
-from vlm_quant.tracking import InMemoryTracker, open_run
+from vlm_quant.tracking.tracker import InMemoryTracker, open_run
 
 ACCURACIES = (0.0, 0.3, 0.6, 0.9, 1.0)
 

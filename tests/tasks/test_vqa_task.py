@@ -6,8 +6,8 @@ import pytest
 from vqa_layouts import build_vqav2
 
 from vlm_quant.config import ExperimentConfig
+from vlm_quant.engines.generate import single_image_request
 from vlm_quant.errors import UserError
-from vlm_quant.generate import single_image_request
 from vlm_quant.models.families import family_by_name
 from vlm_quant.tasks.vqa import (
     DEFAULT_VQA_PROMPT,
@@ -18,7 +18,7 @@ from vlm_quant.tasks.vqa import (
     prompt_template,
 )
 from vlm_quant.tasks.vqa_metrics import normalize_answer, score_vqa
-from vlm_quant.tracking import InMemoryTracker
+from vlm_quant.tracking.tracker import InMemoryTracker
 
 ROW_KEYS = {
     "sample_id",
@@ -176,7 +176,7 @@ def test_end_to_end_tiny_smolvlm_one_shot_vqa_run(request, vqa_dir):
     family, shots = "idefics3", 1
     pytest.importorskip("tiny_vlms", reason="tests/tiny_vlms.py (tiny VLM builder) not available yet")
     runner = pytest.importorskip(
-        "vlm_quant.runner", reason="the runner's model loading is not importable yet"
+        "vlm_quant.run.runner", reason="the runner's model loading is not importable yet"
     )
     model_dir = request.getfixturevalue("tiny_vlm_dirs")[family]
     cfg = ExperimentConfig.from_mapping(
@@ -217,7 +217,7 @@ def test_few_shot_on_a_single_image_family_is_refused(request, vqa_dir):
     """Fails until the runner calls check_shots_supported (the lead wires it during integration)."""
     pytest.importorskip("tiny_vlms", reason="tests/tiny_vlms.py (tiny VLM builder) not available yet")
     runner = pytest.importorskip(
-        "vlm_quant.runner", reason="the runner's model loading is not importable yet"
+        "vlm_quant.run.runner", reason="the runner's model loading is not importable yet"
     )
     model_dir = request.getfixturevalue("tiny_vlm_dirs")["llava"]
     cfg = ExperimentConfig.from_mapping(

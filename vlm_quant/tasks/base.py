@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from vlm_quant.generate import Request
+from vlm_quant.engines.generate import Request
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 from PIL import Image
 
 from vlm_quant.config import DEFAULT_CAPTION_PROMPT
-from vlm_quant.generate import Request, single_image_request
+from vlm_quant.engines.generate import Request, single_image_request
 from vlm_quant.tasks.base import TaskData, TaskScores
 from vlm_quant.tasks.caption_metrics import score_captions
 from vlm_quant.tasks.captioning_data import read_split, select_ids

@@ -28,11 +28,11 @@ from typing import Any
 
 from PIL import Image
 
+from vlm_quant.engines.generate import Request
 from vlm_quant.errors import UserError
-from vlm_quant.generate import Request
-from vlm_quant.spotcheck import log_spotcheck
 from vlm_quant.tasks.base import TaskData, TaskScores
 from vlm_quant.tasks.captioning_data import downscale
+from vlm_quant.tasks.spotcheck import log_spotcheck
 from vlm_quant.tasks.vqa_data import VqaSample, read_vqa_split, select_question_ids
 from vlm_quant.tasks.vqa_metrics import UNSPECIFIED_TYPE, normalize_answer, score_vqa
 

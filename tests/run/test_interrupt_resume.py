@@ -1,0 +1,171 @@
+"""Real `vlm-quant evaluate` processes stopped mid-pass (SIGTERM, SIGKILL), then resumed to the same result.
+
+Both children run at once on one sqlite store (so this is also a test of two concurrent writers); their
+generate() is slowed to ~1 s per batch so the signal lands mid-pass. Predictions are flushed every batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import signal
+import tempfile
+import time
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from crash_helpers import (
+    build_vqa,
+    child_env,
+    child_log,
+    evaluate_args,
+    last_json,
+    partial_rows,
+    predictions,
+    runs_of,
+    start_child,
+    wait_for_rows,
+)
+
+from vlm_quant.cli.commands import main
+
+N = 6
+QUALITY_KEYS = ("vqa_accuracy", "vqa_accuracy_yes_no", "n_samples_evaluated", "n_samples_skipped")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_vlm_dirs, coco_dir, empty_store_template):
+    root = tmp_path_factory.mktemp("crash-store")
+    shutil.copy(empty_store_template, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    for name in ("sigterm", "sigkill", "reference-bs1", "reference-bs2"):
+        client.create_experiment(name, artifact_location=str(root / "artifacts" / name))
+    return {
+        "root": root,
+        "uri": uri,
+        "client": client,
+        "model": tiny_vlm_dirs["llava"],
+        "data": build_vqa(root / "vqav2", coco_dir, n_images=N),
+    }
+
+
+@pytest.fixture(scope="module")
+def interrupted(setup):
+    """Start two children at once; SIGTERM one and SIGKILL the other once each has flushed 2 rows."""
+    s = setup
+    env = child_env(s["uri"], VLMQ_TEST_GENERATE_DELAY_S="1.0", VLM_QUANT_FLUSH_BATCHES="1")
+    term = start_child(
+        evaluate_args(s["model"], s["data"], experiment="sigterm", n_samples=N, batch_size=2),
+        env,
+        s["root"],
+        "term",
+    )
+    kill = start_child(
+        evaluate_args(s["model"], s["data"], experiment="sigkill", n_samples=N, batch_size=1),
+        env,
+        s["root"],
+        "kill",
+    )
+    try:
+        run = wait_for_rows(s["client"], "sigterm", term, 2, timeout_s=120)
+        term.send_signal(signal.SIGTERM)
+        term_at_signal = len(partial_rows(run))
+        run = wait_for_rows(s["client"], "sigkill", kill, 2, timeout_s=120)
+        kill.send_signal(signal.SIGKILL)
+        kill_at_signal = len(partial_rows(run))
+        term.wait(timeout=60)
+        kill.wait(timeout=30)
+    finally:
+        for proc in (term, kill):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {"term": term, "kill": kill, "term_at_signal": term_at_signal, "kill_at_signal": kill_at_signal}
+
+
+def reference(setup, batch_size: int) -> tuple[dict, list]:
+    """An uninterrupted run of the same configuration (another experiment): metrics and predictions."""
+    args = evaluate_args(
+        setup["model"],
+        setup["data"],
+        experiment=f"reference-bs{batch_size}",
+        n_samples=N,
+        batch_size=batch_size,
+    )
+    result = CliRunner().invoke(main, [*args, "--tracking-uri", setup["uri"]])
+    assert result.exit_code == 0, result.output
+    run_id = last_json(result.output)["run_id"]
+    run = setup["client"].get_run(run_id)
+    return run.data.metrics, predictions(setup["client"], run_id, setup["root"] / f"ref{batch_size}")
+
+
+def resume(setup, experiment: str, batch_size: int, how: str) -> tuple[dict, float]:
+    args = evaluate_args(
+        setup["model"], setup["data"], experiment=experiment, n_samples=N, batch_size=batch_size
+    )
+    started = time.perf_counter()
+    result = CliRunner().invoke(main, [*args, "--tracking-uri", setup["uri"], "--resume", how])
+    assert result.exit_code == 0, result.output
+    return last_json(result.output), time.perf_counter() - started
+
+
+def assert_same_result(setup, run_id: str, ref_metrics: dict, ref_predictions: list, tag: str) -> None:
+    run = setup["client"].get_run(run_id)
+    for key in QUALITY_KEYS:
+        assert run.data.metrics[key] == pytest.approx(ref_metrics[key], abs=1e-12), key
+    rows = predictions(setup["client"], run_id, setup["root"] / f"resumed-{tag}")
+    assert [(r["question_id"], r["prediction"]) for r in rows] == [
+        (r["question_id"], r["prediction"]) for r in ref_predictions
+    ]
+
+
+def test_sigterm_finishes_the_batch_saves_marks_killed_and_resumes_to_the_same_result(setup, interrupted):
+    term = interrupted["term"]
+    log = child_log(setup["root"], "term")
+    assert term.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "interrupted by SIGTERM" in log
+    (run,) = runs_of(setup["client"], "sigterm")
+    assert run.info.status == "KILLED"
+    assert run.data.tags["vlm_quant.signal"] == "SIGTERM"
+    assert "SIGTERM" in run.data.tags["vlm_quant.failure"]
+    rows = partial_rows(run)
+    # the batch in progress was finished and saved: whole batches of 2, at least what was there at the signal
+    assert len(rows) % 2 == 0 and interrupted["term_at_signal"] <= len(rows) < N
+    assert all(r["prediction"] is not None for r in rows)
+
+    out, seconds = resume(setup, "sigterm", batch_size=2, how=run.info.run_id)
+    assert out["run_id"] == run.info.run_id
+    resumed = setup["client"].get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.metrics["n_samples_resumed"] == len(rows)
+    assert "vlm_quant.failure" not in resumed.data.tags and "vlm_quant.signal" not in resumed.data.tags
+    assert "SIGTERM" in resumed.data.tags["vlm_quant.previous_failure"]
+    assert resumed.data.tags["vlm_quant.resume_count"] == "1"
+    ref_metrics, ref_predictions = reference(setup, batch_size=2)
+    assert_same_result(setup, run.info.run_id, ref_metrics, ref_predictions, "term")
+    print(f"SIGTERM: {len(rows)} of {N} rows kept; resume took {seconds:.1f} s")
+
+
+def test_sigkill_leaves_running_with_flushed_rows_and_resume_auto_takes_it_over(setup, interrupted):
+    kill = interrupted["kill"]
+    assert kill.returncode == -signal.SIGKILL
+    (run,) = runs_of(setup["client"], "sigkill")
+    assert run.info.status == "RUNNING"  # nothing ran after SIGKILL; the pid tag says whose it was
+    assert run.data.tags["vlm_quant.pid"] == str(kill.pid)
+    rows = partial_rows(run)
+    assert interrupted["kill_at_signal"] <= len(rows) and 2 <= len(rows) < N
+    # SIGKILL leaves the child's local work file behind (its rows had reached the run): tidy it
+    for folder in glob.glob(f"{tempfile.gettempdir()}/vlmq-{run.info.run_id[:16]}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    out, seconds = resume(setup, "sigkill", batch_size=1, how="auto")  # its process is gone: resumable
+    assert out["run_id"] == run.info.run_id
+    resumed = setup["client"].get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.metrics["n_samples_resumed"] == len(rows)
+    assert len(runs_of(setup["client"], "sigkill")) == 1  # reopened, not a new run
+    ref_metrics, ref_predictions = reference(setup, batch_size=1)
+    assert_same_result(setup, run.info.run_id, ref_metrics, ref_predictions, "kill")
+    print(f"SIGKILL: {len(rows)} of {N} rows kept; resume took {seconds:.1f} s")

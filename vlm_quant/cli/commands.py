@@ -1,0 +1,223 @@
+"""`vlm-quant`: the command-line interface (evaluate, score). Thin: parse -> config -> one call -> exit code.
+
+Every `evaluate` option is generated from `ExperimentConfig`'s fields, so `--help`, the YAML keys and
+the MLflow params can never drift apart. An empty value means "not given": the YAML's value (or
+the default) applies. User errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vlm_quant.cli.vqa import score_vqa_command, spotcheck
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.errors import UserError
+
+TYPE_NAMES = {"int": "INTEGER", "float": "FLOAT", "bool": "true|false", "str": "TEXT"}
+
+
+def config_options(command: Any) -> Any:
+    """Decorate ``command`` with one --option per ExperimentConfig field (default: not given)."""
+    for f in reversed(fields(ExperimentConfig)):
+        choices = f.metadata.get("choices")
+        default_text = f"default: {f.default!r}" + (f"; one of {', '.join(choices)}" if choices else "")
+        command = click.option(
+            # Parsed as text and coerced by ExperimentConfig, so that "" (MLproject's unset) is accepted.
+            # `mlflow run -P n_samples=8` appends `--n_samples 8`: accept both spellings.
+            *dict.fromkeys([f"--{f.name.replace('_', '-')}", f"--{f.name}"]),
+            f.name,
+            type=click.STRING,
+            default=None,
+            metavar=TYPE_NAMES[f.type],
+            help=f"{f.metadata['help']} [{default_text}]",
+        )(command)
+    return command
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop options that were not given (None or empty string: how MLproject passes an unset param)."""
+    return {k: v for k, v in values.items() if v is not None and v != ""}
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Measure what post-training quantization does to vision-language models (one MLflow run per config)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    help="Experiment YAML (see configs/); options given here override it.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--parent-run-id", default=None, hidden=True, help="Sweep parent run (set by `sweep`).")
+@config_options
+def evaluate(
+    config_path: str | None, tracking_uri: str | None, no_progress: bool, parent_run_id: str | None, **options: Any
+) -> None:
+    """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
+    from vlm_quant.run import distributed
+    from vlm_quant.run.interrupts import RunInterrupted, graceful_signals
+    from vlm_quant.run.resume import find_resume_target
+    from vlm_quant.run.runner import prepare_experiment, run_experiment
+    from vlm_quant.tracking.tracker import open_run
+
+    run_id = None
+    try:
+        cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        relaunched = distributed.relaunch_if_needed(cfg.processes, evaluate_argv(config_path, tracking_uri, options))
+        if relaunched is not None:  # processes > 1: the ranks ran under `accelerate launch`
+            sys.exit(relaunched)
+        prepared = prepare_experiment(cfg)
+        # a bad resume fails here, before any write; under `accelerate launch` only rank 0 reads the store
+        target = find_resume_target(cfg, tracking_uri) if distributed.is_main() else None
+        tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+        # SIGINT/SIGTERM: finish the batch, save, mark the run KILLED; handlers restored on exit.
+        with graceful_signals(), distributed.main_only(open_run)(  # other ranks: a NullTracker
+            cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags,
+            resume_run_id=target.run_id if target else None,
+        ) as tracker:
+            run_id = tracker.run_id
+            summary = run_experiment(prepared, tracker, progress=not no_progress)
+    except UserError as exc:
+        fail(str(exc))
+    except RunInterrupted as exc:
+        click.echo(f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
+                   f"far; continue it with --resume {run_id or 'auto'}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(
+        json.dumps(
+            {
+                "run_id": summary.run_id,
+                "n_predictions": summary.n_predictions,
+                "n_skipped": summary.n_skipped,
+                "metrics": summary.metrics,
+            },
+            indent=2,
+        )
+    )
+
+
+def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: dict[str, Any]) -> list[str]:
+    """This evaluate command line again (for the ranks `accelerate launch` starts)."""
+    argv = ["evaluate", "--no-progress"]
+    if config_path:
+        argv += ["--config", config_path]
+    if tracking_uri:
+        argv += ["--tracking-uri", tracking_uri]
+    for key, value in given(options).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
+def default_run_name(cfg: ExperimentConfig) -> str:
+    return cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
+
+
+@main.command()
+@click.option("--quants", required=True, help="Comma-separated presets, e.g. fp16,int8,int8-vision,nf4.")
+@click.option("--force", type=click.BOOL, default=False, show_default=True,
+              help="true: re-run configurations that already have a finished run with the same config.")
+@click.option("--config", "config_path", default=None, help="Experiment YAML shared by every configuration.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@config_options
+def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str | None, **options: Any) -> None:
+    """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
+    from vlm_quant.run.runner import prepare_experiment
+    from vlm_quant.study.sweep import parse_quants, run_sweep
+    from vlm_quant.tracking.tracker import open_run
+
+    try:
+        options.pop("quant", None)
+        cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        presets = parse_quants(quants)
+        for quant in presets:  # every configuration's input is checked before the first one runs
+            prepare_experiment(dataclasses.replace(cfg, quant=quant))
+        name = cfg.run_name or f"sweep-{cfg.model.rstrip('/').split('/')[-1]}"
+        with open_run(cfg.experiment, name, tracking_uri=tracking_uri) as tracker:
+            outcome = run_sweep(cfg, presets, tracker, force=force)
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps({"parent_run_id": outcome.parent_run_id, "status": outcome.status,
+                           "run_ids": outcome.run_ids, "reasons": outcome.reasons}, indent=2))
+    sys.exit(1 if outcome.failed else 0)
+
+
+@main.command()
+@click.option("--experiment", default=None, help="Compare the finished evaluate runs of this experiment.")
+@click.option("--parent-run", "--parent_run", "parent_run", default=None, help="Compare the children of this sweep run.")
+@click.option("--run-ids", "--run_ids", "run_ids", default=None, help="Compare these runs (comma-separated ids).")
+@click.option("--out-dir", "--out_dir", "out_dir", default=None, help="Report folder [default: reports/<experiment or parent run>].")
+@click.option("--baseline", default=None, help="Baseline run id, run name or quant [default: fp16, else bf16].")
+@click.option("--bootstrap", "n_resamples", default=2000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option("--log/--no-log", "log_run", default=True, show_default=True, help="Log the report folder as a `compare` run.")
+def compare(experiment: str | None, parent_run: str | None, run_ids: str | None, out_dir: str | None,
+            baseline: str | None, n_resamples: int, tracking_uri: str | None, log_run: bool) -> None:
+    """Tables, figures, qualitative examples and appendix of a study, read from the tracking store only."""
+    from vlm_quant.study.report.build import compare as build_comparison
+    from vlm_quant.study.report.logging import log_report_run
+    from vlm_quant.tracking.tracker import resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(tracking_uri)
+        ids = [i.strip() for i in run_ids.split(",") if i.strip()] if run_ids else None
+        folder = Path(out_dir or f"reports/{experiment or parent_run or 'runs'}")
+        result = build_comparison(folder, experiment=experiment, parent_run=parent_run, run_ids=ids,
+                                  tracking_uri=uri, baseline=baseline, n_resamples=n_resamples)
+        compare_run = log_report_run(result, experiment=experiment, tracking_uri=uri) if log_run else None
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps({"out_dir": str(result.out_dir), "compare_run_id": compare_run,
+                           "runs": result.run_ids, "files": sorted(str(p) for p in result.paths)}, indent=2))
+
+
+@main.group()
+def score() -> None:
+    """Rescore logged predictions against official-format annotations (prints one JSON object)."""
+
+
+@score.command("captions")
+@click.option(
+    "--predictions", required=True, type=click.Path(), help="COCO results file: [{image_id, caption}]."
+)
+@click.option(
+    "--annotations", required=True, type=click.Path(), help="COCO captions file (captions_val2017.json)."
+)
+def score_captions_command(predictions: str, annotations: str) -> None:
+    """CIDEr, BLEU-1..4, METEOR, ROUGE-L (and SPICE when its jars are present) of the images in P."""
+    from vlm_quant.tasks.caption_metrics import score_caption_files
+
+    try:
+        result = score_caption_files(predictions, annotations)
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
+
+
+score.add_command(score_vqa_command)
+main.add_command(spotcheck)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""VQA commands for the `vlm-quant` group: `score vqa` and `spotcheck import`.
+
+Register them on the group in cli.py: ``score.add_command(score_vqa_command)`` and
+``main.add_command(spotcheck)``. User errors print ``error: ...`` on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from vlm_quant.errors import UserError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command("vqa")
+@click.option("--predictions", required=True, type=click.Path(),
+              help="VQA results file: [{question_id, answer}, ...] (official format).")
+@click.option("--annotations", required=True, type=click.Path(),
+              help="Official annotations file ({annotations: [...]}, 10 answers per question).")
+@click.option("--questions", default=None, type=click.Path(),
+              help="Official questions file; when given, checked to cover the same question and image ids.")
+@click.option("--normalize-predictions", is_flag=True,
+              help="Normalise each answer first (as `evaluate` does for the vqa task); "
+                   "off: the official script on the answers as given.")
+def score_vqa_command(predictions: str, annotations: str, questions: str | None,
+                      normalize_predictions: bool) -> None:
+    """Official VQA accuracy (0-1; x100 for the official percent), per answer and question type."""
+    from vlm_quant.tasks.vqa_metrics import score_vqa_files
+
+    try:
+        if normalize_predictions:
+            result = _score_normalized(predictions, annotations, questions)
+        else:
+            result = score_vqa_files(predictions, annotations, questions)
+    except UserError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
+
+
+def _score_normalized(predictions: str, annotations: str, questions: str | None) -> dict:
+    """score_vqa_files on a copy of the results whose answers went through `normalize_answer`."""
+    import tempfile
+    from pathlib import Path
+
+    from vlm_quant.tasks.vqa_metrics import normalize_answer, score_vqa_files
+
+    path = Path(predictions)
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from exc
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("answer"), str):
+                entry["answer"] = normalize_answer(entry["answer"])
+    with tempfile.TemporaryDirectory(prefix="vlmq-score-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_text(json.dumps(entries), encoding="utf-8")
+        return score_vqa_files(copy, annotations, questions)
+
+
+@click.group()
+def spotcheck() -> None:
+    """Human spot-check of VQA runs: import a reviewer's filled sheet back into its run."""
+
+
+@spotcheck.command("import")
+@click.option("--run-id", required=True, help="The VQA run whose spotcheck/spotcheck.csv was filled.")
+@click.option("--csv", "csv_path", required=True, type=click.Path(),
+              help="The filled sheet: human_correct = 1/0, yes/no or true/false on every row.")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+def import_command(run_id: str, csv_path: str, tracking_uri: str | None) -> None:
+    """Log human_accuracy, human_spotcheck_n and the human/automatic agreement to the run."""
+    from vlm_quant.tasks.spotcheck import import_spotcheck
+
+    try:
+        metrics = import_spotcheck(run_id, csv_path, tracking_uri)
+    except UserError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps({"run_id": run_id, "metrics": metrics}, indent=2))

@@ -1,0 +1,93 @@
+"""The run's measuring instruments, started once and always stopped: NVML power sampler, energy meter,
+codecarbon, idle power. On a machine without NVML they are null objects and the reason is logged.
+
+Used as a context manager around the whole run, so the sampler thread stops (keeping its samples)
+even when the run fails; `log_to` writes the power history, CSV, plot and codecarbon metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlm_quant.measure.carbon import open_codecarbon_tracker
+from vlm_quant.measure.energy import EnergyMeter, measure_idle_power_w
+from vlm_quant.measure.nvml import open_gpu
+from vlm_quant.measure.power_sampler import PowerSampler, peak_memory_used_mib, plot_power, write_power_csv
+from vlm_quant.measure.timing import DeviceTimer
+from vlm_quant.tracking import run_schema
+
+log = logging.getLogger(__name__)
+
+
+class RunInstruments:
+    """GPU power over time (>= ``power_hz`` Hz), energy windows, idle power and codecarbon for one run."""
+
+    def __init__(
+        self, device: torch.device, *, power_hz: float, idle_seconds: float, country_iso_code: str, pue: float
+    ):
+        self.device = device
+        self.timer = DeviceTimer(device)
+        self.gpu = open_gpu(device.index or 0) if device.type == "cuda" else open_gpu(None)
+        self.meter = EnergyMeter(self.gpu, synchronize=self.timer.synchronize)
+        self.sampler = PowerSampler(self.gpu, hz=power_hz)
+        self.codecarbon = open_codecarbon_tracker(
+            country_iso_code=country_iso_code,
+            pue=pue,
+            gpu_ids=[device.index or 0] if device.type == "cuda" else None,
+        )
+        self.idle_seconds = idle_seconds
+        self.params: dict[str, Any] = {}
+        self.tags: dict[str, str] = {}
+
+    def __enter__(self) -> RunInstruments:
+        if self.gpu.available:
+            self.params.update({"gpu_name": self.gpu.name, "gpu_driver": self.gpu.driver_version})
+            others = self.gpu.other_processes()
+            if others:
+                message = f"other processes use the GPU (pids {others}): power and energy include their load"
+                log.warning(message)
+                self.tags["vlm_quant.gpu_shared"] = message
+            self.params["idle_power_w"] = measure_idle_power_w(self.gpu, seconds=self.idle_seconds)
+        else:
+            self.tags["vlm_quant.energy_absent_reason"] = self.gpu.reason
+        self.sampler.start()
+        self.codecarbon.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.samples = self.sampler.stop()
+        self.codecarbon_result = self.codecarbon.stop()
+        self.gpu.close()
+
+    def log_to(self, tracker: Any) -> dict[str, float]:
+        """Log power history/CSV/plot and return the instrument metrics (call after the with block)."""
+        metrics: dict[str, float] = {}
+        if self.samples:
+            tracker.log_metric_history(
+                run_schema.METRIC_POWER_HISTORY,
+                [s.power_w for s in self.samples],
+                [int(s.t_ms) for s in self.samples],
+            )
+            with tempfile.TemporaryDirectory(prefix="vlmq-power-") as tmp:
+                csv_path = write_power_csv(self.samples, Path(tmp) / Path(run_schema.ARTIFACT_POWER_CSV).name)
+                png_path = plot_power(
+                    self.samples,
+                    Path(tmp) / Path(run_schema.ARTIFACT_POWER_PNG).name,
+                    title=f"GPU power, run {tracker.run_id}",
+                )
+                tracker.log_file(csv_path, "power")
+                tracker.log_file(png_path, "power")
+            peak = peak_memory_used_mib(self.samples)
+            if peak is not None:
+                metrics["peak_nvml_memory_used_mib"] = peak
+        metrics.update(self.codecarbon_result.as_metrics())
+        if self.codecarbon_result.reason:
+            self.tags["vlm_quant.codecarbon_absent_reason"] = self.codecarbon_result.reason
+        if self.codecarbon_result.cpu_method:
+            self.params["codecarbon_cpu_method"] = self.codecarbon_result.cpu_method
+        return metrics

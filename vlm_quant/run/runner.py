@@ -1,0 +1,402 @@
+"""run_experiment: one configuration, from config to a complete MLflow run. Reads top to bottom.
+
+Order matters: everything that can be wrong with the user's input (preset, device, data, n) is
+checked before the model is downloaded or loaded, so bad input never costs a download and never
+leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoConfig
+
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.engines.generate import GenerationSettings
+from vlm_quant.engines.selection import resolve_engine
+from vlm_quant.errors import UserError
+from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh, estimate_co2e
+from vlm_quant.measure.energy import derive_energy_metrics
+from vlm_quant.measure.environment import environment_record
+from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
+from vlm_quant.models.checkpoint import save_checkpoint
+from vlm_quant.models.families import FamilySpec, family_for_config
+from vlm_quant.models.loading import _not_found_message as model_not_found_message
+from vlm_quant.models.loading import load_vlm
+from vlm_quant.models.random_weights import bundled_config_dir
+from vlm_quant.quantize.audit import audit_precision, verify_plan
+from vlm_quant.quantize.backends import apply_plan
+from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
+from vlm_quant.run import distributed
+from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
+from vlm_quant.run.instruments import RunInstruments
+from vlm_quant.run.partial_predictions import PredictionStream
+from vlm_quant.run.quality_pass import load_image, run_quality_pass
+from vlm_quant.run.resume import config_key
+from vlm_quant.tasks.base import Task, TaskData
+from vlm_quant.tasks.captioning_data import ids_hash
+from vlm_quant.tasks.registry import make_task
+from vlm_quant.tasks.vqa import check_shots_supported
+from vlm_quant.tracking import run_schema
+
+log = logging.getLogger(__name__)
+
+HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the entry point prints at the end."""
+
+    run_id: str
+    metrics: dict[str, float]
+    n_predictions: int
+    n_skipped: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu.")
+    return torch.device(name)
+
+
+def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtype, str]:
+    """The dtype weights are loaded and computed in, and why.
+
+    CPUs without AVX512-FP16/AMX run float16/bfloat16 matmuls about 100x slower than float32
+    (measured on the 2-core AMD EPYC CI machine: 0.7 vs 71 GFLOP/s), so on CPU the 16-bit roles run
+    in float32. This is logged (params ``dtype`` and ``dtype_note``) so no one mistakes such a run
+    for a 16-bit one.
+    """
+    wanted = HALF_DTYPES[plan.half_dtype_name]
+    if device.type == "cpu":
+        return torch.float32, f"{plan.half_dtype_name} requested; float32 on CPU (no fast 16-bit CPU kernels)"
+    return wanted, f"{plan.half_dtype_name} as planned"
+
+
+def image_splitting(cfg: ExperimentConfig, device: torch.device, family: FamilySpec) -> bool | None:
+    """SmolVLM/Idefics3 tiling: the processor's default on GPU; off on CPU ('auto'). Other families: None.
+
+    With tiling a 640x480 image becomes 13 tiles (832 image tokens) for SmolVLM; on 2 CPU cores that
+    is ~40 s per image, so CPU runs use one tile (64 tokens) and say so in the params.
+    """
+    if family.name != "idefics3":
+        return None  # only Idefics3 processors tile; others would warn about an unknown kwarg
+    if cfg.image_splitting == "on":
+        return True
+    if cfg.image_splitting == "off":
+        return False
+    return None if device.type == "cuda" else False
+
+
+def run_params(
+    cfg: ExperimentConfig, plan: PrecisionPlan, data: TaskData, extra: dict[str, Any]
+) -> dict[str, Any]:
+    params = cfg.to_dict()
+    params["requested_revision"] = params.pop("revision")  # `revision` is logged once resolved, after loading
+    params.update(plan.to_params())
+    params.update(data.params)
+    params.update(
+        {
+            "ids_hash": ids_hash(data.ids),
+            "n_samples": len(data.ids),
+            "dataset": data.dataset,
+            "split": data.split,
+        }
+    )
+    params.update(extra)
+    return params
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything checked and resolved before a run is opened or a model is touched."""
+
+    cfg: ExperimentConfig
+    plan: PrecisionPlan
+    device: torch.device
+    dtype: torch.dtype
+    dtype_note: str
+    task: Task
+    data: TaskData
+    settings: GenerationSettings
+    cost_settings: Any
+
+
+def model_family(cfg: ExperimentConfig) -> FamilySpec:
+    """The model's family from its config alone (bundled for random weights), without loading weights."""
+    source = str(bundled_config_dir(cfg.model)) if cfg.weights == "random" else cfg.model
+    try:
+        config = AutoConfig.from_pretrained(
+            source, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code
+        )
+    except OSError as error:  # no such repo / path, or the Hub is unreachable and nothing is cached
+        raise UserError(model_not_found_message(cfg.model, error)) from error
+    return family_for_config(config)
+
+
+def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
+    """Validate the user's input and read the split; raises UserError before any run or download."""
+    plan = resolve_plan(cfg.quant, cfg.precision)
+    device = resolve_device(cfg.device)
+    if plan.quantized_roles:
+        from vlm_quant.quantize.backends import check_plan_runnable
+
+        check_plan_runnable(plan, device)
+    dtype, dtype_note = compute_dtype(plan, device)
+    carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
+    task = make_task(cfg.task)
+    data = task.prepare(cfg)
+    family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
+    check_shots_supported(family, cfg.shots)
+    settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device, family), cfg.engine)
+    cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
+    return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)
+
+
+def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True) -> RunSummary:
+    """Evaluate one precision configuration and log everything into ``tracker``'s run."""
+    cfg, plan, device, dtype, data = (
+        prepared.cfg,
+        prepared.plan,
+        prepared.device,
+        prepared.dtype,
+        prepared.data,
+    )
+    settings, cost_settings = prepared.settings, prepared.cost_settings
+
+    # 1. Record what is about to run, before anything expensive happens.
+    tracker.set_tags(
+        {
+            run_schema.TAG_WEIGHTS: cfg.weights,
+            run_schema.TAG_TASK: cfg.task,
+            run_schema.TAG_CONFIG_HASH: config_key(cfg),  # the same for a run and its resumptions
+            run_schema.TAG_KIND: "evaluate",
+        }
+    )
+    tracker.log_params(
+        run_params(
+            cfg,
+            plan,
+            data,
+            {
+                "device": device.type,
+                "dtype": str(dtype).removeprefix("torch."),
+                "dtype_note": prepared.dtype_note,
+                "image_splitting": {None: "processor default", True: "on", False: "off"}[
+                    settings.image_splitting
+                ],
+                "decoding": "greedy",
+                **cost_settings.to_params(),
+            },
+        )
+    )
+    tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
+    tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
+    tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
+
+    # 2. Load, quality pass, cost pass, all under the power sampler, energy meter and codecarbon.
+    instruments = RunInstruments(
+        device,
+        power_hz=cfg.power_hz,
+        idle_seconds=cfg.idle_seconds,
+        country_iso_code=cfg.country_iso_code,
+        pue=cfg.pue,
+    )
+    with instruments:
+        loaded, metrics = load_model(prepared, tracker)
+        prepared = choose_engine(prepared, loaded, tracker)
+        quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
+        metrics.update(quality_metrics)
+        metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
+    metrics.update(instruments.log_to(tracker))
+    tracker.set_tags(instruments.tags)
+    tracker.log_params(instruments.params)
+
+    # 3. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
+    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
+        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
+        metrics["size_on_disk_mib"] = saved.weights_mib
+        tracker.log_params({"checkpoint_writer": saved.writer})
+        if saved.reason:
+            tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
+        if cfg.log_model:
+            tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
+
+    metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
+    tracker.log_metrics(metrics)
+    return RunSummary(
+        tracker.run_id,
+        {k: v for k, v in metrics.items() if v is not None},
+        len(quality.predictions),
+        len(quality.skipped),
+    )
+
+
+def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
+    """The Hub commit hash when known; otherwise say where the weights came from."""
+    if cfg.weights == "random":
+        return "random weights (bundled config)"
+    return loaded.revision or cfg.revision or f"local files ({loaded.source_dir or cfg.model})"
+
+
+def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
+    """Load the model at the planned precision; log its resolved revision and family."""
+    cfg, device = prepared.cfg, prepared.device
+    loaded = load_vlm(
+        cfg.model,
+        weights=cfg.weights,
+        revision=cfg.revision or None,
+        dtype=prepared.dtype,
+        device=device.type,
+        trust_remote_code=cfg.trust_remote_code,
+        seed=cfg.seed,
+    )
+    check_shots_supported(loaded.family, cfg.shots)
+    # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
+    # that did not take effect is an error, never a silent baseline.
+    applied = apply_plan(
+        loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
+        int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+    )
+    precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
+    tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
+    verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
+    tracker.log_params({
+        "revision": resolved_revision(loaded, cfg),
+        "model_family": loaded.family.name,
+        **applied.to_params(), **precision_map.role_params(),
+    })
+    return loaded, {
+        "load_time_s": loaded.load_time_s,
+        "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
+        **applied.to_metrics(), **precision_map.footprint_mib_by_role(),
+    }
+
+
+def choose_engine(prepared: PreparedRun, loaded: Any, tracker: Any) -> PreparedRun:
+    """Probe the requested engine on the first sample; fall back to eager with the reason logged."""
+    data, cfg = prepared.data, prepared.cfg
+    probe_sample = data.samples[data.ids[0]]
+    _, image, _ = load_image(data, probe_sample, cfg.max_image_side)
+    if image is None:  # unreadable first image: the quality pass will report it; probe on a blank one
+        image = Image.new("RGB", (64, 64))
+    probe = prepared.task.request(data, probe_sample, image)
+    settings, note = resolve_engine(loaded.model, loaded.processor, probe, prepared.settings, prepared.dtype)
+    tracker.log_params({"engine_resolved": settings.engine, "engine_note": note})
+    return dataclasses.replace(prepared, settings=settings)
+
+
+def quality_pass(
+    prepared: PreparedRun, loaded: Any, tracker: Any, instruments: RunInstruments, progress: bool
+) -> tuple[Any, dict[str, float | None]]:
+    """Every selected sample (EOS allowed) under an energy window; then the task's scores."""
+    cfg, task, data, dtype = prepared.cfg, prepared.task, prepared.data, prepared.dtype
+    memory = MemoryTracker(prepared.device)
+    metrics: dict[str, float | None] = {}
+    instruments.meter.begin_window("quality_pass")
+    quality = distributed.sharded_quality_pass(run_quality_pass, tracker, cfg.batch_size)(  # 1 process: as is
+        loaded.model,
+        loaded.processor,
+        task,
+        data,
+        batch_size=cfg.batch_size,
+        max_image_side=cfg.max_image_side,
+        settings=prepared.settings,
+        dtype=dtype,
+        progress=progress,
+        stream=PredictionStream.open(tracker),  # predictions/partial.jsonl; resumes from it when present
+        model_name=cfg.model,
+    )
+    window = instruments.meter.end_window("quality_pass")
+    if quality.skipped:
+        tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
+    if not quality.predictions:
+        raise UserError(
+            f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json)."
+        )
+    metrics.update(
+        {
+            "n_samples_evaluated": len(quality.predictions),
+            "n_samples_skipped": len(quality.skipped),
+            "quality_pass_s": quality.wall_s,
+            "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
+            "n_samples_resumed": quality.n_resumed,  # taken from an interrupted attempt of this run
+            **quality.oom_metrics(),
+        }
+    )
+    # Per-image energy of this attempt's generation only: a resumed run's earlier attempts were not metered.
+    images, tokens = quality.this_attempt()
+    energy = derive_energy_metrics(window, images, tokens) if images else {}
+    metrics.update({f"quality_pass_{key}": value for key, value in energy.items()})
+    if "energy_kwh" in energy:
+        carbon = estimate_co2e(energy["energy_kwh"], country_iso_code=cfg.country_iso_code, pue=cfg.pue)
+        metrics.update(carbon.as_metrics())
+    metrics.update(memory.read().as_metrics())
+
+    scores = task.score(data, quality.predictions)
+    metrics.update(scores.corpus)
+    tracker.set_tags(scores.tags)
+    log_predictions(tracker, task, scores.rows)
+    task.log_extras(tracker, data, scores)
+    return quality, metrics
+
+
+def cost_pass(
+    prepared: PreparedRun, loaded: Any, quality: Any, instruments: RunInstruments, tracker: Any
+) -> dict[str, float]:
+    """Latency at batch 1 and throughput/energy per batch size on the fixed micro-set."""
+    cfg, task, data, settings = prepared.cfg, prepared.task, prepared.data, prepared.cost_settings
+    memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
+    micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
+    tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    micro = [
+        task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
+        for i in micro_ids
+    ]
+    args = (
+        loaded.model,
+        loaded.processor,
+        micro,
+        settings,
+        prepared.settings,
+        prepared.dtype,
+        instruments.timer,
+    )
+    metrics = measure_latency(*args)
+    for batch_size in settings.batch_sizes:
+        metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
+    at_eval = cfg.batch_size
+    for key in (
+        "throughput_images_per_s",
+        "throughput_tokens_per_s",
+        "energy_j_per_image",
+        "energy_j_per_token",
+        "images_per_kwh",
+    ):
+        if f"{key}_bs{at_eval}" in metrics:
+            metrics[key] = metrics[f"{key}_bs{at_eval}"]
+    metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
+    return metrics
+
+
+def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:
+    """Predictions as JSONL (one row per sample, with per-sample scores) and as an MLflow table."""
+    tracker.log_text("".join(json.dumps(r) + "\n" for r in rows), run_schema.ARTIFACT_PREDICTIONS_JSONL)
+
+    def cell(value: Any) -> Any:
+        return " | ".join(map(str, value)) if isinstance(value, list) else value
+
+    tracker.log_table(
+        {c: [cell(r.get(c)) for r in rows] for c in task.table_columns}, run_schema.ARTIFACT_PREDICTIONS_TABLE
+    )

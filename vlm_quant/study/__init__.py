@@ -1,0 +1,1 @@
+"""A whole study: sweep (child runs) and the report built from the tracking store."""

@@ -1,0 +1,86 @@
+"""Log a built report folder as the artifacts of a ``compare`` MLflow run.
+
+Inside ``mlflow run . -e compare`` MLflow has already created the run and exported its id as
+``MLFLOW_RUN_ID``: the report is attached to that run and the run is left for MLflow to close.
+Outside it, a new run is created next to the compared runs (or in ``experiment``) and finished here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+
+from vlm_quant.study.report.build import ReportResult
+from vlm_quant.tracking import run_schema as rs
+
+REPORT_ARTIFACT_DIR = "report"
+
+
+def log_report_run(
+    result: ReportResult,
+    *,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    run_name: str = "compare",
+) -> str:
+    """Log the report's files (``result.paths``, layout kept) under ``report/`` of a run tagged
+    ``vlm_quant.kind=compare``, with the compared run ids and the baseline as tags.
+
+    ``experiment``: name of the experiment for a new run (created when missing); default: the
+    experiment of the compared baseline run. Returns the compare run's id.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    if attached:
+        run_id = attached
+    else:
+        run_id = client.create_run(_experiment_id(client, result, experiment), run_name=run_name).info.run_id
+    try:
+        client.log_batch(run_id, params=_params(result), tags=_tags(result))
+        # Only the files this report wrote: a reused out_dir may hold stale figures of an older report.
+        for path in result.paths:
+            folder = path.relative_to(result.out_dir).parent.as_posix()
+            artifact_dir = REPORT_ARTIFACT_DIR if folder == "." else f"{REPORT_ARTIFACT_DIR}/{folder}"
+            client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
+    except Exception:
+        if not attached:
+            client.set_terminated(run_id, "FAILED")
+        raise
+    if not attached:
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _experiment_id(client: MlflowClient, result: ReportResult, experiment: str | None) -> str:
+    if experiment is None:
+        return client.get_run(result.baseline_run_id or result.run_ids[0]).info.experiment_id
+    found = client.get_experiment_by_name(experiment)
+    return found.experiment_id if found else client.create_experiment(experiment)
+
+
+def _params(result: ReportResult) -> list[Param]:
+    estimate = next((d for d in result.deltas.values() if d), None)
+    params = {
+        "task": result.task,
+        "n_runs": str(len(result.run_ids)),
+        "baseline_run_id": result.baseline_run_id or "none",
+    }
+    if estimate:
+        params.update(
+            bootstrap_resamples=str(estimate.n_resamples),
+            bootstrap_seed=str(estimate.seed),
+            bootstrap_confidence=str(estimate.confidence),
+        )
+    return [Param(key, value) for key, value in params.items()]
+
+
+def _tags(result: ReportResult) -> list[RunTag]:
+    tags = {
+        rs.TAG_KIND: "compare",
+        rs.TAG_TASK: result.task,
+        rs.TAG_BASELINE_RUN: result.baseline_run_id or "none",
+        rs.TAG_COMPARED_RUNS: ",".join(result.run_ids),
+    }
+    return [RunTag(key, value) for key, value in tags.items()]

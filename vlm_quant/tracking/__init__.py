@@ -1,0 +1,1 @@
+"""Tracking: the only run-path module that imports mlflow (tracker), the run schema, redaction."""

@@ -1,0 +1,459 @@
+"""Where results go: the only module on the run path that imports mlflow.
+
+`open_run` opens (or, inside `mlflow run`, attaches to) one MLflow run and yields a `Tracker`;
+`InMemoryTracker` has the same methods and keeps everything in dicts, for tests. A run that raises
+ends FAILED (KILLED on Ctrl-C or a signal) with the reason as a tag, never stays RUNNING.
+
+Nothing lost, nothing leaked:
+- every param and tag value and every text artifact passes through `redact` (tokens, passwords);
+- writes retry with backoff when the store is briefly unavailable ("database is locked" when several
+  processes share one sqlite file: MLflow already sets sqlite's busy_timeout to 20 s per statement,
+  these retries cover what that does not, such as a lock upgrade refused without waiting);
+- a new sqlite store is created under a file lock, and a concurrent creation of the same experiment is
+  tolerated, so processes started at once on a fresh store all get their runs;
+- `open_run(resume_run_id=...)` reopens an unfinished run (same run id, RUNNING again).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import shlex
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vlm_quant.run.interrupts import RunInterrupted, shielded
+from vlm_quant.tracking import run_schema
+from vlm_quant.tracking.redact import redact, redact_obj
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# MLflow caps a param value at 6000 characters; longer values are cut with a marker, never dropped.
+MAX_PARAM_CHARS = 6000
+# Waits between attempts of a store write that failed transiently (~16 s in all, on top of the 20 s
+# sqlite busy timeout inside each attempt).
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+TRANSIENT_MARKERS = ("database is locked", "database table is locked", "temporarily unavailable")
+# Tags that say which process holds a RUNNING run, so `resume=auto` can tell a dead run from a live one.
+TAG_HOST = "vlm_quant.host"
+TAG_PID = "vlm_quant.pid"
+TAG_HEARTBEAT = "vlm_quant.heartbeat"  # UTC ISO time, refreshed every HEARTBEAT_S while the run is open
+TAG_SIGNAL = "vlm_quant.signal"  # SIGINT / SIGTERM when a signal stopped the run
+TAG_RESUMED = "vlm_quant.resume_count"  # how many times the run was reopened
+TAG_PREVIOUS_FAILURE = "vlm_quant.previous_failure"  # the failure tag of the attempt that was resumed
+HEARTBEAT_S = float(os.environ.get("VLM_QUANT_HEARTBEAT_S", "60"))
+# Files logged as artifacts are redacted when they are text of these kinds (a config copy, a JSONL).
+TEXT_SUFFIXES = {".json", ".jsonl", ".yaml", ".yml", ".txt", ".csv", ".html", ".md", ".jinja", ".toml"}
+MAX_REDACTED_FILE_BYTES = 64 * 2**20
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The store to use: an explicit URI, else $MLFLOW_TRACKING_URI, else the project's sqlite store."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # A relative sqlite path: create its folder so the first run on a fresh clone works.
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def is_transient(error: BaseException) -> bool:
+    """A store error worth retrying: sqlite lock contention or a store reported temporarily unavailable."""
+    if getattr(error, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+        return True
+    text = str(error).lower()
+    return any(marker in text for marker in TRANSIENT_MARKERS)
+
+
+def with_retries(call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``call(*args, **kwargs)``, retried with backoff while the store is transiently unavailable."""
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            if delay is None or not is_transient(error):
+                raise
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            log.warning("tracking store busy (%s); retrying in %.1f s", reason, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite URI (relative or absolute), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX flock); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; MLflow's own retries are all there is
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_store(uri: str) -> None:
+    """Create (or check) the store before any run; a new sqlite file is created by one process at a time.
+
+    Two processes creating the same new sqlite store at once race in MLflow's schema migrations
+    ("table _alembic_tmp_... already exists"); the file lock serializes that first contact.
+    """
+    import mlflow
+
+    database = sqlite_path(uri)
+    if database is None:
+        return
+    with _file_lock(database.with_name(database.name + ".lock")):
+        with_retries(mlflow.MlflowClient(uri).search_experiments, max_results=1)
+
+
+def redacted_text(path: Path) -> str | None:
+    """The redacted content of a text file that holds a secret, else None (log the file as it is)."""
+    if path.suffix.lower() not in TEXT_SUFFIXES or path.stat().st_size > MAX_REDACTED_FILE_BYTES:
+        return None
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError):
+        return None
+    cleaned = redact(text)
+    return cleaned if cleaned != text else None
+
+
+@contextmanager
+def redacted_dir(local_dir: Path) -> Iterator[Path]:
+    """``local_dir`` itself, or a mirror of it (links + redacted copies) when a text file holds a secret."""
+    files = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
+    cleaned = {p: text for p in files if (text := redacted_text(p)) is not None}
+    if not cleaned:
+        yield local_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="vlmq-redacted-") as tmp:
+        for path in files:
+            target = Path(tmp) / path.relative_to(local_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path in cleaned:
+                target.write_text(cleaned[path])
+            else:
+                target.symlink_to(path.resolve())
+        yield Path(tmp)
+
+
+def store_client(tracking_uri: str | None = None) -> Any:
+    """An MlflowClient on the resolved store (for readers such as `resume`, which never import mlflow)."""
+    import mlflow
+
+    return mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def clean_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
+    """Drop absent values (None, NaN): a metric that was not measured is absent, never zero."""
+    out = {}
+    for key, value in metrics.items():
+        if value is None:
+            continue
+        value = float(value)
+        if math.isnan(value):
+            continue
+        out[key] = value
+    return out
+
+
+def _param_text(value: Any) -> str:
+    text = "" if value is None else redact(str(value))
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 14] + "...[truncated]"
+
+
+def _unquoted(text: str) -> str:
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        return text
+    return parts[0] if len(parts) == 1 else text
+
+
+class MlflowTracker:
+    """Logs into one active MLflow run."""
+
+    def __init__(self, run_id: str, tracking_uri: str):
+        import mlflow
+
+        self._mlflow = mlflow
+        self._client = mlflow.MlflowClient(tracking_uri)
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; keys already on the run (as `mlflow run -P` logs them) are kept, not rewritten.
+
+        MLflow params are immutable. Under `mlflow run` the launcher has logged the user's `-P`
+        values, shell-quoted where they hold spaces; a value equal after unquoting is skipped, a
+        different one (e.g. `log_model=false` resolved to `False`) goes to `resolved_<key>`. A
+        resumed run logs its params again: equal values are skipped, a value that changed between
+        attempts goes to `resolved_<key>` once, then to the tag `vlm_quant.param_changed.<key>`.
+        """
+        existing = with_retries(self._client.get_run, self.run_id).data.params
+        fresh: dict[str, str] = {}
+        changed: dict[str, str] = {}
+        for key, value in params.items():
+            text = _param_text(value)
+            if key not in existing:
+                fresh[key] = text
+            elif _unquoted(existing[key]) == text:
+                continue
+            elif existing.get(f"resolved_{key}", text) == text:
+                fresh[f"resolved_{key}"] = text
+            else:  # a resumed run whose value changed again (e.g. another device): kept as a tag
+                changed[f"vlm_quant.param_changed.{key}"] = text
+        fresh = {k: v for k, v in fresh.items() if existing.get(k) != v}
+        if fresh:
+            with_retries(self._mlflow.log_params, fresh)
+        if changed:
+            self.set_tags(changed)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        with_retries(self._mlflow.set_tags, {k: redact(str(v)) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
+        cleaned = clean_metrics(metrics)
+        if cleaned:
+            with_retries(self._mlflow.log_metrics, cleaned)
+
+    def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        """A metric series, e.g. GPU power with step = ms since the run started."""
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        points = [Metric(name, float(v), now_ms, int(s)) for v, s in zip(values, steps) if v is not None]
+        for start in range(0, len(points), 1000):  # MLflow's batch limit
+            with_retries(self._client.log_batch, self.run_id, metrics=points[start : start + 1000])
+
+    def log_json(self, obj: Any, artifact_path: str) -> None:
+        plain = json.loads(json.dumps(obj, default=str))  # redacted as values, so the JSON stays valid
+        with_retries(self._mlflow.log_text, json.dumps(redact_obj(plain), indent=2), artifact_path)
+
+    def log_text(self, text: str, artifact_path: str) -> None:
+        with_retries(self._mlflow.log_text, redact(text), artifact_path)
+
+    def log_file(self, local_path: str | Path, artifact_dir: str | None = None) -> None:
+        """Log a file; a text file holding a secret is logged as a redacted copy of the same name."""
+        cleaned = redacted_text(Path(local_path))
+        if cleaned is None:
+            with_retries(self._mlflow.log_artifact, str(local_path), artifact_dir)
+            return
+        with tempfile.TemporaryDirectory(prefix="vlmq-redacted-") as tmp:
+            copy = Path(tmp) / Path(local_path).name
+            copy.write_text(cleaned)
+            with_retries(self._mlflow.log_artifact, str(copy), artifact_dir)
+
+    def log_dir(self, local_dir: str | Path, artifact_dir: str) -> None:
+        with redacted_dir(Path(local_dir)) as folder:
+            with_retries(self._mlflow.log_artifacts, str(folder), artifact_dir)
+
+    def log_table(self, columns: Mapping[str, Sequence[Any]], artifact_path: str) -> None:
+        """An MLflow table (shown in the UI's artifact view and comparable across runs)."""
+        data = {k: redact_obj(list(v)) for k, v in columns.items()}
+        with_retries(self._mlflow.log_table, data=data, artifact_file=artifact_path)
+
+    def read_text(self, artifact_path: str) -> str | None:
+        """A text artifact of this run (e.g. the partial predictions of an interrupted attempt), or None."""
+        folder, _, name = artifact_path.rpartition("/")
+        listed = with_retries(self._client.list_artifacts, self.run_id, folder or None)
+        if not any(f.path == artifact_path for f in listed):
+            return None
+        with tempfile.TemporaryDirectory(prefix="vlmq-read-") as tmp:
+            local = with_retries(self._client.download_artifacts, self.run_id, artifact_path, tmp)
+            return Path(local).read_text()
+
+
+class InMemoryTracker:
+    """Same interface as MlflowTracker; keeps everything in memory (tests, dry runs)."""
+
+    def __init__(self) -> None:
+        self.run_id = "in-memory"
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.metrics: dict[str, float] = {}
+        self.histories: dict[str, list[tuple[int, float]]] = {}
+        self.artifacts: dict[str, Any] = {}
+        self._dir = Path(tempfile.mkdtemp(prefix="vlmq-mem-"))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update({k: _param_text(v) for k, v in params.items()})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tags.update({k: redact(str(v)) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
+        self.metrics.update(clean_metrics(metrics))
+
+    def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        self.histories.setdefault(name, []).extend((int(s), float(v)) for v, s in zip(values, steps))
+
+    def log_json(self, obj: Any, artifact_path: str) -> None:
+        self.artifacts[artifact_path] = redact_obj(json.loads(json.dumps(obj, default=str)))
+
+    def log_text(self, text: str, artifact_path: str) -> None:
+        self.artifacts[artifact_path] = redact(text)
+
+    def log_file(self, local_path: str | Path, artifact_dir: str | None = None) -> None:
+        name = Path(local_path).name
+        cleaned = redacted_text(Path(local_path))
+        content = cleaned.encode() if cleaned is not None else Path(local_path).read_bytes()
+        self.artifacts[f"{artifact_dir}/{name}" if artifact_dir else name] = content
+
+    def log_dir(self, local_dir: str | Path, artifact_dir: str) -> None:
+        for path in sorted(Path(local_dir).rglob("*")):
+            if path.is_file():
+                self.artifacts[f"{artifact_dir}/{path.relative_to(local_dir).as_posix()}"] = (
+                    path.stat().st_size
+                )
+
+    def log_table(self, columns: Mapping[str, Sequence[Any]], artifact_path: str) -> None:
+        self.artifacts[artifact_path] = {k: redact_obj(list(v)) for k, v in columns.items()}
+
+    def read_text(self, artifact_path: str) -> str | None:
+        value = self.artifacts.get(artifact_path)
+        return value.decode() if isinstance(value, bytes) else value if isinstance(value, str) else None
+
+
+def _experiment_id(mlflow: Any, name: str) -> str:
+    experiment = with_retries(mlflow.get_experiment_by_name, name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return with_retries(mlflow.create_experiment, name)
+    except Exception as error:  # another process created it between our lookup and our create
+        experiment = with_retries(mlflow.get_experiment_by_name, name)
+        if experiment is None:
+            raise
+        log.info("experiment %r was created concurrently (%s)", name, str(error).splitlines()[0][:120])
+        return experiment.experiment_id
+
+
+def _reopen(mlflow: Any, client: Any, run_id: str) -> Any:
+    """Set an unfinished run RUNNING again; its last failure moves to `previous_failure`."""
+    run = with_retries(mlflow.start_run, run_id=run_id)
+    tags = run.data.tags
+    count = int(tags.get(TAG_RESUMED, "0") or 0) + 1
+    updates = {TAG_RESUMED: str(count)}
+    if tags.get(run_schema.TAG_FAILURE):
+        updates[TAG_PREVIOUS_FAILURE] = tags[run_schema.TAG_FAILURE]
+    with_retries(mlflow.set_tags, updates)
+    for key in (run_schema.TAG_FAILURE, TAG_SIGNAL):
+        if key in tags:
+            with_retries(client.delete_tag, run_id, key)
+    log.info("resuming run %s (attempt %d)", run_id, count + 1)
+    return run
+
+
+def _heartbeat(client: Any, run_id: str, stop: threading.Event) -> None:
+    """Refresh the heartbeat tag until ``stop`` is set (the run's liveness for other hosts)."""
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            client.set_tag(run_id, TAG_HEARTBEAT, utc_now())
+        except Exception as error:  # a missed heartbeat is harmless; never disturb the run for it
+            log.debug("heartbeat not written: %s", error)
+
+
+def _close(mlflow: Any, status: str, tags: Mapping[str, str]) -> None:
+    """Tag the reason and end the run (not cut short by a signal); a store that stays unavailable is
+    logged, never masks the error being raised."""
+    with shielded():
+        try:
+            if tags:
+                with_retries(mlflow.set_tags, {k: redact(v)[:5000] for k, v in tags.items()})
+        except Exception as error:
+            log.error("could not record why the run ended (%s): %s", status, error)
+        try:
+            with_retries(mlflow.end_run, status)
+        except Exception as error:
+            log.error("could not mark the run %s (it stays RUNNING until resumed): %s", status, error)
+
+
+@contextmanager
+def open_run(
+    experiment: str,
+    run_name: str,
+    *,
+    tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    resume_run_id: str | None = None,
+) -> Iterator[MlflowTracker]:
+    """Open one MLflow run (attach to $MLFLOW_RUN_ID under `mlflow run`) and close it with the right status.
+
+    ``resume_run_id`` reopens that (unfinished) run instead. FINISHED when the body returns; KILLED
+    on KeyboardInterrupt or a handled signal (tag ``vlm_quant.signal``); FAILED on any other
+    exception. The reason, type and message, goes to the tag ``vlm_quant.failure``. The exception is
+    re-raised.
+    """
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    run_name = redact(run_name)
+    prepare_store(uri)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    if resume_run_id:
+        run = _reopen(mlflow, client, resume_run_id)
+        if attached and attached != resume_run_id:  # `mlflow run -P resume=...`: point its run to ours
+            with_retries(client.set_tag, attached, "vlm_quant.resumed_run_id", resume_run_id)
+    elif attached:
+        run = with_retries(mlflow.start_run, run_id=attached)
+        if not run.data.tags.get("mlflow.runName"):
+            with_retries(mlflow.set_tag, "mlflow.runName", run_name)
+    else:
+        experiment_id = _experiment_id(mlflow, experiment)
+        run = with_retries(mlflow.start_run, experiment_id=experiment_id, run_name=run_name)
+    stop = threading.Event()
+    try:
+        tracker = MlflowTracker(run.info.run_id, uri)
+        tracker.set_tags(
+            {TAG_HOST: socket.gethostname(), TAG_PID: os.getpid(), TAG_HEARTBEAT: utc_now(), **(tags or {})}
+        )
+        threading.Thread(target=_heartbeat, args=(client, tracker.run_id, stop), daemon=True).start()
+        yield tracker
+    except RunInterrupted as exc:
+        stop.set()
+        reason = f"RunInterrupted: {exc}"
+        _close(mlflow, "KILLED", {run_schema.TAG_FAILURE: reason, TAG_SIGNAL: exc.signal_name})
+        raise
+    except KeyboardInterrupt:
+        stop.set()
+        reason = "KeyboardInterrupt: interrupted by the user"
+        _close(mlflow, "KILLED", {run_schema.TAG_FAILURE: reason, TAG_SIGNAL: "SIGINT"})
+        raise
+    except BaseException as exc:
+        stop.set()
+        _close(mlflow, "FAILED", {run_schema.TAG_FAILURE: f"{type(exc).__name__}: {exc}"})
+        raise
+    else:
+        stop.set()
+        _close(mlflow, "FINISHED", {})
+    finally:
+        stop.set()
