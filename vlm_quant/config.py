@@ -76,7 +76,11 @@ class ExperimentConfig:
     double_quant: bool = _param(
         True, "NF4: also quantize the quantization constants (bitsandbytes double quant)."
     )
-    ar_group_size: int = _param(128, "AutoRound (ar-w4, ar-w8): weights per quantization group.")
+    ar_group_size: int = _param(
+        -1,
+        "AutoRound (ar-w4, ar-w8): weights per quantization group (-1: 128, or the largest power of two "
+        "dividing every language linear's input width when 128 does not).",
+    )
     ar_iters: int = _param(
         200, "AutoRound: SignRound tuning steps per decoder block (0: data-free round-to-nearest)."
     )
@@ -192,8 +196,9 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
-        if self.ar_group_size < 1 or self.ar_iters < 0 or self.ar_calibration_samples < 1:
-            raise UserError("ar_group_size and ar_calibration_samples must be >= 1, ar_iters >= 0.")
+        if self.ar_group_size in (0,) or self.ar_group_size < -1 or self.ar_iters < 0 \
+                or self.ar_calibration_samples < 1:
+            raise UserError("ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, ar_iters >= 0.")
         if self.shots and self.task != "vqa":
             raise UserError(f"shots={self.shots} applies to task=vqa only.")
         if self.task == "captioning" and self.dataset not in ("", "coco"):

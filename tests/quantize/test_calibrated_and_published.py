@@ -20,7 +20,7 @@ from vlm_quant.tracking.tracker import InMemoryTracker
 pytest.importorskip("auto_round", reason="auto-round is not installed (pip install 'vlm-quant[quant]')")
 FAST = dict(
     n_samples=3, batch_size=3, max_new_tokens=4, cost_samples=1, cost_iterations=1, cost_warmup=0,
-    cost_new_tokens=2, idle_seconds=0, ar_group_size=32, log_model=False,
+    cost_new_tokens=2, idle_seconds=0, log_model=False,
 )
 
 
@@ -37,6 +37,7 @@ def test_autoround_quantizes_the_language_model_and_the_audit_says_so(tiny_vlm_d
     p, m = tracker.params, tracker.metrics
     assert p["realized_precision_language"] == "ar-w4"  # every language linear is AutoRound's QuantLinear
     assert p["realized_precision_vision"] == p["realized_precision_projector"] == "bf16"  # kept 16-bit
+    assert p["ar_group_size"] == "64"  # auto: 128 does not divide the tiny model's 64-wide linears
     assert p["quantizer_language"] == "auto-round" and p["ar_iters"] == str(iters) and p["ar_bits"] == "4"
     assert p["dtype"] == "bfloat16"  # AutoRound's reloaded kernels are 16-bit; the run says so
     assert m["quantize_s"] > 0 and m["quantize_peak_rss_mib"] > 0
@@ -52,6 +53,16 @@ def test_autoround_quantizes_the_language_model_and_the_audit_says_so(tiny_vlm_d
         assert len(calibration["ids"]) == 2 and p["ar_calibration_n"] == "2" and p["ar_mode"] == "SignRound"
         assert not set(calibration["ids"]) & set(evaluated)
     assert m["n_samples_evaluated"] == 3
+
+
+def test_group_size_divides_every_width_or_is_refused():
+    from vlm_quant.quantize.calibrated import resolve_group_size
+
+    assert resolve_group_size(-1, [576, 1536]) == 64  # SmolVLM-256M's language model
+    assert resolve_group_size(-1, [2048, 8192]) == 128 and resolve_group_size(-1, [100]) == 4
+    assert resolve_group_size(32, [576, 1536]) == 32
+    with pytest.raises(UserError, match="ar_group_size=128 does not divide.*576"):
+        resolve_group_size(128, [576, 1536])
 
 
 def test_calibration_ids_are_seeded_and_never_evaluated_nor_the_same_image():

@@ -61,6 +61,28 @@ class CalibratedExport:
         return metrics
 
 
+def resolve_group_size(requested: int, in_features: Sequence[int]) -> int:
+    """The group size to quantize with: ``requested`` when it divides every input width, else UserError.
+
+    -1 (auto) is 128 (AutoRound's default) when it divides every width, else the largest power of two
+    that does (SmolVLM-256M's language model is 576 wide: 64). A group that does not divide a layer's
+    width makes AutoRound fall back to slow fake-quantized layers for it, so it is refused up front.
+    """
+    widths = sorted(set(in_features))
+    if requested == -1:
+        size = 128
+        while size > 1 and any(w % size for w in widths):
+            size //= 2
+        return size
+    bad = [w for w in widths if w % requested]
+    if bad:
+        raise UserError(
+            f"ar_group_size={requested} does not divide the input width of the language model's linears "
+            f"({', '.join(map(str, bad))}); use a divisor of {', '.join(map(str, widths))}, or -1 (auto)."
+        )
+    return requested
+
+
 def calibration_ids(samples: Mapping[int, Any], evaluated: Sequence[int], n: int, seed: int) -> list[int]:
     """A seeded sample of up to ``n`` split ids, none evaluated and none showing an evaluated image.
 
@@ -99,7 +121,6 @@ def autoround_export(
     """
     from auto_round import AutoRound
 
-    data_free = settings.iters == 0
     with tempfile.TemporaryDirectory(prefix="vlmq-ar-work-") as work, _env("AR_WORK_SPACE", work):
         # AutoRound offloads blocks to ./ar_work_space by default: keep it out of the user's folder.
         return _export(AutoRound, model, processor, precision, settings, calibration_inputs, out_dir, device)

@@ -9,13 +9,20 @@ run evaluates, audits and logs.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from vlm_quant.engines.generate import build_inputs
+from vlm_quant.models.families import linear_modules_by_role
 from vlm_quant.models.loading import LoadedVLM, load_vlm
-from vlm_quant.quantize.calibrated import CalibrationSettings, autoround_export, calibration_ids
+from vlm_quant.quantize.calibrated import (
+    CalibrationSettings,
+    autoround_export,
+    calibration_ids,
+    resolve_group_size,
+)
 from vlm_quant.run.quality_pass import load_image
 
 ARTIFACT_CALIBRATION_IDS = "split/calibration_ids.json"
@@ -26,7 +33,10 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
     cfg, data, plan = prepared.cfg, prepared.data, prepared.plan
     (role, precision), *others = plan.calibrated_roles.items()
     assert not others, "calibrated precisions exist for the language role only"  # presets.Precision.roles
-    settings = CalibrationSettings(cfg.ar_group_size, cfg.ar_iters, cfg.ar_calibration_samples, cfg.seed)
+    names = linear_modules_by_role(loaded.model, loaded.family)[role]
+    widths = [loaded.model.get_submodule(name).in_features for name in names]
+    group_size = resolve_group_size(cfg.ar_group_size, widths)
+    settings = CalibrationSettings(group_size, cfg.ar_iters, cfg.ar_calibration_samples, cfg.seed)
     ids = [] if settings.iters == 0 else calibration_ids(data.samples, data.ids, settings.n_samples, cfg.seed)
     inputs = [_model_inputs(prepared, loaded, sample_id) for sample_id in ids]
     inputs = [x for x in inputs if x is not None]
@@ -39,7 +49,10 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
         loaded.model, loaded.processor, precision, settings, inputs, export_dir, device=prepared.device
     )
     tracker.log_params({**export.params, "ar_calibration_n": len(inputs), f"quantizer_{role}": "auto-round"})
-    reloaded = load_vlm(str(export_dir), weights="pretrained", dtype=prepared.dtype, device=prepared.device.type)
+    try:
+        reloaded = load_vlm(str(export_dir), dtype=prepared.dtype, device=prepared.device.type)
+    finally:  # the weights are in memory now; the run saves (and logs) its checkpoint at the end
+        shutil.rmtree(export_dir, ignore_errors=True)
     # The run is still about the base model: keep its id, revision and source for the logs.
     result = dataclasses.replace(
         reloaded,
