@@ -49,6 +49,11 @@ class ExperimentConfig:
         DEFAULT_MODEL, "Hugging Face model id or local directory of an image-text-to-text model."
     )
     revision: str = _param("", "Hub revision (branch, tag or commit); empty: the default branch.")
+    base_model: str = _param(
+        "",
+        "quant=prequantized: the unquantized model the checkpoint was made from, so compare pairs the run "
+        "with that model's baseline; empty: the model itself.",
+    )
     weights: str = _param(
         "pretrained",
         "'pretrained' loads the checkpoint; 'random' builds the real architecture at its real size from "
@@ -58,7 +63,9 @@ class ExperimentConfig:
     trust_remote_code: bool = _param(False, "Allow a checkpoint's own Python code to run (off by default).")
     # --- precision --------------------------------------------------------------------------
     quant: str = _param(
-        "fp16", "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao)."
+        "fp16",
+        "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao, ar-w4, ar-w8, "
+        "prequantized).",
     )
     precision: str = _param(
         "", "Per-role override composed on top of the preset, e.g. 'vision=int8,language=nf4,projector=fp16'."
@@ -68,6 +75,19 @@ class ExperimentConfig:
     )
     double_quant: bool = _param(
         True, "NF4: also quantize the quantization constants (bitsandbytes double quant)."
+    )
+    ar_group_size: int = _param(
+        -1,
+        "AutoRound (ar-w4, ar-w8): weights per quantization group (-1: 128, or the largest power of two "
+        "dividing every language linear's input width when 128 does not).",
+    )
+    ar_iters: int = _param(
+        200, "AutoRound: SignRound tuning steps per decoder block (0: data-free round-to-nearest)."
+    )
+    ar_calibration_samples: int = _param(
+        64,
+        "AutoRound: image-prompt pairs to calibrate on, a seeded sample of the split disjoint from the "
+        "evaluated ids and their images.",
     )
     # --- task and data ----------------------------------------------------------------------
     task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)
@@ -176,6 +196,9 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
+        if self.ar_group_size in (0,) or self.ar_group_size < -1 or self.ar_iters < 0 \
+                or self.ar_calibration_samples < 1:
+            raise UserError("ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, ar_iters >= 0.")
         if self.shots and self.task != "vqa":
             raise UserError(f"shots={self.shots} applies to task=vqa only.")
         if self.task == "captioning" and self.dataset not in ("", "coco"):

@@ -17,7 +17,12 @@ from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan
 # family runs two mixed plans that, between them, put each backend and each quantized precision on
 # each role kind (two backends in one model included).
 MIXED = ("vision=int8,projector=nf4,language=int8wo", "vision=nf4,language=w8a8")
-CASES = [(family, preset, "") for family in ("idefics3", "qwen2_vl") for preset in PRESETS] + [
+# Presets applied in place after loading; calibrated (AutoRound) and prequantized ones replace the model
+# and have their own end-to-end tests (test_calibrated_and_published.py).
+IN_PLACE = [
+    name for name in PRESETS if not resolve_plan(name).calibrated_roles and not resolve_plan(name).prequantized
+]
+CASES = [(family, preset, "") for family in ("idefics3", "qwen2_vl") for preset in IN_PLACE] + [
     (family, "fp16", override)
     for family in ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")
     for override in MIXED

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from vlm_quant.errors import UserError
@@ -115,6 +116,21 @@ def role_of(module_name: str, family: FamilySpec) -> str | None:
     return best_role
 
 
+def is_packed_linear(module: nn.Module) -> bool:
+    """A linear layer stored GPTQ-style: packed integer weights in a ``qweight`` buffer, no ``weight``
+    parameter (AutoRound's and gptqmodel's ``QuantLinear``, AWQ's ``WQLinear``)."""
+    return isinstance(getattr(module, "qweight", None), torch.Tensor) and not isinstance(module, nn.Linear)
+
+
+def is_linear_layer(module: nn.Module) -> bool:
+    """``nn.Linear`` (bitsandbytes, torchao and compressed-tensors layers included) or a packed linear."""
+    return isinstance(module, nn.Linear) or is_packed_linear(module)
+
+
+def _owns_weights(module: nn.Module) -> bool:
+    return next(module.parameters(recurse=False), None) is not None or is_packed_linear(module)
+
+
 def module_roles(model: nn.Module, family: FamilySpec) -> dict[str, str]:
     """Map every module that directly owns parameters to its role.
 
@@ -126,7 +142,7 @@ def module_roles(model: nn.Module, family: FamilySpec) -> dict[str, str]:
     roles: dict[str, str] = {}
     orphans: list[str] = []
     for name, module in model.named_modules():
-        if next(module.parameters(recurse=False), None) is None:
+        if not _owns_weights(module):
             continue
         role = role_of(name, family)
         if role is None:
@@ -141,14 +157,15 @@ def module_roles(model: nn.Module, family: FamilySpec) -> dict[str, str]:
 
 
 def linear_modules_by_role(model: nn.Module, family: FamilySpec) -> dict[str, list[str]]:
-    """Names of the ``nn.Linear`` modules of each role (every role present, in ``ROLES`` order).
+    """Names of the linear layers of each role (every role present, in ``ROLES`` order).
 
-    Quantized linear layers of bitsandbytes subclass ``nn.Linear`` and stay listed after loading.
+    Quantized linear layers of bitsandbytes subclass ``nn.Linear`` and stay listed after loading; packed
+    layers of calibrated or published checkpoints (``is_packed_linear``) are listed too.
     """
     roles = module_roles(model, family)
     by_role: dict[str, list[str]] = {role: [] for role in ROLES}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
+        if is_linear_layer(module):
             by_role[roles[name]].append(name)
     return by_role
 

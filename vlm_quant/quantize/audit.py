@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from vlm_quant.models.families import ROLES, FamilySpec, module_roles
+from vlm_quant.models.families import ROLES, FamilySpec, is_linear_layer, module_roles
 from vlm_quant.quantize.presets import HALF_PRECISIONS, PrecisionPlan
+from vlm_quant.quantize.ptq_layers import ptq_logical_params, ptq_precision, ptq_tensors, ptq_weight_type
 
 MIB = 2**20
 PLAIN_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
@@ -189,6 +190,8 @@ def _first_owner_of_each_tensor(model: nn.Module) -> dict[int, str]:
 
 
 def _record(name: str, role: str, module: nn.Module, owner: dict[int, str]) -> ModuleRecord:
+    if ptq_precision(module) is not None:
+        return _ptq_record(name, role, module)
     tensors: list[StoredTensor] = []
     tied: list[str] = []
     params = 0
@@ -207,13 +210,29 @@ def _record(name: str, role: str, module: nn.Module, owner: dict[int, str]) -> M
         name=name,
         role=role,
         module_type=type(module).__name__,
-        is_linear=isinstance(module, nn.Linear),
+        is_linear=is_linear_layer(module),
         weight_type=weight_type,
         precision=precision,
         params=params,
         bytes=sum(t.bytes for t in tensors),
         tensors=tuple(tensors),
         tied_to=tuple(tied),
+    )
+
+
+def _ptq_record(name: str, role: str, module: nn.Module) -> ModuleRecord:
+    """A layer written by a PTQ library (AutoRound, GPTQ, AWQ, compressed-tensors): see ptq_layers."""
+    tensors = tuple(_plain_record(tname, tensor) for tname, tensor in ptq_tensors(module))
+    return ModuleRecord(
+        name=name,
+        role=role,
+        module_type=type(module).__name__,
+        is_linear=True,
+        weight_type=ptq_weight_type(module),
+        precision=str(ptq_precision(module)),
+        params=ptq_logical_params(module),
+        bytes=sum(t.bytes for t in tensors),
+        tensors=tensors,
     )
 
 
@@ -323,6 +342,9 @@ def verify_plan(
     """
     problems = []
     summaries = precision_map.roles()
+    if plan.prequantized:
+        _verify_prequantized(precision_map)
+        return
     loaded_as = _plain(dtype) if dtype is not None else None
     for role, planned in plan.roles.items():
         summary = summaries[role]
@@ -356,4 +378,17 @@ def verify_plan(
         raise PlanNotRealizedError(
             f"the precision plan {plan.preset!r}{' + ' + plan.override if plan.override else ''} did not "
             f"take effect: " + "; ".join(problems)
+        )
+
+
+def _verify_prequantized(precision_map: PrecisionMap) -> None:
+    """A published quantized checkpoint must hold quantized linears somewhere: otherwise its
+    quantization_config did not take effect and the run would measure a 16-bit model."""
+    quantized = [
+        r.name for r in precision_map.modules.values() if r.is_linear and r.precision not in PLAIN_NAMES.values()
+    ]
+    if not quantized:
+        raise PlanNotRealizedError(
+            "quant=prequantized: the checkpoint loaded without a single quantized linear layer; its "
+            "quantization_config did not take effect (is the library it needs installed?)."
         )

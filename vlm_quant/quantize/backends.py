@@ -44,6 +44,7 @@ class Backend:
     pip: str  # what to install
     min_version: str  # oldest version whose API we use (pyproject's floor)
     cpu_since: str | None  # oldest version whose layers run on CPU (None: every supported version)
+    module: str = ""  # import name when it differs from ``name``
 
 
 BACKENDS: dict[str, Backend] = {
@@ -55,6 +56,9 @@ BACKENDS: dict[str, Backend] = {
     # Int8WeightOnlyConfig and Int8DynamicActivationInt8WeightConfig run on CPU (float32) and CUDA in
     # torchao 0.18 (Int8Tensor); the probe below checks the installed version on the actual device.
     "torchao": Backend("torchao", "torchao>=0.13", "0.13.0", cpu_since=None),
+    # AutoRound 0.16 quantizes on CPU and CUDA; its exported auto_round format reloads through
+    # transformers' AutoRound quantizer with the torch_zp kernels on either device.
+    "auto-round": Backend("auto-round", "auto-round>=0.16", "0.16.0", cpu_since=None, module="auto_round"),
 }
 EXTRA = "pip install 'vlm-quant[quant]'"
 _HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -79,7 +83,7 @@ def check_plan_runnable(plan: PrecisionPlan, device: torch.device) -> None:
         version = installed_version(backend, roles)
         _check_version(backend, version, roles, device)
     probe_dtype = torch.float32 if device.type == "cpu" else _HALF_DTYPES[plan.half_dtype_name]
-    for precision in sorted(set(plan.quantized_roles.values())):
+    for precision in sorted(set(plan.in_place_roles.values())):  # calibrated precisions: no layer probe
         probe(precision, device, probe_dtype)
 
 
@@ -87,7 +91,7 @@ def installed_version(backend: str, roles: dict[str, str]) -> str:
     """The version of an importable backend; UserError saying which pip package to install otherwise."""
     info = BACKENDS[backend]
     try:
-        module = importlib.import_module(backend)
+        module = importlib.import_module(info.module or backend)
     except ImportError as error:
         raise UserError(
             f"the plan {_describe(roles)} needs {backend}, which is not installed ({error}). "
@@ -206,7 +210,9 @@ def apply_plan(
     """
     started = time.perf_counter()
     by_role = linear_modules_by_role(model, family)
-    for role, precision in plan.quantized_roles.items():  # refuse before touching any module
+    # Calibrated roles (AutoRound) were quantized before this call (quantize/calibrated.py); the audit
+    # checks them like every other role.
+    for role, precision in plan.in_place_roles.items():  # refuse before touching any module
         if not by_role.get(role):
             raise UserError(
                 f"role {role!r} of family {family.name!r} has no nn.Linear module, so {precision} "
@@ -216,7 +222,7 @@ def apply_plan(
             _refuse_tied_lm_head(model, by_role[role], precision, plan)
     settings = _settings(compute_dtype, int8_threshold, double_quant)
     applied: dict[str, AppliedRole] = {}
-    for role, precision in plan.quantized_roles.items():
+    for role, precision in plan.in_place_roles.items():
         names = by_role[role]
         _quantize(model, names, precision, settings)
         applied[role] = AppliedRole(

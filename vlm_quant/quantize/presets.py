@@ -20,9 +20,11 @@ class Precision:
     """One way of storing a role's weights."""
 
     name: str
-    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao"
+    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao", "auto-round"
     bits: int
     description: str
+    roles: tuple[str, ...] = ROLES  # the roles this precision can be applied to
+    calibrated: bool = False  # needs calibration inputs (and replaces the model: see quantize/calibrated.py)
 
 
 PRECISIONS: dict[str, Precision] = {
@@ -34,8 +36,17 @@ PRECISIONS: dict[str, Precision] = {
         Precision("nf4", "bitsandbytes", 4, "bitsandbytes 4-bit NormalFloat weights, 16-bit compute"),
         Precision("int8wo", "torchao", 8, "torchao int8 weight-only (per-channel scales), 16-bit activations"),
         Precision("w8a8", "torchao", 8, "torchao int8 dynamic activations + int8 weights"),
+        # AutoRound (SignRound) quantizes the language model's decoder blocks as a whole, calibrated on
+        # the study's own image-prompt pairs; it has no per-layer entry point for the other roles.
+        Precision("ar-w4", "auto-round", 4, "AutoRound (SignRound) 4-bit weights, group-wise, calibrated",
+                  roles=("language",), calibrated=True),
+        Precision("ar-w8", "auto-round", 8, "AutoRound (SignRound) 8-bit weights, group-wise, calibrated",
+                  roles=("language",), calibrated=True),
     )
 }
+# quant=prequantized: a published checkpoint whose config carries a quantization_config, loaded as it is
+# (never re-quantized); what each role holds is known only from the audit after loading.
+PREQUANTIZED = "prequantized"
 HALF_PRECISIONS = ("fp16", "bf16")
 
 
@@ -63,6 +74,12 @@ PRESETS: dict[str, Preset] = {
         _preset("nf4", "bitsandbytes NF4 4-bit language model; rest fp16", language="nf4"),
         _preset("int8-ao", "torchao int8 weight-only language model (fast 8-bit path); rest fp16", language="int8wo"),
         _preset("w8a8-ao", "torchao int8 dynamic activation + int8 weight language model; rest fp16", language="w8a8"),
+        _preset("ar-w4", "AutoRound 4-bit language model, calibrated on the split's own images; rest fp16",
+                language="ar-w4"),
+        _preset("ar-w8", "AutoRound 8-bit language model, calibrated on the split's own images; rest fp16",
+                language="ar-w8"),
+        _preset(PREQUANTIZED, "a published quantized checkpoint (compressed-tensors, GPTQ, AWQ, AutoRound) "
+                "loaded as it is; its quantization_config decides every role"),
     )
 }
 
@@ -85,11 +102,28 @@ class PrecisionPlan:
     def quantized_roles(self) -> dict[str, str]:
         return {role: p for role, p in self.roles.items() if p not in HALF_PRECISIONS}
 
+    @property
+    def prequantized(self) -> bool:
+        """The checkpoint arrives quantized: nothing is applied, the audit says what each role holds."""
+        return self.preset == PREQUANTIZED
+
+    @property
+    def calibrated_roles(self) -> dict[str, str]:
+        """Roles whose precision needs calibration inputs (AutoRound)."""
+        return {role: p for role, p in self.quantized_roles.items() if PRECISIONS[p].calibrated}
+
+    @property
+    def in_place_roles(self) -> dict[str, str]:
+        """Roles quantized in place after loading (bitsandbytes, torchao)."""
+        return {role: p for role, p in self.quantized_roles.items() if not PRECISIONS[p].calibrated}
+
     def backends(self) -> dict[str, str]:
         """role -> library that stores it ('torch', 'bitsandbytes', 'torchao')."""
         return {role: PRECISIONS[p].backend for role, p in self.roles.items()}
 
     def to_params(self) -> dict[str, str]:
+        if self.prequantized:  # what each role holds is the audit's answer (realized_precision_<role>)
+            return {**{f"precision_{r}": "checkpoint" for r in ROLES}, **{f"backend_{r}": "checkpoint" for r in ROLES}}
         params = {f"precision_{role}": p for role, p in self.roles.items()}
         params.update({f"backend_{role}": b for role, b in self.backends().items()})
         return params
@@ -108,6 +142,11 @@ def parse_override(text: str) -> dict[str, str]:
             raise UserError(f"unknown precision {precision!r} for role {role}; choose one of {', '.join(PRECISIONS)}.")
         if role in roles:
             raise UserError(f"role {role!r} is given twice in the precision override.")
+        if role not in PRECISIONS[precision].roles:
+            raise UserError(
+                f"precision {precision} applies only to role(s) {', '.join(PRECISIONS[precision].roles)}, "
+                f"not to {role}."
+            )
         roles[role] = precision
     return roles
 
@@ -117,6 +156,11 @@ def resolve_plan(quant: str, override: str = "") -> PrecisionPlan:
     if quant not in PRESETS:
         raise UserError(f"unknown quant preset {quant!r}; choose one of {', '.join(PRESETS)}.")
     roles = dict(PRESETS[quant].roles)
+    if quant == PREQUANTIZED and override:
+        raise UserError(
+            "quant=prequantized loads a checkpoint as it was published; it cannot take a precision "
+            "override (the checkpoint's quantization_config decides every role)."
+        )
     roles.update(parse_override(override))
     plan = PrecisionPlan(quant, roles, override)
     halves = {p for p in roles.values() if p in HALF_PRECISIONS}

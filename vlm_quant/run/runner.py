@@ -34,12 +34,14 @@ from vlm_quant.models.loading import load_vlm
 from vlm_quant.models.random_weights import bundled_config_dir
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
+from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.run import distributed
 from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
+from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.resume import config_key
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
@@ -79,6 +81,10 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
     for a 16-bit one.
     """
     wanted = HALF_DTYPES[plan.half_dtype_name]
+    if device.type == "cpu" and plan.calibrated_roles:
+        # AutoRound's reloaded QuantLinear kernels compute in 16-bit only (it would cast the model to
+        # float16 itself); bfloat16 has fast CPU kernels where AVX512-BF16/AMX exist.
+        return torch.bfloat16, f"{plan.half_dtype_name} requested; bfloat16 on CPU (AutoRound's kernels are 16-bit)"
     if device.type == "cpu":
         return torch.float32, f"{plan.half_dtype_name} requested; float32 on CPU (no fast 16-bit CPU kernels)"
     return wanted, f"{plan.half_dtype_name} as planned"
@@ -133,8 +139,8 @@ class PreparedRun:
     cost_settings: Any
 
 
-def model_family(cfg: ExperimentConfig) -> FamilySpec:
-    """The model's family from its config alone (bundled for random weights), without loading weights."""
+def model_config(cfg: ExperimentConfig) -> Any:
+    """The model's configuration alone (bundled for random weights), without loading weights."""
     source = str(bundled_config_dir(cfg.model)) if cfg.weights == "random" else cfg.model
     try:
         config = AutoConfig.from_pretrained(
@@ -142,7 +148,12 @@ def model_family(cfg: ExperimentConfig) -> FamilySpec:
         )
     except OSError as error:  # no such repo / path, or the Hub is unreachable and nothing is cached
         raise UserError(model_not_found_message(cfg.model, error)) from error
-    return family_for_config(config)
+    return config
+
+
+def model_family(cfg: ExperimentConfig) -> FamilySpec:
+    """The model's family from its config alone, without loading weights."""
+    return family_for_config(model_config(cfg))
 
 
 def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
@@ -157,7 +168,10 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
     data = task.prepare(cfg)
-    family = model_family(cfg)  # unknown family / unreachable model: an error before any run exists
+    config = model_config(cfg)  # unreachable model: an error before any run exists
+    family = family_for_config(config)  # unknown family: likewise
+    if plan.prequantized:  # no quantization_config, or its package missing: an error before any download
+        check_prequantized(config, model=cfg.model, weights=cfg.weights)
     check_shots_supported(family, cfg.shots)
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device, family), cfg.engine)
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
@@ -263,6 +277,9 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         seed=cfg.seed,
     )
     check_shots_supported(loaded.family, cfg.shots)
+    calibration_metrics: dict[str, float] = {}
+    if prepared.plan.calibrated_roles:  # AutoRound: quantize, export, and evaluate the reloaded export
+        loaded, calibration_metrics = quantize_calibrated(prepared, loaded, tracker)
     # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
     # that did not take effect is an error, never a silent baseline.
     applied = apply_plan(
@@ -272,15 +289,19 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
     verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
+    published = (
+        check_prequantized(loaded.model.config, model=cfg.model, weights=cfg.weights).to_params()
+        if prepared.plan.prequantized else {}
+    )
     tracker.log_params({
         "revision": resolved_revision(loaded, cfg),
         "model_family": loaded.family.name,
-        **applied.to_params(), **precision_map.role_params(),
+        **applied.to_params(), **precision_map.role_params(), **published,
     })
     return loaded, {
         "load_time_s": loaded.load_time_s,
         "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
-        **applied.to_metrics(), **precision_map.footprint_mib_by_role(),
+        **applied.to_metrics(), **precision_map.footprint_mib_by_role(), **calibration_metrics,
     }
 
 
