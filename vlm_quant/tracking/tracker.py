@@ -207,6 +207,17 @@ class MlflowTracker:
         self.run_id = run_id
         self.tracking_uri = tracking_uri
 
+    @property
+    def journal_key(self) -> str:
+        """The name of this run's local prediction journal: its run id (a UUID, unique across stores)."""
+        return self.run_id
+
+    def last_metric_step(self, name: str) -> int | None:
+        """The largest step logged for metric ``name`` in this run (None: never logged), e.g. to continue
+        a resumed run's power history where the previous attempt stopped."""
+        history = with_retries(self._client.get_metric_history, self.run_id, name)
+        return max((int(m.step) for m in history), default=None)
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params; keys already on the run (as `mlflow run -P` logs them) are kept, not rewritten.
 
@@ -313,6 +324,9 @@ class InMemoryTracker:
 
     def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
         self.histories.setdefault(name, []).extend((int(s), float(v)) for v, s in zip(values, steps))
+
+    def last_metric_step(self, name: str) -> int | None:
+        return max((step for step, _ in self.histories.get(name, [])), default=None)
 
     def log_json(self, obj: Any, artifact_path: str) -> None:
         self.artifacts[artifact_path] = redact_obj(json.loads(json.dumps(obj, default=str)))
