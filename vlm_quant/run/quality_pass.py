@@ -6,9 +6,10 @@ the current one. An image that cannot be read is skipped, counted and reported; 
 Nothing lost: each prediction goes to a `PredictionStream`: a local journal synced after every batch
 (a SIGKILL loses at most the batch in flight) and the run's `predictions/partial.jsonl`, uploaded every
 few batches, at the end and on any exit; samples an earlier attempt of the run already predicted
-(journal or upload) are skipped (resume). The batches of the remaining samples are the batches an uninterrupted
-pass would have made, since attempts stop only between batches. A CUDA OOM halves the batch size and
-retries (`BatchBackoff`); a SIGINT/SIGTERM under the CLI stops after the current batch is saved.
+(journal or upload) are skipped (resume). The batches of the remaining samples are the batches an
+uninterrupted pass would have made, since attempts stop only between batches. A CUDA OOM halves the
+batch size and retries (`BatchBackoff`); a SIGINT/SIGTERM under the CLI stops after the current batch
+is saved.
 """
 
 from __future__ import annotations

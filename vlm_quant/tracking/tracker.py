@@ -206,6 +206,7 @@ class MlflowTracker:
         self._client = mlflow.MlflowClient(tracking_uri)
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self._logged: dict[str, float] = {}
 
     @property
     def journal_key(self) -> str:
@@ -250,9 +251,12 @@ class MlflowTracker:
         with_retries(self._mlflow.set_tags, {k: redact(str(v)) for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
-        cleaned = clean_metrics(metrics)
+        """Log metrics (step 0); a value this tracker already logged unchanged is not sent again (the
+        quality scores are logged as soon as they exist, then again with the run's other metrics)."""
+        cleaned = {k: v for k, v in clean_metrics(metrics).items() if self._logged.get(k) != v}
         if cleaned:
             with_retries(self._mlflow.log_metrics, cleaned)
+            self._logged.update(cleaned)
 
     def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
         """A metric series, e.g. GPU power with step = ms since the run started."""
