@@ -90,3 +90,18 @@ def test_mlflow_run_experiment_param_without_experiment_name_fails_naming_it(tra
     assert client.get_experiment_by_name("study1") is None
     (run,) = client.search_runs(["0"])
     assert run.info.status == "FAILED" and "--experiment-name" in run.data.tags["vlm_quant.failure"]
+
+
+def test_resume_auto_under_mlflow_run_looks_only_in_the_launchers_experiment(launcher_run, monkeypatch):
+    from vlm_quant.config import ExperimentConfig
+    from vlm_quant.run.resume import config_key, latest_unfinished
+
+    client, _ = launcher_run
+    cfg = ExperimentConfig(resume="auto", data_dir="/data/coco")
+    elsewhere = client.create_experiment("vlm-quant")  # the config's default experiment, not the launcher's
+    tags = {"vlm_quant.config_hash": config_key(cfg), "vlm_quant.kind": "evaluate"}
+    twin = client.create_run(elsewhere, tags=tags)
+    client.set_terminated(twin.info.run_id, "FAILED")
+    assert latest_unfinished(client, cfg) is None  # the launcher's run is in Default: start a new run there
+    monkeypatch.delenv("MLFLOW_RUN_ID")
+    assert latest_unfinished(client, cfg).run_id == twin.info.run_id  # `vlm-quant evaluate` resumes it
