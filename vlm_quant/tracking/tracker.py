@@ -452,8 +452,8 @@ def check_launcher_run(
         message = (
             f"experiment={experiment!r} cannot apply under `mlflow run`: the launcher already created this "
             f"run in experiment {actual!r}, and MLflow cannot move a run. Choose the experiment with "
-            f"`mlflow run . -e evaluate --experiment-name {shlex.quote(experiment)} ...` (and drop "
-            "-P experiment), or run `vlm-quant evaluate --experiment ...` directly."
+            f"`mlflow run . -e ENTRY --experiment-name {shlex.quote(experiment)} ...` (and drop "
+            "-P experiment), or run `vlm-quant ENTRY --experiment ...` directly."
         )
         with shielded():
             try:
