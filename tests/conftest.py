@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # The suite is offline by design: without this, every unreachable Hub id costs ~20 s of retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Prediction journals of the tests' runs (and their child processes) go to a folder of this session,
+# never to the user's ~/.cache (a SIGKILL'd test run leaves its journal behind on purpose).
+os.environ.setdefault("VLM_QUANT_JOURNAL_DIR", tempfile.mkdtemp(prefix="vlmq-test-journals-"))
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "coco_val2017_mini"

@@ -126,18 +126,36 @@ def partial_rows(run: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def wait_for_rows(client: Any, experiment: str, proc: subprocess.Popen, n: int, timeout_s: float) -> Any:
-    """Poll until the child's run has >= n partial rows; the run. Fails on timeout or early exit."""
+def journal_rows(run: Any) -> list[dict[str, Any]]:
+    """The rows of a run's local prediction journal (synced every batch), [] when there is none."""
+    from vlm_quant.run.partial_predictions import ARTIFACT_NAME, journal_folder
+
+    path = journal_folder(run.info.run_id) / ARTIFACT_NAME
+    rows = []
+    for line in (path.read_text() if path.is_file() else "").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            break
+    return rows
+
+
+def wait_for_rows(
+    client: Any, experiment: str, proc: subprocess.Popen, n: int, timeout_s: float, read: Any = None
+) -> Any:
+    """Poll until the child's run has >= n rows (``read``: partial_rows, or journal_rows); the run.
+    Fails on timeout or early exit."""
+    read = read or partial_rows
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"child exited early with status {proc.returncode}")
         runs = runs_of(client, experiment)
-        if runs and len(partial_rows(runs[0])) >= n:
+        if runs and len(read(runs[0])) >= n:
             return runs[0]
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
-    raise AssertionError(f"no {n} partial rows within {timeout_s} s")
+    raise AssertionError(f"no {n} rows ({read.__name__}) within {timeout_s} s")
 
 
 def last_json(output: str) -> dict[str, Any]:

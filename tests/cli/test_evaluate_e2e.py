@@ -41,6 +41,8 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
         "cost_iterations": "2",
         "cost_new_tokens": "3",
         "idle_seconds": "0",
+        "experiment": "e2e",  # the same as --experiment-name: accepted (another one fails, test_launcher_params)
+        "run_name": "tiny-e2e",  # renames the launcher's randomly named run
     }
     command = [
         sys.executable,
@@ -67,6 +69,7 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
     run = runs[0]
     assert run.info.status == "FINISHED"
     p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert t["mlflow.runName"] == "tiny-e2e"
     assert p["quant"] == "fp16" and p["model"] == params["model"] and p["seed"] == "3"
     assert p["n_samples"] == "4" and p["batch_size"] == "2" and p["max_new_tokens"] == "6"
     assert (

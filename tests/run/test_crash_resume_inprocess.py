@@ -200,3 +200,28 @@ def test_heartbeat_refreshes_until_stopped(monkeypatch):
     stop.set()
     thread.join(timeout=2)
     assert not thread.is_alive() and len(beats) >= 3 and beats[0] == ("r1", "vlm_quant.heartbeat")
+
+
+def test_a_cost_pass_crash_keeps_the_quality_metrics_and_instrument_tags_in_the_failed_run(
+    tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path, monkeypatch
+):
+    from crash_helpers import build_vqa
+
+    import vlm_quant.run.runner as runner
+
+    data = build_vqa(tmp_path / "vqav2", coco_dir, n_images=2)
+    args = evaluate_args(tiny_vlm_dirs["llava"], data, experiment="cost-crash", n_samples=2, batch_size=2)
+
+    def crashing_cost_pass(*args, **kwargs):
+        raise RuntimeError("simulated cost-pass crash")
+
+    monkeypatch.setattr(runner, "cost_pass", crashing_cost_pass)
+    result = CliRunner().invoke(main, args)
+    assert isinstance(result.exception, RuntimeError)
+    (run,) = runs_of(mlflow.MlflowClient(tracking_uri), "cost-crash")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["vlm_quant.failure"] == "RuntimeError: simulated cost-pass crash"
+    metrics = run.data.metrics
+    assert 0.0 <= metrics["vqa_accuracy"] <= 1.0 and metrics["n_samples_evaluated"] == 2
+    assert metrics["quality_pass_s"] > 0 and "latency_ms_p50" not in metrics
+    assert "no CUDA" in run.data.tags["vlm_quant.energy_absent_reason"]  # the instruments' tags, too

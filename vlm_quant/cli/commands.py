@@ -81,11 +81,13 @@ def evaluate(
     from vlm_quant.run.interrupts import RunInterrupted, graceful_signals
     from vlm_quant.run.resume import find_resume_target
     from vlm_quant.run.runner import prepare_experiment, run_experiment
-    from vlm_quant.tracking.tracker import open_run
+    from vlm_quant.tracking.tracker import check_launcher_run, open_run
 
     run_id = None
     try:
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        # under `mlflow run`: -P experiment / run_name / tracking-uri made true, or an error before any work
+        check_launcher_run(chosen_experiment(cfg, options), cfg.run_name, tracking_uri=tracking_uri)
         relaunched = distributed.relaunch_if_needed(cfg.processes, evaluate_argv(config_path, tracking_uri, options))
         if relaunched is not None:  # processes > 1: the ranks ran under `accelerate launch`
             sys.exit(relaunched)
@@ -131,6 +133,12 @@ def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: di
     return argv
 
 
+def chosen_experiment(cfg: ExperimentConfig, options: dict[str, Any]) -> str | None:
+    """The experiment the user chose (an option, or a config file's non-default value), else None."""
+    default = next(f.default for f in fields(ExperimentConfig) if f.name == "experiment")
+    return cfg.experiment if "experiment" in given(options) or cfg.experiment != default else None
+
+
 def default_run_name(cfg: ExperimentConfig) -> str:
     return cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
 
@@ -146,11 +154,12 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
     """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
     from vlm_quant.run.runner import prepare_experiment
     from vlm_quant.study.sweep import parse_quants, run_sweep
-    from vlm_quant.tracking.tracker import open_run
+    from vlm_quant.tracking.tracker import check_launcher_run, open_run
 
     try:
         options.pop("quant", None)
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
+        check_launcher_run(chosen_experiment(cfg, options), cfg.run_name, tracking_uri=tracking_uri)
         presets = parse_quants(quants)
         for quant in presets:  # every configuration's input is checked before the first one runs
             prepare_experiment(dataclasses.replace(cfg, quant=quant))

@@ -2,13 +2,21 @@
 codecarbon, idle power. On a machine without NVML they are null objects and the reason is logged.
 
 Used as a context manager around the whole run, so the sampler thread stops (keeping its samples)
-even when the run fails; `log_to` writes the power history, CSV, plot and codecarbon metrics.
+even when the run fails; `log_to` writes the power history, CSV, plot and codecarbon metrics. Entered
+together with `logged_on_failure(tracker)`, a FAILED or KILLED run gets them too (with the idle power
+and the reason tags), since a failure late in a run is when the power trace says most.
+
+The power history (`gpu_power_w`, step = ms) of a resumed run continues the step axis of the attempt
+before it: its steps start one sampling period after the previous attempt's last step, so attempts
+are laid end to end (the time between attempts, when nothing ran, is not on the axis).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,7 @@ from vlm_quant.measure.energy import EnergyMeter, measure_idle_power_w
 from vlm_quant.measure.nvml import open_gpu
 from vlm_quant.measure.power_sampler import PowerSampler, peak_memory_used_mib, plot_power, write_power_csv
 from vlm_quant.measure.timing import DeviceTimer
+from vlm_quant.run.interrupts import shielded
 from vlm_quant.tracking import run_schema
 
 log = logging.getLogger(__name__)
@@ -67,27 +76,61 @@ class RunInstruments:
     def log_to(self, tracker: Any) -> dict[str, float]:
         """Log power history/CSV/plot and return the instrument metrics (call after the with block)."""
         metrics: dict[str, float] = {}
-        if self.samples:
+        samples = getattr(self, "samples", [])  # none when the run failed before the sampler started
+        if samples:
+            first_step = self.first_power_step(tracker)
             tracker.log_metric_history(
                 run_schema.METRIC_POWER_HISTORY,
-                [s.power_w for s in self.samples],
-                [int(s.t_ms) for s in self.samples],
+                [s.power_w for s in samples],
+                [first_step + int(s.t_ms) for s in samples],
             )
             with tempfile.TemporaryDirectory(prefix="vlmq-power-") as tmp:
-                csv_path = write_power_csv(self.samples, Path(tmp) / Path(run_schema.ARTIFACT_POWER_CSV).name)
+                csv_path = write_power_csv(samples, Path(tmp) / Path(run_schema.ARTIFACT_POWER_CSV).name)
                 png_path = plot_power(
-                    self.samples,
+                    samples,
                     Path(tmp) / Path(run_schema.ARTIFACT_POWER_PNG).name,
                     title=f"GPU power, run {tracker.run_id}",
                 )
                 tracker.log_file(csv_path, "power")
                 tracker.log_file(png_path, "power")
-            peak = peak_memory_used_mib(self.samples)
+            peak = peak_memory_used_mib(samples)
             if peak is not None:
                 metrics["peak_nvml_memory_used_mib"] = peak
-        metrics.update(self.codecarbon_result.as_metrics())
-        if self.codecarbon_result.reason:
-            self.tags["vlm_quant.codecarbon_absent_reason"] = self.codecarbon_result.reason
-        if self.codecarbon_result.cpu_method:
-            self.params["codecarbon_cpu_method"] = self.codecarbon_result.cpu_method
+        codecarbon = getattr(self, "codecarbon_result", None)
+        if codecarbon is None:
+            return metrics
+        metrics.update(codecarbon.as_metrics())
+        if codecarbon.reason:
+            self.tags["vlm_quant.codecarbon_absent_reason"] = codecarbon.reason
+        if codecarbon.cpu_method:
+            self.params["codecarbon_cpu_method"] = codecarbon.cpu_method
         return metrics
+
+    def first_power_step(self, tracker: Any) -> int:
+        """Step (ms) of this attempt's first power sample: 0, or one sampling period after the last step a
+        previous attempt of the run logged (a resumed run continues its axis instead of restarting at 0)."""
+        last_step = getattr(tracker, "last_metric_step", lambda name: None)(run_schema.METRIC_POWER_HISTORY)
+        if last_step is None:
+            return 0
+        return int(last_step) + max(1, round(self.sampler.period_s * 1000))
+
+    @contextmanager
+    def logged_on_failure(self, tracker: Any) -> Iterator[RunInstruments]:
+        """Enter before ``self`` (``with i.logged_on_failure(t), i:``): when the block raises, the stopped
+        instruments' readings go to ``tracker`` before the error propagates (FAILED/KILLED runs keep them)."""
+        try:
+            yield self
+        except BaseException:
+            self.log_failed(tracker)
+            raise
+
+    def log_failed(self, tracker: Any) -> None:
+        """Power history/CSV/plot, codecarbon metrics, idle power and the absent-reason tags of a run that
+        failed or was killed; never raises (the run's own error is the one to report)."""
+        with shielded():  # a second Ctrl-C must not cut this short; the run is being closed anyway
+            try:
+                tracker.log_metrics(self.log_to(tracker))
+                tracker.set_tags(self.tags)
+                tracker.log_params(self.params)
+            except Exception as error:
+                log.error("the instruments' readings of the failed run were not logged: %s", error)

@@ -3,11 +3,13 @@
 Images of the next batch are decoded and downscaled in background threads while the model works on
 the current one. An image that cannot be read is skipped, counted and reported; the run goes on.
 
-Nothing lost: each prediction goes to a `PredictionStream` (the run's `predictions/partial.jsonl`,
-flushed every few batches, at the end and on any exit); samples an earlier attempt of the run already
-predicted are skipped (resume). The batches of the remaining samples are the batches an uninterrupted
-pass would have made, since attempts stop only between batches. A CUDA OOM halves the batch size and
-retries (`BatchBackoff`); a SIGINT/SIGTERM under the CLI stops after the current batch is saved.
+Nothing lost: each prediction goes to a `PredictionStream`: a local journal synced after every batch
+(a SIGKILL loses at most the batch in flight) and the run's `predictions/partial.jsonl`, uploaded every
+few batches, at the end and on any exit; samples an earlier attempt of the run already predicted
+(journal or upload) are skipped (resume). The batches of the remaining samples are the batches an
+uninterrupted pass would have made, since attempts stop only between batches. A CUDA OOM halves the
+batch size and retries (`BatchBackoff`); a SIGINT/SIGTERM under the CLI stops after the current batch
+is saved.
 """
 
 from __future__ import annotations

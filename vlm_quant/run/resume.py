@@ -71,13 +71,20 @@ def find_resume_target(cfg: ExperimentConfig, tracking_uri: str | None = None) -
 
 
 def latest_unfinished(client: Any, cfg: ExperimentConfig) -> ResumeTarget | None:
-    """The newest FAILED/KILLED/abandoned-RUNNING evaluate run of this config in the experiment."""
+    """The newest FAILED/KILLED/abandoned-RUNNING evaluate run of this config in the experiment.
+
+    The experiment is the one the new attempt's run would be in: under `mlflow run`, the launcher's
+    (``--experiment-name``/``-id``; `check_launcher_run` refuses a different ``experiment``), never
+    also the config's default experiment, so a twin elsewhere is not taken over; else ``cfg.experiment``.
+    """
     experiment_ids = []
-    experiment = with_retries(client.get_experiment_by_name, cfg.experiment)
-    if experiment is not None:
-        experiment_ids.append(experiment.experiment_id)
-    if os.environ.get("MLFLOW_EXPERIMENT_ID"):  # `mlflow run --experiment-name/-id`
-        experiment_ids.append(os.environ["MLFLOW_EXPERIMENT_ID"])
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`
+        attached = with_retries(client.get_run, os.environ["MLFLOW_RUN_ID"])
+        experiment_ids.append(attached.info.experiment_id)
+    else:
+        experiment = with_retries(client.get_experiment_by_name, cfg.experiment)
+        if experiment is not None:
+            experiment_ids.append(experiment.experiment_id)
     if not experiment_ids:
         log.info("resume=auto: experiment %r does not exist yet; starting a new run", cfg.experiment)
         return None

@@ -52,6 +52,8 @@ from vlm_quant.tracking import run_schema
 log = logging.getLogger(__name__)
 
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# Quality-pass counts that are the same on every rank (computed from the merged pass).
+QUALITY_COUNTS = ("n_samples_evaluated", "n_samples_skipped", "n_samples_resumed")
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         country_iso_code=cfg.country_iso_code,
         pue=cfg.pue,
     )
-    with instruments:
+    with instruments.logged_on_failure(tracker), instruments:  # FAILED/KILLED runs keep the power trace
         loaded, metrics = load_model(prepared, tracker)
         prepared = choose_engine(prepared, loaded, tracker)
         quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
@@ -368,6 +370,10 @@ def quality_pass(
     scores = task.score(data, quality.predictions)
     metrics.update(scores.corpus)
     tracker.set_tags(scores.tags)
+    # Logged now, not with the cost metrics: a crash in the cost pass keeps them. With several processes
+    # only what no rank combination changes (scores, counts of the merged pass).
+    alone = not distributed.rank_info().distributed
+    tracker.log_metrics(metrics if alone else {k: metrics[k] for k in (*scores.corpus, *QUALITY_COUNTS)})
     log_predictions(tracker, task, scores.rows)
     task.log_extras(tracker, data, scores)
     return quality, metrics

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vlm_quant.errors import UserError
 from vlm_quant.run.interrupts import RunInterrupted, shielded
 from vlm_quant.tracking import run_schema
 from vlm_quant.tracking.redact import redact, redact_obj
@@ -206,6 +207,18 @@ class MlflowTracker:
         self._client = mlflow.MlflowClient(tracking_uri)
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self._logged: dict[str, float] = {}
+
+    @property
+    def journal_key(self) -> str:
+        """The name of this run's local prediction journal: its run id (a UUID, unique across stores)."""
+        return self.run_id
+
+    def last_metric_step(self, name: str) -> int | None:
+        """The largest step logged for metric ``name`` in this run (None: never logged), e.g. to continue
+        a resumed run's power history where the previous attempt stopped."""
+        history = with_retries(self._client.get_metric_history, self.run_id, name)
+        return max((int(m.step) for m in history), default=None)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params; keys already on the run (as `mlflow run -P` logs them) are kept, not rewritten.
@@ -239,9 +252,12 @@ class MlflowTracker:
         with_retries(self._mlflow.set_tags, {k: redact(str(v)) for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
-        cleaned = clean_metrics(metrics)
+        """Log metrics (step 0); a value this tracker already logged unchanged is not sent again (the
+        quality scores are logged as soon as they exist, then again with the run's other metrics)."""
+        cleaned = {k: v for k, v in clean_metrics(metrics).items() if self._logged.get(k) != v}
         if cleaned:
             with_retries(self._mlflow.log_metrics, cleaned)
+            self._logged.update(cleaned)
 
     def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
         """A metric series, e.g. GPU power with step = ms since the run started."""
@@ -313,6 +329,9 @@ class InMemoryTracker:
 
     def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
         self.histories.setdefault(name, []).extend((int(s), float(v)) for v, s in zip(values, steps))
+
+    def last_metric_step(self, name: str) -> int | None:
+        return max((step for step, _ in self.histories.get(name, [])), default=None)
 
     def log_json(self, obj: Any, artifact_path: str) -> None:
         self.artifacts[artifact_path] = redact_obj(json.loads(json.dumps(obj, default=str)))
@@ -395,6 +414,59 @@ def _close(mlflow: Any, status: str, tags: Mapping[str, str]) -> None:
             log.error("could not mark the run %s (it stays RUNNING until resumed): %s", status, error)
 
 
+def check_launcher_run(
+    experiment: str | None, run_name: str | None = None, *, tracking_uri: str | None = None
+) -> None:
+    """Under `mlflow run`, make the user's tracking choices true or fail before any work (no-op outside).
+
+    The launcher creates the run (in the experiment of its ``--experiment-name``/``--experiment-id``,
+    else `Default`, named by its ``--run-name``, else randomly) before vlm-quant starts, and MLflow
+    cannot move a run to another experiment. So:
+    - ``experiment`` (a value the user gave: ``-P experiment=X`` or a config file's) naming another
+      experiment than the run's is a UserError naming ``--experiment-name``; the launcher's run,
+      which MLflow then ends FAILED, is tagged with that reason;
+    - ``run_name`` (given by the user) renames the launcher's run (a run's name can change);
+    - an explicit ``tracking_uri`` in which the launcher's run does not exist is a UserError naming
+      MLFLOW_TRACKING_URI (the store `mlflow run` writes to).
+    """
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    if not attached:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+    try:
+        run = with_retries(client.get_run, attached)
+    except Exception as error:
+        if not tracking_uri:
+            raise
+        launcher_uri = redact(os.environ.get("MLFLOW_TRACKING_URI", ""))
+        raise UserError(
+            f"--tracking-uri {redact(tracking_uri)}: under `mlflow run` the run ({attached}) was created in "
+            f"the launcher's store (MLFLOW_TRACKING_URI={launcher_uri!r}), "
+            f"not in this one ({type(error).__name__}). Set MLFLOW_TRACKING_URI for `mlflow run` instead "
+            "of passing tracking-uri."
+        ) from error
+    actual = with_retries(client.get_experiment, run.info.experiment_id).name
+    if experiment and experiment != actual:
+        message = (
+            f"experiment={experiment!r} cannot apply under `mlflow run`: the launcher already created this "
+            f"run in experiment {actual!r}, and MLflow cannot move a run. Choose the experiment with "
+            f"`mlflow run . -e ENTRY --experiment-name {shlex.quote(experiment)} ...` (and drop "
+            "-P experiment), or run `vlm-quant ENTRY --experiment ...` directly."
+        )
+        with shielded():
+            try:
+                with_retries(client.set_tag, attached, run_schema.TAG_FAILURE, f"UserError: {message}")
+            except Exception as error:  # the message still reaches the user's terminal
+                log.debug("reason not tagged on the launcher's run: %s", error)
+        raise UserError(message)
+    if run_name and run.data.tags.get("mlflow.runName") != redact(run_name):
+        previous = run.data.tags.get("mlflow.runName")
+        log.info("run %s renamed %r -> %r (run_name given)", attached, previous, run_name)
+        with_retries(client.set_tag, attached, "mlflow.runName", redact(run_name))
+
+
 @contextmanager
 def open_run(
     experiment: str,
@@ -423,6 +495,12 @@ def open_run(
         run = _reopen(mlflow, client, resume_run_id)
         if attached and attached != resume_run_id:  # `mlflow run -P resume=...`: point its run to ours
             with_retries(client.set_tag, attached, "vlm_quant.resumed_run_id", resume_run_id)
+            with_retries(
+                client.set_tag, attached, "mlflow.note.content",
+                f"resume: the results are in run {resume_run_id} (the run resumed); this one stays empty.",
+            )
+            log.info("resume under `mlflow run`: results go to run %s; the launcher's run %s points to it",
+                     resume_run_id, attached)
     elif attached:
         run = with_retries(mlflow.start_run, run_id=attached)
         if not run.data.tags.get("mlflow.runName"):
