@@ -81,3 +81,12 @@ def test_runs_before_the_audit_fall_back_to_their_request_and_say_so():
     frame = _frame([("int8", None), ("fp16", None)])
     assert frame["label"].tolist() == ["int8 (requested)", "fp16 (requested)"]
     assert select_baseline(frame) == "id1"
+
+
+def test_runs_realized_alike_are_told_apart_by_their_request():
+    # On CPU quant=fp16 and quant=bf16 both compute in float32: both are fp32 runs.
+    frame = _frame([("bf16", _realized("fp32")), ("fp16", _realized("fp32")), ("int8", _realized("int8"))])
+    assert frame["label"].tolist() == ["fp32 (run0)", "fp32 (run1)", "int8"]
+    assert select_baseline(frame) == "id1"
+    with pytest.raises(UserError, match="matches 2 runs"):
+        select_baseline(_frame([("fp16", _realized("fp32")), ("fp16", _realized("fp32"))]))

@@ -96,8 +96,8 @@ def select_baseline(runs: pd.DataFrame, baseline: str | None = None) -> str:
     whose realized precision is ``fp16`` in every role, else ``bf16``, else ``fp32``. Precision is
     what the audit found (``realized_precision_<role>``, see `precision_labels`), never the ``quant``
     request: ``quant=fp16`` with an int8 language model is not an fp16 run. Only a run that logged
-    no realized precision (before the audit existed) is matched by its ``quant`` param.
-    Raises ``UserError`` when nothing or several runs match.
+    no realized precision (before the audit existed) is matched by its ``quant`` param; the request
+    also breaks a tie between runs realized alike. Raises ``UserError`` when nothing or several runs match.
     """
     pretrained = runs[runs["weights"] != "random"]
     if "precision" in pretrained.columns:
@@ -116,8 +116,15 @@ def select_baseline(runs: pd.DataFrame, baseline: str | None = None) -> str:
             | (effective == baseline)
         ]
         return _exactly_one(match, f"baseline {baseline!r}", pretrained)
+    quant = _column(pretrained, "params.quant")
     for preferred in BASELINE_PREFERENCE:
         match = pretrained[effective == preferred]
+        # Several runs realized alike (on CPU quant=fp16 and quant=bf16 both compute in fp32): the
+        # request breaks the tie, in the same order of preference.
+        for asked in BASELINE_PREFERENCE if len(match) > 1 else ():
+            if (quant[match.index] == asked).sum() == 1:
+                match = match[quant[match.index] == asked]
+                break
         if len(match):
             return _exactly_one(match, f"the {preferred} baseline", pretrained)
     return _exactly_one(pretrained.iloc[0:0], "an unquantized (fp16, bf16 or fp32) baseline", pretrained)
