@@ -99,3 +99,25 @@ def test_quality_is_plotted_against_peak_rss_on_cpu(cpu_report, cpu_store):
     assert not rss.skipped and rss.data["cost_metric"] == "peak_rss_mib"
     points = rss.data["points"].set_index("label")
     assert points.loc[FP32, "cost"] == cpu_store.runs[FP32].metrics["peak_rss_mib"]
+
+
+def test_cli_option_lets_caveated_runs_onto_the_front(cpu_store, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from vlm_quant.cli import main
+
+    args = ["compare", "--experiment", cpu_store.experiment, "--tracking-uri", cpu_store.uri, "--no-log",
+            "--bootstrap", "100", "--out-dir"]
+    for flag, expected in (((), "false"), (("--pareto-include-caveats",), "true")):
+        out = tmp_path / expected
+        result = CliRunner().invoke(main, [*args, str(out), *flag])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output[result.output.index("{"):])["out_dir"] == str(out)
+        markdown = (out / "results.md").read_text()
+        assert "‡ resumed" in markdown
+    # The front differs between the two reports only through the option.
+    assert (tmp_path / "false" / "figures" / "quality_vs_latency.png").read_bytes() != (
+        tmp_path / "true" / "figures" / "quality_vs_latency.png"
+    ).read_bytes()
