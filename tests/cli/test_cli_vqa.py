@@ -81,6 +81,20 @@ def test_normalize_predictions_scores_like_the_vqa_task(files):
     assert json.loads(result.stdout)["per_answer_type"]["yes/no"] == 1.0
 
 
+def test_normalize_predictions_normalises_unanimous_humans_too(files):
+    # Ten humans "none" and the exact answer "none": officially 1.0; normalising only the prediction
+    # ("none" -> "0") would make it 0.0.
+    data = json.loads(files["annotations"].read_text())
+    for answer in data["annotations"][0]["answers"]:
+        answer["answer"] = "none"
+    files["annotations"].write_text(json.dumps(data))
+    files["predictions"].write_text(json.dumps([{"question_id": 1, "answer": "none"}]))
+    for flags in ((), ("--normalize-predictions",)):
+        result = invoke("--predictions", files["predictions"], "--annotations", files["annotations"], *flags)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["accuracy"] == 1.0, flags
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -9,7 +9,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from report_store import StoreWriter, build_caption_store, build_mismatch_store, build_vqa_store
+from report_store import (
+    StoreWriter,
+    build_caption_store,
+    build_cpu_store,
+    build_mismatch_store,
+    build_other_gpu_store,
+    build_vqa_store,
+)
 
 from vlm_quant.study.report.build import compare
 
@@ -52,6 +59,16 @@ def vqa_store(store_writer):
 @pytest.fixture(scope="session")
 def mismatch_store(store_writer):
     return build_mismatch_store(store_writer)
+
+
+@pytest.fixture(scope="session")
+def cpu_store(store_writer):
+    return build_cpu_store(store_writer)
+
+
+@pytest.fixture(scope="session")
+def other_gpu_store(store_writer):
+    return build_other_gpu_store(store_writer)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,9 @@ N_SAMPLES = 24
 SHIFT = -0.1  # nf4's per-sample CIDEr = fp16's + SHIFT
 IDS_HASH = "ab12cd34"
 PROMPT = "Describe the image in one sentence."
+ENERGY_ABSENT_TAG = "vlm_quant.energy_absent_reason"
+NO_NVML_REASON = "NVML unavailable: NVMLError_LibraryNotFound"
+ROLES = ("vision", "projector", "language", "lm_head")
 
 
 @dataclass
@@ -70,7 +73,13 @@ def _params(quant: str, weights: str, data_dir: Path, task: str = "captioning", 
         "max_image_side": "512",
         "engine": "eager",
         "device": "cuda",
+        "gpu_name": "NVIDIA H100 80GB HBM3",
         "dtype": "float16",
+        "engine_resolved": "eager",
+        "cost_new_tokens": "32",
+        "image_splitting": "processor default",
+        # What the precision audit found, the source of every label (here each role as quant says).
+        **{f"realized_precision_{role}": quant for role in ROLES},
     }
     params.update(over)
     return params
@@ -181,6 +190,7 @@ class StoreWriter:
         kind: str = "evaluate",
         status: str = "FINISHED",
         parent: str | None = None,
+        tags: dict | None = None,
     ) -> str:
         self.count += 1
         tags = {
@@ -188,6 +198,7 @@ class StoreWriter:
             rs.TAG_WEIGHTS: params.get("weights", "pretrained"),
             rs.TAG_TASK: params.get("task", ""),
             rs.TAG_CONFIG_HASH: f"cfg{self.count}",
+            **(tags or {}),
         }
         if parent:
             tags["mlflow.parentRunId"] = parent
@@ -332,6 +343,7 @@ def _caption_run(
         env=environment(torch_version),
         power=power,
         parent=parent,
+        tags=None if energy else {ENERGY_ABSENT_TAG: NO_NVML_REASON},
     )
     label = quant if weights == "pretrained" else f"{quant} (random)"
     return LoggedRun(run_id, label, weights, params, metrics, rows, power)
@@ -377,3 +389,71 @@ def build_mismatch_store(writer: StoreWriter) -> Store:
     empty = writer.experiment("empty")
     running = writer.run(empty, "still-running", params={}, metrics={}, rows=None, env=None, status="RUNNING")
     return Store(writer.uri, root, "mismatch", runs, "", data_dir, {"running": running})
+
+
+def build_cpu_store(writer: StoreWriter) -> Store:
+    """Experiment 'cpu': three CPU runs as `evaluate` logs them on a machine without a GPU.
+
+    The store holds no VRAM, no NVML energy (reason tag set), peak RSS and codecarbon's CPU/RAM
+    energy (method "constant"). Labels must come from the realized precision:
+    "fp32" asked quant=fp16 but computed in float32 (dtype=float32, every role fp32);
+    "int8 (language)" asked quant=fp16 with precision=language=int8 (it must not be an fp16 run);
+    "nf4 (language) + int8 (vision)" was resumed once (a caveat) and is the cheapest and best.
+    """
+    root = writer.root
+    data_dir = root / "cpu-data"
+    exp = writer.experiment("cpu")
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.3, 1.6, 6)
+    # label -> (realized per role, cider shift, latency, rss MiB, cpu kWh, ram kWh, tags, extra metrics)
+    specs = {
+        "fp32": ({}, 0.0, 900.0, 2100.0, 2.0e-4, 5.0e-5, {}, {}),
+        "int8 (language)": ({"language": "int8"}, -0.05, 1200.0, 1500.0, 2.5e-4, 6.0e-5, {}, {}),
+        "nf4 (language) + int8 (vision)": (
+            {"language": "nf4", "vision": "int8"}, 0.1, 700.0, 1200.0, 1.5e-4, 4.0e-5,
+            {"vlm_quant.resume_count": "1"}, {"n_samples_resumed": 3.0},
+        ),
+    }
+    runs = {}
+    for label, (realized, shift, latency, rss, cpu_kwh, ram_kwh, tags, extra) in specs.items():
+        scores = base + shift
+        params = _params("fp16", "pretrained", data_dir, n_samples="6", device="cpu", dtype="float32")
+        del params["gpu_name"]
+        params.update({f"realized_precision_{role}": realized.get(role, "fp32") for role in ROLES})
+        if realized:
+            params["precision_" + next(iter(realized))] = next(iter(realized.values()))
+        params["codecarbon_cpu_method"] = "constant"
+        metrics = {
+            "cider": float(np.mean(scores)),
+            "latency_ms_p50": latency,
+            "ttft_ms_p50": latency / 3,
+            "peak_rss_mib": rss,
+            "size_on_disk_mib": rss / 3,
+            "codecarbon_cpu_energy_kwh": cpu_kwh,
+            "codecarbon_ram_energy_kwh": ram_kwh,
+            **extra,
+        }
+        rows = caption_rows(scores, [f"caption {i}" for i in range(6)])
+        run_id = writer.run(
+            exp, f"cpu-{len(runs)}", params=params, metrics=metrics, rows=rows, env=environment(gpu="none"),
+            tags={ENERGY_ABSENT_TAG: "no NVIDIA GPU (device cpu)", **tags},
+        )
+        runs[label] = LoggedRun(run_id, label, "pretrained", params, metrics, rows)
+    return Store(writer.uri, root, "cpu", runs, "", data_dir)
+
+
+def build_other_gpu_store(writer: StoreWriter) -> Store:
+    """Experiment 'two-gpus': fp16 on an H100 and int8 on an A100, otherwise identical: quality
+    may be compared, cost may not."""
+    root = writer.root
+    data_dir = root / "data"
+    exp = writer.experiment("two-gpus")
+    runs = {}
+    scores = np.linspace(0.5, 1.0, 4)
+    for quant, gpu in (("fp16", "NVIDIA H100 80GB HBM3"), ("int8", "NVIDIA A100-SXM4-40GB")):
+        params = _params(quant, "pretrained", data_dir, n_samples="4", gpu_name=gpu)
+        metrics = {"cider": float(np.mean(scores)), **cost_metrics(1.0)}
+        rows = caption_rows(scores, ["a"] * 4)
+        run_id = writer.run(exp, quant, params=params, metrics=metrics, rows=rows, env=environment(gpu=gpu))
+        runs[quant] = LoggedRun(run_id, quant, "pretrained", params, metrics, rows)
+    return Store(writer.uri, root, "two-gpus", runs, "", data_dir)

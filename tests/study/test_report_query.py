@@ -66,12 +66,14 @@ def test_artifacts_and_power_history_are_fetched(caption_store):
     assert run_set.environment(caption_store.parent_run_id) is None
 
 
-def test_labels_are_unique_when_quant_repeats():
+def test_labels_are_unique_when_the_precision_repeats():
     import pandas as pd
 
+    realized = ["int8", "int8", "fp16", "fp16"]
     frame = pd.DataFrame(
         {
-            "params.quant": ["int8", "int8", "fp16", "fp16"],
+            "params.quant": ["fp16"] * 4,  # the request: never the label when the audit says otherwise
+            **{f"params.realized_precision_{role}": realized for role in ("vision", "language")},
             "run_name": ["a", "b", "c", "c"],
             "run_id": ["1" * 32, "2" * 32, "3" * 32, "4" * 32],
             "weights": ["pretrained"] * 4,
@@ -80,3 +82,12 @@ def test_labels_are_unique_when_quant_repeats():
     labels = configuration_labels(frame)
     assert labels[:2] == ["int8 (a)", "int8 (b)"]
     assert len(set(labels)) == 4
+
+
+def test_a_run_without_realized_precision_is_labelled_by_its_request():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"params.quant": ["int8"], "run_name": ["a"], "run_id": ["1" * 32], "weights": ["random"]}
+    )
+    assert configuration_labels(frame) == ["int8 (requested) (random)"]

@@ -129,6 +129,50 @@ def test_normalisation_is_skipped_when_all_humans_agree() -> None:
     assert vqa_accuracy("two", _humans(("2", 5), ("two", 5))) == pytest.approx(1.0)
 
 
+# Exact answers that normalisation rewrites: "none" -> "0", "two" -> "2", "the beach" -> "beach",
+# "t-shirt" -> "t shirt". vqaEval.py compares them raw with ten identical raw humans: 1.0.
+REWRITTEN_BY_NORMALISATION = ("none", "two", "the beach", "t-shirt")
+
+
+@pytest.mark.parametrize("answer", REWRITTEN_BY_NORMALISATION)
+def test_exact_answer_to_unanimous_humans_scores_one_when_predictions_are_normalised(answer: str) -> None:
+    humans = [answer] * 10
+    assert normalize_answer(answer) != answer  # the case only matters because normalisation rewrites it
+    assert vqa_accuracy(answer, humans) == 1.0  # the official script, raw strings
+    # The evaluate path: the prediction normalised up front (and again inside), humans the same way.
+    assert vqa_accuracy(normalize_answer(answer), humans, normalize_prediction=True) == 1.0
+    assert vqa_accuracy(answer, humans, normalize_prediction=True) == 1.0
+    # ... while a wrong answer still scores 0, and the normalised form of another answer does not match.
+    assert vqa_accuracy("something else", humans, normalize_prediction=True) == 0.0
+
+
+def test_normalised_mode_equals_official_whenever_humans_disagree() -> None:
+    # Normalisation is idempotent, so on disagreeing humans normalising the prediction first changes
+    # nothing: the official number of the normalised prediction.
+    human_sets = [
+        _humans(("none", 4), ("0", 3), ("zero", 3)),
+        _humans(("the beach", 5), ("beach", 2), ("sand", 3)),
+        _humans(("t-shirt", 2), ("shirt", 8)),
+        _humans(("Two", 1), ("2", 2), ("two dogs", 7)),
+        _humans(("yes", 9), ("no", 1)),
+    ]
+    predictions = [*REWRITTEN_BY_NORMALISATION, "Yes.", "2 dogs", " T-Shirt\n", "1,000", "no."]
+    for humans in human_sets:
+        for prediction in predictions:
+            assert normalize_answer(normalize_answer(prediction)) == normalize_answer(prediction)
+            official = vqa_accuracy(normalize_answer(prediction), humans)
+            normalised_mode = vqa_accuracy(prediction, humans, normalize_prediction=True)
+            assert normalised_mode == official, (prediction, humans)
+
+
+def test_score_vqa_normalised_mode_scores_unanimous_rewritten_answers() -> None:
+    annotations = {n: VqaAnnotation(n, (answer,) * 10) for n, answer in enumerate(REWRITTEN_BY_NORMALISATION)}
+    predictions = {n: normalize_answer(answer) for n, answer in enumerate(REWRITTEN_BY_NORMALISATION)}
+    assert score_vqa(predictions, annotations, normalize_prediction=True).accuracy == 1.0
+    # The bug the mode fixes: normalised predictions against raw unanimous humans all score 0.
+    assert score_vqa(predictions, annotations).accuracy == 0.0
+
+
 def test_empty_prediction_is_scored() -> None:
     assert vqa_accuracy("", _humans(("yes", 10))) == 0.0
     assert vqa_accuracy("", _humans(("", 3), ("yes", 7))) == pytest.approx(0.9)

@@ -1,5 +1,6 @@
 """The VQA task: prompt, seeded disjoint few-shot pool, interleaved requests, scoring, extras, a tiny run."""
 
+import dataclasses
 import json
 
 import pytest
@@ -109,7 +110,9 @@ def test_score_matches_score_vqa_on_normalised_answers(vqa_dir):
     predictions = {i: guesses[n % len(guesses)] for n, i in enumerate(data.ids)}
     scores = task.score(data, predictions)
     annotations = {i: data.samples[i].annotation() for i in predictions}
-    expected = score_vqa({i: normalize_answer(p) for i, p in predictions.items()}, annotations)
+    expected = score_vqa(
+        {i: normalize_answer(p) for i, p in predictions.items()}, annotations, normalize_prediction=True
+    )
     assert scores.corpus["vqa_accuracy"] == pytest.approx(expected.accuracy)
     for answer_type, value in expected.per_answer_type.items():
         assert scores.corpus[f"vqa_accuracy_{answer_type.replace('/', '_')}"] == pytest.approx(value)
@@ -135,6 +138,19 @@ def test_unanimous_humans_accept_a_chat_models_punctuated_answer(vqa_dir):
     unanimous = next(i for i, s in data.samples.items() if set(s.answers) == {"no"})
     assert task.score(data, {unanimous: "No."}).rows[0]["accuracy"] == 1.0
     assert score_vqa({unanimous: "No."}, {unanimous: data.samples[unanimous].annotation()}).accuracy == 0.0
+
+
+@pytest.mark.parametrize("answer", ["none", "two", "the beach", "t-shirt"])
+def test_exact_answer_to_unanimous_humans_scores_one(vqa_dir, answer):
+    # The prediction is normalised ("none" -> "0"); the unanimous humans must be normalised the same
+    # way, or an answer the official script scores 1.0 scores 0.0 here.
+    task, data = prepared(vqa_dir, n_samples=1)
+    sample_id = data.ids[0]
+    data.samples[sample_id] = dataclasses.replace(data.samples[sample_id], answers=(answer,) * 10)
+    row = task.score(data, {sample_id: answer}).rows[0]
+    assert row["scored_answer"] == normalize_answer(answer) != answer
+    assert row["accuracy"] == 1.0
+    assert task.score(data, {sample_id: "wrong"}).rows[0]["accuracy"] == 0.0
 
 
 def test_log_extras_writes_examples_question_types_few_shot_and_the_spotcheck(vqa_dir):

@@ -178,12 +178,17 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
 @click.option("--parent-run", "--parent_run", "parent_run", default=None, help="Compare the children of this sweep run.")
 @click.option("--run-ids", "--run_ids", "run_ids", default=None, help="Compare these runs (comma-separated ids).")
 @click.option("--out-dir", "--out_dir", "out_dir", default=None, help="Report folder [default: reports/<experiment or parent run>].")
-@click.option("--baseline", default=None, help="Baseline run id, run name or quant [default: fp16, else bf16].")
+@click.option("--baseline", default=None,
+              help="Baseline run id, run name, label or realized precision "
+                   "[default: the run realized in fp16, else bf16, else fp32].")
 @click.option("--bootstrap", "n_resamples", default=2000, show_default=True, help="Paired bootstrap resamples.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
 @click.option("--log/--no-log", "log_run", default=True, show_default=True, help="Log the report folder as a `compare` run.")
+@click.option("--pareto-include-caveats", is_flag=True,
+              help="Let runs with a caveat (resumed, OOM back-off, engine fallback) onto the Pareto fronts.")
 def compare(experiment: str | None, parent_run: str | None, run_ids: str | None, out_dir: str | None,
-            baseline: str | None, n_resamples: int, tracking_uri: str | None, log_run: bool) -> None:
+            baseline: str | None, n_resamples: int, tracking_uri: str | None, log_run: bool,
+            pareto_include_caveats: bool) -> None:
     """Tables, figures, qualitative examples and appendix of a study, read from the tracking store only."""
     from vlm_quant.study.report.build import compare as build_comparison
     from vlm_quant.study.report.logging import log_report_run
@@ -194,7 +199,8 @@ def compare(experiment: str | None, parent_run: str | None, run_ids: str | None,
         ids = [i.strip() for i in run_ids.split(",") if i.strip()] if run_ids else None
         folder = Path(out_dir or f"reports/{experiment or parent_run or 'runs'}")
         result = build_comparison(folder, experiment=experiment, parent_run=parent_run, run_ids=ids,
-                                  tracking_uri=uri, baseline=baseline, n_resamples=n_resamples)
+                                  tracking_uri=uri, baseline=baseline, n_resamples=n_resamples,
+                                  pareto_include_caveats=pareto_include_caveats)
         compare_run = log_report_run(result, experiment=experiment, tracking_uri=uri) if log_run else None
     except UserError as exc:
         fail(str(exc))

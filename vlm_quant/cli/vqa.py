@@ -27,45 +27,22 @@ def _fail(message: str) -> None:
 @click.option("--questions", default=None, type=click.Path(),
               help="Official questions file; when given, checked to cover the same question and image ids.")
 @click.option("--normalize-predictions", is_flag=True,
-              help="Normalise each answer first (as `evaluate` does for the vqa task); "
-                   "off: the official script on the answers as given.")
+              help="Normalise each answer, and the human answers the same way, always (as `evaluate` "
+                   "scores the vqa task); off: the official script on the answers as given.")
 def score_vqa_command(predictions: str, annotations: str, questions: str | None,
                       normalize_predictions: bool) -> None:
     """Official VQA accuracy (0-1; x100 for the official percent), per answer and question type."""
     from vlm_quant.tasks.vqa_metrics import score_vqa_files
 
     try:
-        if normalize_predictions:
-            result = _score_normalized(predictions, annotations, questions)
-        else:
-            result = score_vqa_files(predictions, annotations, questions)
+        # One scorer for both modes: with the flag, predictions *and* human answers are normalised
+        # (as the vqa task of `evaluate` scores), so an exact "none" is never compared with a raw one.
+        result = score_vqa_files(
+            predictions, annotations, questions, normalize_prediction=normalize_predictions
+        )
     except UserError as exc:
         _fail(str(exc))
     click.echo(json.dumps(result, indent=2))
-
-
-def _score_normalized(predictions: str, annotations: str, questions: str | None) -> dict:
-    """score_vqa_files on a copy of the results whose answers went through `normalize_answer`."""
-    import tempfile
-    from pathlib import Path
-
-    from vlm_quant.tasks.vqa_metrics import normalize_answer, score_vqa_files
-
-    path = Path(predictions)
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from exc
-    if isinstance(entries, list):
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("answer"), str):
-                entry["answer"] = normalize_answer(entry["answer"])
-    with tempfile.TemporaryDirectory(prefix="vlmq-score-") as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_text(json.dumps(entries), encoding="utf-8")
-        return score_vqa_files(copy, annotations, questions)
 
 
 @click.group()

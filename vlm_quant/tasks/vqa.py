@@ -14,8 +14,11 @@ calls once it knows the family.
 
 Scoring: the model's answer is first normalised with the official `normalize_answer` (punctuation,
 number words, articles, lower case) - the answer processing of LLaVA's and lmms-eval's VQA
-pipelines (EvalAI's answer processor) - then scored with `vqa_metrics.score_vqa`. Without it a
-chat model's "Yes." scores 0 against ten humans' "yes" (unanimous humans are compared exactly).
+pipelines (EvalAI's answer processor) - then scored with `vqa_metrics.score_vqa` with
+``normalize_prediction=True``, which normalises the human answers the same way even when they are
+unanimous. Without the first step a chat model's "Yes." scores 0 against ten humans' "yes"
+(unanimous humans are compared exactly); without the second an exact "none" would score 0 against
+ten "none" (the prediction became "0", the humans stayed "none").
 Rows keep the raw ``prediction`` and the ``scored_answer``.
 """
 
@@ -37,7 +40,10 @@ from vlm_quant.tasks.vqa_data import VqaSample, read_vqa_split, select_question_
 from vlm_quant.tasks.vqa_metrics import UNSPECIFIED_TYPE, normalize_answer, score_vqa
 
 DEFAULT_VQA_PROMPT = "Answer the question using a single word or phrase."
-ANSWER_PROCESSING = "official normalize_answer on the prediction (EvalAI-style), then official VQA accuracy"
+ANSWER_PROCESSING = (
+    "official normalize_answer on the prediction (EvalAI-style) and on the human answers, always; "
+    "then official VQA accuracy"
+)
 RECOMMENDED_MAX_NEW_TOKENS = 16  # short answers; TextVQA's OCR answers can run to several tokens
 EXAMPLES_PER_ANSWER_TYPE = 5
 
@@ -165,7 +171,7 @@ class VqaTask:
     def score(self, data: TaskData, predictions: dict[int, str]) -> TaskScores:
         samples = {i: data.samples[i] for i in predictions}
         scored = {i: normalize_answer(text) for i, text in predictions.items()}
-        result = score_vqa(scored, {i: s.annotation() for i, s in samples.items()})
+        result = score_vqa(scored, {i: s.annotation() for i, s in samples.items()}, normalize_prediction=True)
         corpus = {"vqa_accuracy": result.accuracy}
         for answer_type, accuracy in sorted(result.per_answer_type.items()):
             if answer_type != UNSPECIFIED_TYPE:

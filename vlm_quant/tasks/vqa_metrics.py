@@ -13,6 +13,14 @@ A port of ``VQAEval`` from GT-Vision-Lab/VQA, ``PythonEvaluationTools/vqaEvaluat
 (An older revision of vqaEval.py normalised the prediction always and the humans with punctuation
 only; results in the literature come from the current rule, which is what we port.)
 
+``normalize_prediction=True`` (the ``evaluate`` path and ``score vqa --normalize-predictions``): the
+prediction is normalised up front (EvalAI's answer processor, as LLaVA / lmms-eval do, so a chat
+model's "Yes." is not lost), and then the human answers are normalised *always*, unanimous or not.
+Comparing a normalised prediction with raw unanimous answers would turn an exact answer into a miss
+("none" -> "0" against ten raw "none"; likewise "two", "the beach", "t-shirt"), scoring 0 what the
+official script scores 1. Normalisation is idempotent, so on questions where the humans disagree this
+mode gives exactly the official number for the normalised prediction.
+
 Scale: every accuracy here is a fraction in 0-1, unrounded. The official script reports
 ``round(100 * acc, 2)``, i.e. percent with two decimals: multiply by 100 to compare.
 
@@ -136,7 +144,8 @@ def process_digit_article(text: str) -> str:
 def normalize_answer(text: str) -> str:
     """The full official normalisation of one answer (whitespace, punctuation, digits/articles).
 
-    Note that ``vqa_accuracy`` applies it only when the human answers disagree.
+    Note that ``vqa_accuracy`` applies it only when the human answers disagree, unless told to
+    normalise the prediction (then to the humans as well, always).
     """
     return process_digit_article(process_punctuation(clean_whitespace(text)))
 
@@ -144,17 +153,19 @@ def normalize_answer(text: str) -> str:
 # --- accuracy -----------------------------------------------------------------------------------
 
 
-def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
+def vqa_accuracy(prediction: str, human_answers: Sequence[str], normalize_prediction: bool = False) -> float:
     """Official VQA accuracy of one predicted answer against the 10 human answers, in 0-1.
 
     Mean over the 10 leave-one-out subsets of min(1, matching humans / 3): an answer given by 3 or
     more humans scores 1.0, by 2 scores 0.6, by 1 scores 0.3, by none 0.0.
+    ``normalize_prediction``: normalise the prediction and, therefore, the humans always (module doc).
     """
     if len(human_answers) != N_HUMAN_ANSWERS:
         raise UserError(f"VQA accuracy needs {N_HUMAN_ANSWERS} human answers, got {len(human_answers)}.")
     humans = [clean_whitespace(answer) for answer in human_answers]
     predicted = clean_whitespace(prediction)
-    if len(set(humans)) > 1:
+    # A normalised prediction is compared with humans normalised the same way, never with raw ones.
+    if normalize_prediction or len(set(humans)) > 1:
         humans = [process_digit_article(process_punctuation(answer)) for answer in humans]
         predicted = process_digit_article(process_punctuation(predicted))
     per_subset = []
@@ -202,9 +213,13 @@ class VqaScores:
 
 
 def score_vqa(
-    predictions: Mapping[QuestionId, str], annotations: Mapping[QuestionId, VqaAnnotation]
+    predictions: Mapping[QuestionId, str],
+    annotations: Mapping[QuestionId, VqaAnnotation],
+    normalize_prediction: bool = False,
 ) -> VqaScores:
     """Official VQA accuracy of ``predictions`` (question id -> answer) over the predicted questions.
+
+    ``normalize_prediction``: see the module doc (predictions and humans both normalised, always).
 
     ``annotations`` may hold more questions than are predicted (a seeded subset of a split): only the
     predicted ones are scored. An empty predicted answer is scored like any other (0 unless humans
@@ -224,7 +239,7 @@ def score_vqa(
                 f"prediction for question_id {question_id!r} is {type(answer).__name__}, not a string."
             )
         _check_answer_count(question_id, len(annotation.answers), "annotations")
-        accuracy = vqa_accuracy(answer, annotation.answers)
+        accuracy = vqa_accuracy(answer, annotation.answers, normalize_prediction)
         per_question[question_id] = accuracy
         by_answer_type.setdefault(annotation.answer_type, []).append(accuracy)
         by_question_type.setdefault(annotation.question_type, []).append(accuracy)
@@ -253,7 +268,10 @@ def _check_answer_count(question_id: QuestionId, count: int, source: str) -> Non
 
 
 def score_vqa_files(
-    predictions_path: str | Path, annotations_path: str | Path, questions_path: str | Path | None = None
+    predictions_path: str | Path,
+    annotations_path: str | Path,
+    questions_path: str | Path | None = None,
+    normalize_prediction: bool = False,
 ) -> dict[str, Any]:
     """Score an official-format results file; ``VqaScores.to_dict()`` of the predicted questions.
 
@@ -274,7 +292,7 @@ def score_vqa_files(
             raise UserError(
                 f"{predictions_path}: question_id {question_id!r} is absent from {annotations_path}."
             )
-    return score_vqa(predictions, annotations).to_dict()
+    return score_vqa(predictions, annotations, normalize_prediction).to_dict()
 
 
 def _read_vqa_results(path: Path) -> dict[QuestionId, str]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlm_quant.models.families import ROLES
+from vlm_quant.study.report import caveats
 from vlm_quant.study.report.render import NA, latex_escape, latex_table, markdown_table
 
 # Params reported as shared evaluation settings, in reading order.
@@ -39,6 +41,7 @@ PRECISION_PARAMS = (
     "precision_projector",
     "precision_language",
     "precision_lm_head",
+    *(f"realized_precision_{role}" for role in ROLES),  # what the audit found: the labels' source
 )
 HARDWARE_FIELDS = ("GPU", "Driver", "CUDA", "CPU", "RAM (GiB)")
 
@@ -156,6 +159,7 @@ def _precision(runs: pd.DataFrame) -> pd.DataFrame:
     for param in PRECISION_PARAMS:
         column = f"params.{param}"
         table[param] = [_text(v) for v in (runs[column] if column in runs.columns else [None] * len(runs))]
+    table["caveats"] = [keys.replace(",", ", ") or "none" for keys in caveats.caveat_keys(runs)]
     table["run id"] = runs["run_id"].to_numpy()
     return table
 

@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from vlm_quant.errors import UserError
+from vlm_quant.study.report.precision_labels import run_precision
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
-BASELINE_PREFERENCE = ("fp16", "bf16")  # the unquantized reference, in order of preference
+# The unquantized reference, in order of preference (fp32: a CPU study computes in float32).
+BASELINE_PREFERENCE = ("fp16", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -90,24 +92,48 @@ def paired_bootstrap(
 def select_baseline(runs: pd.DataFrame, baseline: str | None = None) -> str:
     """The run id of the baseline among pretrained-weight runs.
 
-    ``baseline`` (a run id, run name, label or ``quant`` value) wins when given; otherwise the
-    ``fp16`` run, else the ``bf16`` run. Raises ``UserError`` when nothing or several runs match.
+    ``baseline`` (a run id, run name, label or realized precision) wins when given; otherwise the run
+    whose realized precision is ``fp16`` in every role, else ``bf16``, else ``fp32``. Precision is
+    what the audit found (``realized_precision_<role>``, see `precision_labels`), never the ``quant``
+    request: ``quant=fp16`` with an int8 language model is not an fp16 run. Only a run that logged
+    no realized precision (before the audit existed) is matched by its ``quant`` param; the request
+    also breaks a tie between runs realized alike. Raises ``UserError`` when nothing or several runs match.
     """
     pretrained = runs[runs["weights"] != "random"]
+    if "precision" in pretrained.columns:
+        precision = pretrained["precision"].astype(object)
+    else:  # a frame not built by runs_frame: derive it from the params
+        precision = pd.Series(
+            [run_precision(row) for _, row in pretrained.iterrows()], index=pretrained.index, dtype=object
+        )
+    # The request stands in for the realized precision only where none was logged.
+    effective = precision.where(precision.notna(), _column(pretrained, "params.quant"))
     if baseline:
         match = pretrained[
             (pretrained["run_id"] == baseline)
             | (pretrained["run_name"] == baseline)
             | (pretrained["label"] == baseline)
-            | (pretrained.get("params.quant", pd.Series(index=pretrained.index, dtype=object)) == baseline)
+            | (effective == baseline)
         ]
         return _exactly_one(match, f"baseline {baseline!r}", pretrained)
-    quant = pretrained.get("params.quant", pd.Series(index=pretrained.index, dtype=object))
+    quant = _column(pretrained, "params.quant")
     for preferred in BASELINE_PREFERENCE:
-        match = pretrained[quant == preferred]
+        match = pretrained[effective == preferred]
+        # Several runs realized alike (on CPU quant=fp16 and quant=bf16 both compute in fp32): the
+        # request breaks the tie, in the same order of preference.
+        for asked in BASELINE_PREFERENCE if len(match) > 1 else ():
+            if (quant[match.index] == asked).sum() == 1:
+                match = match[quant[match.index] == asked]
+                break
         if len(match):
             return _exactly_one(match, f"the {preferred} baseline", pretrained)
-    return _exactly_one(pretrained.iloc[0:0], "an fp16 or bf16 baseline", pretrained)
+    return _exactly_one(pretrained.iloc[0:0], "an unquantized (fp16, bf16 or fp32) baseline", pretrained)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name].astype(object)
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
 
 
 def _exactly_one(match: pd.DataFrame, what: str, candidates: pd.DataFrame) -> str:

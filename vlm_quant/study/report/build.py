@@ -24,7 +24,7 @@ from vlm_quant.study.report.bootstrap import (
     paired_scores,
     select_baseline,
 )
-from vlm_quant.study.report.comparability import check_comparable
+from vlm_quant.study.report.comparability import check_quality_comparable, cost_refusal
 from vlm_quant.study.report.html import HtmlInputs, write_html
 from vlm_quant.study.report.plots import PlotOutcome, make_plots
 from vlm_quant.study.report.qualitative import DEFAULT_EXAMPLES, Qualitative, write_qualitative
@@ -61,13 +61,29 @@ def compare(
     baseline: str | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
+    pareto_include_caveats: bool = False,
 ) -> ReportResult:
-    """Load the selected FINISHED evaluate runs, refuse incomparable ones, and build the report."""
+    """Load the selected FINISHED evaluate runs, refuse incomparable ones, and build the report.
+
+    Runs that differ in a quality param (`comparability.QUALITY_PARAMS`) are refused outright,
+    nothing written. Runs that differ only in a cost param (device, GPU, dtype, engine_resolved,
+    cost_new_tokens, ...) get the report without its cost table and figures, which say why.
+    ``pareto_include_caveats``: let runs with a caveat (resumed, OOM back-off, engine fallback)
+    onto the Pareto fronts.
+    """
     run_set = load_runs(
         experiment=experiment, parent_run=parent_run, run_ids=run_ids, tracking_uri=tracking_uri
     )
-    check_comparable(run_set.runs)
-    return build_report(run_set, Path(out_dir), baseline=baseline, n_resamples=n_resamples, seed=seed)
+    check_quality_comparable(run_set.runs)
+    return build_report(
+        run_set,
+        Path(out_dir),
+        baseline=baseline,
+        n_resamples=n_resamples,
+        seed=seed,
+        pareto_include_caveats=pareto_include_caveats,
+        cost_refused=cost_refusal(run_set.runs),
+    )
 
 
 def build_report(
@@ -78,11 +94,15 @@ def build_report(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     n_examples: int = DEFAULT_EXAMPLES,
+    pareto_include_caveats: bool = False,
+    cost_refused: str | None = None,
 ) -> ReportResult:
-    """Write the report for runs already known to be comparable (see ``check_comparable``).
+    """Write the report for runs already known to be comparable (see ``check_quality_comparable``).
 
-    ``baseline``: run id, run name, label or quant value of the Δ reference; default fp16, else bf16.
+    ``baseline``: run id, run name, label or realized precision of the Δ reference; default the
+    run realized in fp16, else bf16, else fp32 (see ``select_baseline``).
     ``n_resamples``/``seed``: the paired bootstrap of the primary metric's Δ.
+    ``cost_refused``: why costs may not be compared (``cost_refusal``): no cost table or figures.
     """
     task = _task(run_set.runs)
     notes: list[str] = []
@@ -105,14 +125,32 @@ def build_report(
             )
     deltas = _deltas(predictions, baseline_id, rs.PER_SAMPLE_SCORE[task], n_resamples, seed)
 
+    if cost_refused is not None:
+        notes.append(cost_refused.replace("\n", " "))
     tables = write_tables(
-        runs, out_dir, task=task, deltas=deltas, baseline_run_id=baseline_id, confidence=CONFIDENCE
+        runs,
+        out_dir,
+        task=task,
+        deltas=deltas,
+        baseline_run_id=baseline_id,
+        confidence=CONFIDENCE,
+        cost_refused=cost_refused,
     )
-    traces = {
-        label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)
-    }
-    plots = make_plots(runs, rs.PRIMARY_QUALITY_METRIC[task], traces, figures_dir)
-    notes += [f"figure {p.name} skipped: {p.skipped}" for p in plots if p.skipped]
+    traces = (
+        {label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)}
+        if cost_refused is None
+        else {}
+    )
+    plots = make_plots(
+        runs,
+        rs.PRIMARY_QUALITY_METRIC[task],
+        traces,
+        figures_dir,
+        include_caveats=pareto_include_caveats,
+        cost_refused=cost_refused,
+    )
+    if cost_refused is None:  # otherwise the one note above says why every figure is missing
+        notes += [f"figure {p.name} skipped: {p.skipped}" for p in plots if p.skipped]
 
     qualitative = _qualitative(runs, predictions, baseline_id, task, out_dir, figures_dir, n_examples, notes)
     environments = {rid: run_set.environment(rid) for rid in runs["run_id"]}

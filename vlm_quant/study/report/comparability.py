@@ -1,9 +1,25 @@
-"""Refuse to compare runs that were not measured on the same samples, seed and prompt.
+"""Refuse to compare runs that differ in anything but precision, naming the parameter.
 
 CIDEr's IDF comes from the reference set being scored, and every Δ in the report is paired per
 sample: runs on different id lists, seeds, prompts, tasks, datasets or splits would produce numbers
-that look comparable and are not. The check covers random-weight runs too, since their cost rows
-sit next to the others in the same table.
+that look comparable and are not. Nor may they differ in the model, its revision, or how it
+generated (max_new_tokens, max_image_side, image_splitting, batch_size): a Δ would then mix a
+setting's effect into the quantization's.
+
+Three sets of params, checked by ``compare`` in this order:
+
+* `SHARED_PARAMS` (every run, random-weight ones too, since their cost rows sit next to the
+  others): a difference refuses the whole comparison;
+* `QUALITY_PARAMS` (pretrained-weight runs, the ones in quality tables): refuses the whole
+  comparison, since the quality tables are its core;
+* `COST_PARAMS` (every run in a cost table): device, GPU, compute dtype, the engine that really ran,
+  and the tokens generated per timed call also change latency, memory and energy. A difference
+  here refuses the *cost* part only: quality tables, Δ, examples and appendix are still written,
+  and the cost table, cost figures and power traces are replaced by the refusal message (see
+  `cost_refusal`). Revision is not in the cost set: a random-weight run has no revision and
+  measures the same architecture.
+
+A param a run did not log counts as its own value, so it cannot slip through.
 """
 
 from __future__ import annotations
@@ -14,14 +30,37 @@ from vlm_quant.errors import UserError
 from vlm_quant.tracking import run_schema as rs
 
 MISSING = "<not logged>"
+SHARED_PARAMS = rs.COMPARABILITY_PARAMS  # ids_hash, seed, prompt, task, dataset, split, shots
+GENERATION_PARAMS = ("model", "max_new_tokens", "max_image_side", "image_splitting", "batch_size")
+QUALITY_PARAMS = (*SHARED_PARAMS, "model", "revision", *GENERATION_PARAMS[1:])
+COST_PARAMS = (*GENERATION_PARAMS, "device", "gpu_name", "dtype", "engine_resolved", "cost_new_tokens")
 
 
-def check_comparable(runs: pd.DataFrame, params: tuple[str, ...] = rs.COMPARABILITY_PARAMS) -> None:
+def check_comparable(runs: pd.DataFrame, params: tuple[str, ...] = SHARED_PARAMS) -> None:
     """Raise ``UserError`` on the first param in ``params`` whose value differs between runs.
 
     The message names the parameter and lists every run's value as ``run_name (run_id): value``.
-    A param a run did not log counts as its own value, so it cannot slip through.
     """
+    difference = first_difference(runs, params)
+    if difference is not None:
+        raise UserError(f"runs are not comparable: {difference}")
+
+
+def check_quality_comparable(runs: pd.DataFrame) -> None:
+    """`SHARED_PARAMS` over every run, then `QUALITY_PARAMS` over the pretrained-weight runs."""
+    check_comparable(runs, SHARED_PARAMS)
+    pretrained = runs[runs["weights"] != "random"] if "weights" in runs.columns else runs
+    check_comparable(pretrained.reset_index(drop=True), QUALITY_PARAMS)
+
+
+def cost_refusal(runs: pd.DataFrame) -> str | None:
+    """Why the runs' costs may not be tabulated side by side (None when they may): `COST_PARAMS`."""
+    difference = first_difference(runs, COST_PARAMS)
+    return None if difference is None else f"cost not compared: {difference}"
+
+
+def first_difference(runs: pd.DataFrame, params: tuple[str, ...]) -> str | None:
+    """The message for the first param in ``params`` that differs between runs, else None."""
     for param in params:
         values = [_value(runs, i, param) for i in range(len(runs))]
         if len(set(values)) > 1:
@@ -30,10 +69,11 @@ def check_comparable(runs: pd.DataFrame, params: tuple[str, ...] = rs.COMPARABIL
                 + (values[i] if values[i] == MISSING else repr(values[i]))
                 for i in range(len(runs))
             )
-            raise UserError(
-                f"runs are not comparable: parameter '{param}' differs between them. Compare only "
-                f"runs of the same {', '.join(params)}; values:\n{listing}"
+            return (
+                f"parameter '{param}' differs between them. Compare only runs of the same "
+                f"{', '.join(params)}; values:\n{listing}"
             )
+    return None
 
 
 def _value(runs: pd.DataFrame, i: int, param: str) -> str:

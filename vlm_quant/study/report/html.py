@@ -17,7 +17,7 @@ import pandas as pd
 from vlm_quant.study.report.appendix import Appendix
 from vlm_quant.study.report.plots import PlotOutcome
 from vlm_quant.study.report.qualitative import MD_ROWS, Qualitative
-from vlm_quant.study.report.tables import RANDOM_MARK_MD, RANDOM_NOTE, Tables
+from vlm_quant.study.report.tables import Tables
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -48,9 +48,12 @@ def write_html(inputs: HtmlInputs, out_dir: Path) -> Path:
     if inputs.notes:
         parts += ["<h2>Notes</h2>", _list(inputs.notes, css="note")]
     parts += ["<h2>Quality</h2>", _table(inputs.tables.quality)]
-    parts += ["<h2>Cost</h2>", _table(inputs.tables.cost)]
-    if (inputs.tables.numbers["weights"] == "random").any():
-        parts.append(f"<p>{RANDOM_MARK_MD} {_esc(RANDOM_NOTE)}.</p>")
+    parts += [f"<p>{_esc(line)}</p>" for line in inputs.tables.quality_legend]
+    if inputs.tables.cost_refused is not None:
+        parts += ["<h2>Cost</h2>", f"<p class='note'>{_esc(inputs.tables.cost_refused)}</p>"]
+    else:
+        parts += ["<h2>Cost</h2>", _table(inputs.tables.cost)]
+        parts += [f"<p>{_esc(line)}</p>" for line in inputs.tables.cost_legend]
     parts.append("<h2>Figures</h2>")
     for plot in inputs.plots:
         if plot.skipped:

@@ -4,6 +4,11 @@ Every plot function returns a :class:`PlotOutcome` holding the exact data it dre
 HTML page) can read the series rather than trust that a file exists. A plot whose metric no run
 logged is skipped with the reason recorded, never drawn empty. Figures are built with
 ``matplotlib.figure.Figure`` directly: no pyplot global state, no GUI backend needed.
+
+Runs with a caveat (`caveats`: resumed, OOM back-off, engine fallback) are drawn but kept off the
+Pareto front, hollow and listed in ``data["excluded"]``, unless ``include_caveats`` is set. When
+the runs' costs may not be compared (`comparability.cost_refusal`) every cost figure is skipped
+with that reason.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vlm_quant.study.report import caveats
 from vlm_quant.study.report.tables import COST_COLUMNS, QUALITY_HEADERS
 
 # Quality is plotted against these costs (metric, short file-name stem).
@@ -24,7 +30,7 @@ PARETO_COSTS = (
     ("size_on_disk_mib", "size_on_disk"),
     ("energy_j_per_image", "energy"),
 )
-COST_AXIS = {metric: header for metric, header, _ in COST_COLUMNS}
+COST_AXIS = {metric: header for metric, header, _ in COST_COLUMNS} | {"peak_rss_mib": "Peak RSS (MiB)"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,19 @@ def pareto_front(costs: np.ndarray, qualities: np.ndarray) -> np.ndarray:
 
 
 def quality_vs_cost(
-    runs: pd.DataFrame, cost_metric: str, quality_metric: str, out_dir: Path, stem: str
+    runs: pd.DataFrame,
+    cost_metric: str,
+    quality_metric: str,
+    out_dir: Path,
+    stem: str,
+    *,
+    include_caveats: bool = False,
 ) -> PlotOutcome:
     """Scatter of ``quality_metric`` against ``cost_metric`` for pretrained runs, Pareto front marked.
 
-    ``data["points"]`` has columns label, cost, quality, pareto (only runs with both values).
+    ``data["points"]`` has columns label, cost, quality, caveat (the run has one), pareto (only runs
+    with both values). Runs with a caveat are not eligible for the front unless ``include_caveats``;
+    ``data["excluded"]`` lists their labels.
     """
     name = f"quality_vs_{stem}"
     pretrained = runs[runs["weights"] != "random"]
@@ -72,15 +86,31 @@ def quality_vs_cost(
     if quality.isna().all():
         return PlotOutcome(name, skipped=f"metric '{quality_metric}' absent from every pretrained run")
     points = pd.DataFrame(
-        {"label": pretrained["label"].to_numpy(), "cost": cost.to_numpy(), "quality": quality.to_numpy()}
+        {
+            "label": pretrained["label"].to_numpy(),
+            "cost": cost.to_numpy(),
+            "quality": quality.to_numpy(),
+            "caveat": [bool(keys) for keys in caveats.caveat_keys(pretrained)],
+        }
     )
     missing = points.loc[points[["cost", "quality"]].isna().any(axis=1), "label"].tolist()
     points = points.dropna(subset=["cost", "quality"]).reset_index(drop=True)
-    points["pareto"] = pareto_front(points["cost"].to_numpy(), points["quality"].to_numpy())
+    eligible = ~points["caveat"] if not include_caveats else pd.Series(True, index=points.index)
+    # A run with a caveat may not dominate others either: the front is computed without it.
+    candidate_cost = points["cost"].where(eligible).to_numpy(float)
+    points["pareto"] = pareto_front(candidate_cost, points["quality"].where(eligible).to_numpy(float))
+    excluded = points.loc[~eligible, "label"].tolist()
 
     fig = Figure(figsize=(4.2, 3.2), layout="constrained")
     ax = fig.add_subplot()
-    ax.scatter(points["cost"], points["quality"], color="0.6", label="configuration", zorder=2)
+    plain = points[~points["label"].isin(excluded)]
+    ax.scatter(plain["cost"], plain["quality"], color="0.6", label="configuration", zorder=2)
+    if excluded:
+        kept_off = points[points["label"].isin(excluded)]
+        ax.scatter(
+            kept_off["cost"], kept_off["quality"], facecolors="none", edgecolors="0.4",
+            label="caveat: not on the front", zorder=2,
+        )
     front = points[points["pareto"]].sort_values("cost")
     ax.plot(front["cost"], front["quality"], "o-", color="tab:red", label="Pareto front", zorder=3)
     for row in points.itertuples():
@@ -95,6 +125,8 @@ def quality_vs_cost(
         "quality_metric": quality_metric,
         "points": points,
         "missing": missing,
+        "excluded": excluded,
+        "include_caveats": include_caveats,
     }
     return PlotOutcome(name, _save(fig, out_dir, name), data, figure=fig)
 
@@ -105,12 +137,18 @@ def cost_bars(runs: pd.DataFrame, out_dir: Path) -> PlotOutcome:
     ``data["panels"]`` maps metric -> frame (label, value, random); ``data["absent"]`` lists metrics
     no run logged (no panel drawn for them). A run missing one metric gets an "n/a" label, no bar.
     """
-    present = [m for m, _, _ in COST_COLUMNS if _values(runs, m).notna().any()]
-    absent = [m for m, _, _ in COST_COLUMNS if m not in present]
+    metrics = [m for m, _, _ in COST_COLUMNS]
+    if _values(runs, "peak_vram_allocated_mib").isna().all():  # CPU runs: RSS is their peak memory
+        metrics[metrics.index("peak_vram_allocated_mib")] = "peak_rss_mib"
+    present = [m for m in metrics if _values(runs, m).notna().any()]
+    absent = [m for m in metrics if m not in present]
     if not present:
         return PlotOutcome("cost_bars", skipped="no cost metric was logged by any run")
     random = (runs["weights"] == "random").to_numpy()
-    labels = [f"{lab}†" if r else lab for lab, r in zip(runs["label"], random, strict=True)]
+    labels = [
+        (f"{lab}†" if r else lab) + caveats.marks(keys)
+        for lab, r, keys in zip(runs["label"], random, caveats.caveat_keys(runs), strict=True)
+    ]
     columns = min(3, len(present))
     rows = -(-len(present) // columns)
     width = 3.0 * columns + 0.07 * max(len(lab) for lab in labels)
@@ -179,11 +217,29 @@ def power_traces(
 
 
 def make_plots(
-    runs: pd.DataFrame, quality_metric: str, traces: dict[str, pd.DataFrame], out_dir: Path
+    runs: pd.DataFrame,
+    quality_metric: str,
+    traces: dict[str, pd.DataFrame],
+    out_dir: Path,
+    *,
+    include_caveats: bool = False,
+    cost_refused: str | None = None,
 ) -> list[PlotOutcome]:
-    """All figures of the report, written under ``out_dir`` as PNG and PDF."""
+    """All figures of the report, written under ``out_dir`` as PNG and PDF.
+
+    ``cost_refused``: every figure is a cost figure, so each is skipped with that reason.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = [quality_vs_cost(runs, metric, quality_metric, out_dir, stem) for metric, stem in PARETO_COSTS]
+    if cost_refused is not None:
+        names = [f"quality_vs_{stem}" for _, stem in PARETO_COSTS] + ["cost_bars", "gpu_power"]
+        return [PlotOutcome(name, skipped=cost_refused.splitlines()[0]) for name in names]
+    costs = list(PARETO_COSTS)
+    if _values(runs, "peak_vram_allocated_mib").isna().all() and _values(runs, "peak_rss_mib").notna().any():
+        costs[costs.index(("peak_vram_allocated_mib", "peak_vram"))] = ("peak_rss_mib", "peak_rss")  # CPU
+    outcomes = [
+        quality_vs_cost(runs, metric, quality_metric, out_dir, stem, include_caveats=include_caveats)
+        for metric, stem in costs
+    ]
     random_labels = frozenset(runs.loc[runs["weights"] == "random", "label"])
     return outcomes + [cost_bars(runs, out_dir), power_traces(traces, out_dir, random_labels)]
 

@@ -4,7 +4,9 @@ This is the only report module that talks to MLflow: everything downstream is a 
 the DataFrame and of the artifacts fetched through :class:`RunSet`. Column names follow
 ``mlflow.search_runs``: ``params.<name>``, ``metrics.<name>``, ``tags.<name>``, plus ``run_id``,
 ``run_name``, ``experiment_id``, ``start_time`` (ms since epoch), ``weights`` ("pretrained" |
-"random") and ``label`` (the configuration's display name, unique within the set).
+"random"), ``precision`` (the label of the realized per-role precision, see `precision_labels`;
+None for a run that logged none) and ``label`` (the configuration's display name, unique within
+the set).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 
 from vlm_quant.errors import UserError
+from vlm_quant.study.report.precision_labels import run_precision
 from vlm_quant.tracking import run_schema as rs
 
 _EVALUATE_FILTER = f"attributes.status = 'FINISHED' and tags.`{rs.TAG_KIND}` = 'evaluate'"
@@ -115,17 +118,21 @@ def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values(["start_time", "run_id"], ignore_index=True)
     frame["weights"] = [_weights(row) for _, row in frame.iterrows()]
+    frame["precision"] = [run_precision(row) for _, row in frame.iterrows()]
     frame["label"] = configuration_labels(frame)
     return frame
 
 
 def configuration_labels(frame: pd.DataFrame) -> list[str]:
-    """Display names: the ``quant`` param (`` (random)`` appended for random-weight runs), made unique
-    with the run name, then the run id, where it repeats. Needs the ``weights`` column."""
-    quants = frame["params.quant"] if "params.quant" in frame.columns else frame["run_name"]
+    """Display names: the realized precision (`precision_labels`), `` (random)`` appended for
+    random-weight runs, made unique with the run name, then the run id, where it repeats.
+
+    A run that logged no realized precision is named by its ``quant`` param marked
+    `` (requested)``: what was asked for, not what the audit saw. Needs the ``weights`` column.
+    """
     base = [
-        (q if isinstance(q, str) and q else str(name)) + (" (random)" if weights == "random" else "")
-        for q, name, weights in zip(quants, frame["run_name"], frame["weights"], strict=True)
+        _precision_name(row) + (" (random)" if row["weights"] == "random" else "")
+        for _, row in frame.iterrows()
     ]
     labels = []
     for i, name in enumerate(base):
@@ -138,6 +145,14 @@ def configuration_labels(frame: pd.DataFrame) -> list[str]:
         f"{name} [{frame['run_id'].iat[i][:8]}]" if labels.count(name) > 1 else name
         for i, name in enumerate(labels)
     ]
+
+
+def _precision_name(row: pd.Series) -> str:
+    realized = row.get("precision") if "precision" in row.index else run_precision(row)
+    if isinstance(realized, str) and realized:
+        return realized
+    quant = row.get("params.quant")
+    return f"{quant} (requested)" if isinstance(quant, str) and quant else str(row["run_name"])
 
 
 def _weights(row: pd.Series) -> str:

@@ -2,7 +2,11 @@
 
 Quality rows are pretrained-weight runs only: a random-weight run measures the speed and memory of
 the architecture, its captions are noise. Random-weight runs appear in the cost table, marked with a
-dagger and a footnote. A metric a run did not log prints as ``n/a``.
+dagger and a footnote. Runs with a caveat (resumed, OOM back-off, engine fallback; see `caveats`)
+carry its footnote symbol in every table, with a legend line. A metric a run did not log prints as
+``n/a`` with the reason (see `cost_cells`). When the runs' costs may not be compared
+(`comparability.cost_refusal`), the cost table is replaced by that message and results_cost.tex is
+not written.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlm_quant.models.families import ROLES
+from vlm_quant.study.report import caveats, cost_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     NA,
@@ -61,9 +67,12 @@ class Tables:
     """The rendered tables (string cells, as printed) and the files written."""
 
     quality: pd.DataFrame
-    cost: pd.DataFrame
+    cost: pd.DataFrame  # empty (Configuration column only) when cost_refused
     numbers: pd.DataFrame  # full-precision values, one row per run (results.csv)
     paths: tuple[Path, ...]
+    quality_legend: tuple[str, ...] = ()  # lines printed under the quality table (caveat marks)
+    cost_legend: tuple[str, ...] = ()  # under the cost table: caveats, n/a reasons, estimates
+    cost_refused: str | None = None  # why there is no cost table
 
 
 def quality_metrics(runs: pd.DataFrame, task: str) -> list[str]:
@@ -79,9 +88,19 @@ def quality_metrics(runs: pd.DataFrame, task: str) -> list[str]:
 
 
 def numbers_table(
-    runs: pd.DataFrame, task: str, deltas: dict[str, DeltaEstimate | None], baseline_run_id: str | None
+    runs: pd.DataFrame,
+    task: str,
+    deltas: dict[str, DeltaEstimate | None],
+    baseline_run_id: str | None,
+    *,
+    with_cost: bool = True,
 ) -> pd.DataFrame:
-    """Full-precision results, one row per run; quality cells of random-weight runs are left empty."""
+    """Full-precision results, one row per run; quality cells of random-weight runs are left empty.
+
+    ``precision`` and ``realized_precision_<role>`` say what the audit found; ``caveats`` holds the
+    run's caveat keys (comma-separated, empty when none). ``with_cost=False`` (costs refused)
+    leaves the cost metrics out.
+    """
     random = runs["weights"] == "random"
     out = pd.DataFrame(
         {
@@ -90,6 +109,8 @@ def numbers_table(
             "run_name": runs["run_name"],
             "weights": runs["weights"],
             "baseline": runs["run_id"] == baseline_run_id,
+            "precision": _column(runs, "precision"),
+            "caveats": caveats.caveat_keys(runs),
         }
     )
     for param in (
@@ -99,6 +120,7 @@ def numbers_table(
         "precision_projector",
         "precision_language",
         "precision_lm_head",
+        *(f"realized_precision_{role}" for role in ROLES),
     ):
         out[param] = _column(runs, f"params.{param}")
     for metric in quality_metrics(runs, task):
@@ -111,8 +133,13 @@ def numbers_table(
     out["n_paired_samples"] = [
         deltas[rid].n_samples if deltas.get(rid) else float("nan") for rid in runs["run_id"]
     ]
-    for metric in rs.COST_METRICS:
-        out[metric] = _column(runs, f"metrics.{metric}")
+    if with_cost:
+        for metric in (*rs.COST_METRICS, *cost_cells.EXTRA_METRICS):
+            out[metric] = _column(runs, f"metrics.{metric}")
+        for param in cost_cells.EXTRA_PARAMS:
+            out[param] = _column(runs, f"params.{param}")
+        for name, tag in cost_cells.EXTRA_TAGS.items():
+            out[name] = _column(runs, f"tags.{tag}")
     return out.reset_index(drop=True)
 
 
@@ -120,7 +147,10 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
     """Printed quality table: pretrained runs, each metric, and Δ primary [low, high] vs baseline."""
     rows = numbers[numbers["weights"] != "random"]
     primary = rs.PRIMARY_QUALITY_METRIC[task]
-    table = pd.DataFrame({"Configuration": rows["label"]})
+    labels = [
+        f"{label}{caveats.marks(keys)}" for label, keys in zip(rows["label"], rows["caveats"], strict=True)
+    ]
+    table = pd.DataFrame({"Configuration": labels})
     for metric in _quality_columns(numbers, task):
         table[QUALITY_HEADERS[metric]] = [fmt_number(v, ".3f") for v in rows[metric]]
     header = f"Δ{QUALITY_HEADERS[primary]} [{confidence:.0%} CI]"
@@ -138,17 +168,29 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
 
 
 def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFrame:
-    """Printed cost table: every run, random-weight ones suffixed with ``mark``."""
+    """Printed cost table: every run, random-weight ones suffixed with ``mark``, caveats marked.
+
+    Absent values read ``n/a (<reason>)``; on CPU the memory column is peak RSS; where NVML energy
+    is absent, codecarbon's CPU + RAM estimate gets a column (`cost_cells`).
+    """
     table = pd.DataFrame(
         {
             "Configuration": [
-                f"{label}{mark}" if weights == "random" else label
-                for label, weights in zip(numbers["label"], numbers["weights"], strict=True)
+                label + (mark if weights == "random" else "") + caveats.marks(keys)
+                for label, weights, keys in zip(
+                    numbers["label"], numbers["weights"], numbers["caveats"], strict=True
+                )
             ]
         }
     )
     for metric, header, fmt in COST_COLUMNS:
-        table[header] = [fmt_number(v, fmt) for v in numbers[metric]]
+        if metric == "peak_vram_allocated_mib":
+            header, cells = cost_cells.memory_column(numbers, header)
+            table[header] = cells
+        else:
+            table[header] = cost_cells.metric_cells(numbers, metric, fmt)
+        if metric == "energy_j_per_image" and cost_cells.needs_codecarbon_column(numbers):
+            table[cost_cells.CODECARBON_HEADER] = cost_cells.codecarbon_cells(numbers)
     return table.reset_index(drop=True)
 
 
@@ -166,40 +208,55 @@ def write_tables(
     deltas: dict[str, DeltaEstimate | None],
     baseline_run_id: str | None,
     confidence: float = 0.95,
+    cost_refused: str | None = None,
 ) -> Tables:
-    """Write ``results.md``, ``results.csv``, ``results_quality.tex`` and ``results_cost.tex``."""
-    numbers = numbers_table(runs, task, deltas, baseline_run_id)
+    """Write ``results.md``, ``results.csv``, ``results_quality.tex`` and ``results_cost.tex``.
+
+    ``cost_refused``: the reason the costs may not be compared; then the cost section of results.md
+    says so, and results_cost.tex is not written.
+    """
+    numbers = numbers_table(runs, task, deltas, baseline_run_id, with_cost=cost_refused is None)
     quality = quality_table(numbers, task, confidence=confidence)
-    cost = cost_table(numbers)
     any_random = bool((numbers["weights"] == "random").any())
     method = _method(numbers, deltas, confidence)
+    pretrained_keys = numbers.loc[numbers["weights"] != "random", "caveats"].tolist()
+    quality_legend = caveats.legend(pretrained_keys)
+    if cost_refused is None:
+        cost = cost_table(numbers)
+        with_codecarbon = cost_cells.CODECARBON_HEADER in cost.columns
+        cost_legend = [
+            *([f"{RANDOM_MARK_MD} {RANDOM_NOTE}."] if any_random else []),
+            *caveats.legend(numbers["caveats"].tolist()),
+            *cost_cells.legend(numbers, with_codecarbon),
+        ]
+    else:
+        cost = pd.DataFrame({"Configuration": []})
+        cost_legend = []
 
-    paths = (
-        out_dir / "results.md",
-        out_dir / "results.csv",
-        out_dir / "results_quality.tex",
-        out_dir / "results_cost.tex",
-    )
-    md = [
-        "# Results",
-        "",
-        "## Quality",
-        "",
-        markdown_table(quality),
-        method + ".",
-        "",
-        "## Cost",
-        "",
-        markdown_table(cost),
-    ]
-    if any_random:
-        md.append(f"{RANDOM_MARK_MD} {RANDOM_NOTE}.")
-    md.append(f"\n`{NA}`: metric not measured for that run (e.g. energy without NVML).\n")
+    paths = [out_dir / "results.md", out_dir / "results.csv", out_dir / "results_quality.tex"]
+    md = ["# Results", "", "## Quality", "", markdown_table(quality), method + ".", ""]
+    md += [part for line in quality_legend for part in (line, "")]  # one paragraph per legend line
+    md += ["## Cost", ""]
+    if cost_refused is None:
+        md += [markdown_table(cost), *(part for line in cost_legend for part in (line, ""))]
+    else:
+        md += ["Not tabulated, " + cost_refused.replace("\n", "\n    "), ""]
     paths[0].write_text("\n".join(md), encoding="utf-8")
     numbers.to_csv(paths[1], index=False, na_rep=NA, float_format="%.10g")
-    paths[2].write_text(_quality_tex(quality, method), encoding="utf-8")
-    paths[3].write_text(_cost_tex(numbers, any_random), encoding="utf-8")
-    return Tables(quality=quality, cost=cost, numbers=numbers, paths=paths)
+    pretrained = numbers[numbers["weights"] != "random"]
+    paths[2].write_text(_quality_tex(quality, method, pretrained), encoding="utf-8")
+    if cost_refused is None:
+        paths.append(out_dir / "results_cost.tex")
+        paths[3].write_text(_cost_tex(numbers, any_random), encoding="utf-8")
+    return Tables(
+        quality=quality,
+        cost=cost,
+        numbers=numbers,
+        paths=tuple(paths),
+        quality_legend=tuple(quality_legend),
+        cost_legend=tuple(cost_legend),
+        cost_refused=cost_refused,
+    )
 
 
 def _method(numbers: pd.DataFrame, deltas: dict[str, DeltaEstimate | None], confidence: float) -> str:
@@ -215,27 +272,50 @@ def _method(numbers: pd.DataFrame, deltas: dict[str, DeltaEstimate | None], conf
     )
 
 
-def _quality_tex(quality: pd.DataFrame, method: str) -> str:
+def _quality_tex(quality: pd.DataFrame, method: str, pretrained: pd.DataFrame) -> str:
+    table = quality.copy()
+    caveat_keys = pretrained["caveats"].tolist()
+    # Labels are escaped here so the caveat marks, already LaTeX, can be appended raw.
+    table["Configuration"] = [
+        latex_escape(label) + caveats.marks(keys, tex=True)
+        for label, keys in zip(pretrained["label"], caveat_keys, strict=True)
+    ]
     text = latex_table(
-        quality, caption=latex_escape(f"Quality per precision configuration. {method}."), label="tab:quality"
+        table,
+        caption=latex_escape(f"Quality per precision configuration. {method}."),
+        label="tab:quality",
+        footnotes=_tex_legend(caveat_keys),
+        raw_columns=("Configuration",),
     )
     return text.replace("Δ", r"$\Delta$")
 
 
 def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
     table = cost_table(numbers, mark="")
-    # Labels are escaped here so the dagger, already LaTeX, can be appended raw.
+    # Labels are escaped here so the dagger and caveat marks, already LaTeX, can be appended raw.
     table["Configuration"] = [
-        latex_escape(label) + (RANDOM_MARK_TEX if weights == "random" else "")
-        for label, weights in zip(numbers["label"], numbers["weights"], strict=True)
+        latex_escape(label) + (RANDOM_MARK_TEX if weights == "random" else "") + caveats.marks(keys, tex=True)
+        for label, weights, keys in zip(numbers["label"], numbers["weights"], numbers["caveats"], strict=True)
     ]
+    footnotes = [f"{RANDOM_MARK_TEX} {latex_escape(RANDOM_NOTE)}."] if any_random else []
+    footnotes += _tex_legend(numbers["caveats"].tolist())
+    with_codecarbon = cost_cells.CODECARBON_HEADER in table.columns
+    footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon)]
     return latex_table(
         table,
         caption="Cost per precision configuration (n/a: not measured).",
         label="tab:cost",
-        footnotes=[f"{RANDOM_MARK_TEX} {latex_escape(RANDOM_NOTE)}."] if any_random else (),
+        footnotes=footnotes,
         raw_columns=("Configuration",),
     )
+
+
+def _tex_legend(keys: list[str]) -> list[str]:
+    return [
+        f"{c.mark_tex} {latex_escape(c.legend)}."
+        for c in caveats.CAVEATS
+        if any(c in caveats.parse_keys(cell) for cell in keys)
+    ]
 
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:

@@ -1,0 +1,96 @@
+"""Runs whose numbers carry a caveat: marked in every table, kept off the Pareto front by default.
+
+Three caveats are read from what a run logged:
+
+* resumed: the run was reopened after an interruption (tag ``vlm_quant.resume_count`` > 0, or metric
+  ``n_samples_resumed`` > 0): its quality-pass energy and time cover the last attempt only;
+* OOM back-off: the quality pass ran out of memory and lowered its batch size (``oom_retries`` > 0),
+  so it did not run at the configured batch size throughout;
+* engine fallback: the requested engine could not run (param ``engine_resolved`` differs from
+  ``engine``), so the run measured another engine than the one its configuration names.
+
+Each has its own footnote symbol (Markdown/HTML and LaTeX) and one legend line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from vlm_quant.tracking.tracker import TAG_RESUMED
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """One kind of caveat and how the tables show it."""
+
+    key: str  # stable name, written to results.csv
+    mark: str  # Markdown / HTML footnote symbol
+    mark_tex: str  # the same symbol in LaTeX (math mode)
+    legend: str  # one sentence, printed under every table that shows the mark
+
+
+RESUMED = Caveat(
+    "resumed",
+    "‡",
+    r"$^\ddagger$",
+    "resumed after an interruption: quality-pass energy and time cover the last attempt only",
+)
+OOM_BACKOFF = Caveat(
+    "oom_backoff",
+    "§",
+    r"$^\S$",
+    "out-of-memory back-off lowered the quality-pass batch size (oom_retries > 0)",
+)
+ENGINE_FALLBACK = Caveat(
+    "engine_fallback",
+    "¶",
+    r"$^\P$",
+    "the requested engine fell back to another one (engine_resolved differs from engine)",
+)
+CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK)
+BY_KEY = {c.key: c for c in CAVEATS}
+
+
+def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
+    """The caveats of one runs-frame row, in `CAVEATS` order."""
+    found = []
+    if _number(row.get(f"tags.{TAG_RESUMED}")) > 0 or _number(row.get("metrics.n_samples_resumed")) > 0:
+        found.append(RESUMED)
+    if _number(row.get("metrics.oom_retries")) > 0:
+        found.append(OOM_BACKOFF)
+    requested, resolved = row.get("params.engine"), row.get("params.engine_resolved")
+    if isinstance(requested, str) and isinstance(resolved, str) and requested != resolved:
+        found.append(ENGINE_FALLBACK)
+    return tuple(found)
+
+
+def caveat_keys(runs: pd.DataFrame) -> list[str]:
+    """Per run: its caveat keys joined by ``,`` ("" when none), the ``caveats`` column of results.csv."""
+    return [",".join(c.key for c in run_caveats(row)) for _, row in runs.iterrows()]
+
+
+def parse_keys(keys: str) -> tuple[Caveat, ...]:
+    """The caveats of a ``caveat_keys`` cell."""
+    return tuple(BY_KEY[key] for key in keys.split(",") if key) if isinstance(keys, str) else ()
+
+
+def marks(keys: str, tex: bool = False) -> str:
+    """The footnote symbols of a ``caveat_keys`` cell, to append to the configuration's label."""
+    return "".join(c.mark_tex if tex else c.mark for c in parse_keys(keys))
+
+
+def legend(keys: list[str], tex: bool = False) -> list[str]:
+    """One legend line per caveat that occurs in ``keys`` (symbol, then sentence)."""
+    present = {c.key for cell in keys for c in parse_keys(cell)}
+    return [f"{c.mark_tex if tex else c.mark} {c.legend}" for c in CAVEATS if c.key in present]
+
+
+def _number(value: object) -> float:
+    try:
+        number = float(value)  # tags are strings, metrics floats
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if pd.isna(number) else number
