@@ -147,3 +147,17 @@ def test_compare_on_two_gpus_writes_quality_and_says_why_there_is_no_cost(other_
     assert not list((tmp_path / "figures").glob("cost_bars.*"))
     assert any("cost not compared" in note for note in result.notes)
     assert "cost not compared" in (tmp_path / "report.html").read_text()
+
+
+def test_a_published_checkpoint_is_compared_as_its_base_model():
+    """quant=prequantized with base_model: the checkpoint's own id and revision are not the base's."""
+    frame = _full_frame()
+    frame.loc[1, "params.model"] = "RedHatAI/SmolVLM-w4a16"
+    frame.loc[1, "params.revision"] = "c0ffee"
+    with pytest.raises(UserError, match="parameter 'model' differs"):
+        check_quality_comparable(frame)
+    frame.loc[1, "params.base_model"] = frame.loc[0, "params.model"]
+    check_quality_comparable(frame)  # paired with the base model's baseline run
+    frame.loc[1, "params.base_model"] = "some/other-model"
+    with pytest.raises(UserError, match="parameter 'model' differs"):
+        check_quality_comparable(frame)

@@ -19,7 +19,9 @@ Three sets of params, checked by ``compare`` in this order:
   `cost_refusal`). Revision is not in the cost set: a random-weight run has no revision and
   measures the same architecture.
 
-A param a run did not log counts as its own value, so it cannot slip through.
+A param a run did not log counts as its own value, so it cannot slip through. A published quantized
+checkpoint (``quant=prequantized``) that names its ``base_model`` counts as that model, and its own
+revision is not compared (it is another repository's): the report says which checkpoint it was.
 """
 
 from __future__ import annotations
@@ -63,10 +65,10 @@ def first_difference(runs: pd.DataFrame, params: tuple[str, ...]) -> str | None:
     """The message for the first param in ``params`` that differs between runs, else None."""
     for param in params:
         values = [_value(runs, i, param) for i in range(len(runs))]
-        if len(set(values)) > 1:
+        if len({v for v in values if v is not None}) > 1:
             listing = "\n".join(
                 f"  {runs['run_name'].iat[i]} ({runs['run_id'].iat[i]}): "
-                + (values[i] if values[i] == MISSING else repr(values[i]))
+                + (str(values[i]) if values[i] in (MISSING, None) else repr(values[i]))
                 for i in range(len(runs))
             )
             return (
@@ -76,9 +78,20 @@ def first_difference(runs: pd.DataFrame, params: tuple[str, ...]) -> str | None:
     return None
 
 
-def _value(runs: pd.DataFrame, i: int, param: str) -> str:
+def _value(runs: pd.DataFrame, i: int, param: str) -> str | None:
+    """The run's value of ``param``; None where the param does not apply to it (see module docstring)."""
+    base_model = _raw(runs, i, "base_model")
+    if base_model and param == "model":
+        return base_model
+    if base_model and param == "revision":
+        return None
+    value = _raw(runs, i, param)
+    return MISSING if value is None else value
+
+
+def _raw(runs: pd.DataFrame, i: int, param: str) -> str | None:
     column = f"params.{param}"
     if column not in runs.columns:
-        return MISSING
+        return None
     value = runs[column].iat[i]
-    return value if isinstance(value, str) else MISSING
+    return value if isinstance(value, str) else None
