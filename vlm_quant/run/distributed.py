@@ -321,9 +321,12 @@ def main_only(open_run: Callable[..., Any]) -> Callable[..., Any]:
                     except BaseException as error:
                         failed = report_failure(error, None)
                         if failed.partials:  # the other ranks' predictions join rank 0's, for --resume
-                            own = tracker.read_text(ARTIFACT_PATH)
-                            merged = merge_partials([own, *failed.partials.values()])
-                            tracker.log_text(merged, ARTIFACT_PATH)
+                            try:
+                                own = tracker.read_text(ARTIFACT_PATH)
+                                merged = merge_partials([own, *failed.partials.values()])
+                                tracker.log_text(merged, ARTIFACT_PATH)
+                            except Exception as lost:  # the run must still end with the rank's error
+                                log.error("the other ranks' partial predictions were not saved: %s", lost)
                         if failed is not error:  # rank 0's own error ends the run (KILLED on a signal)
                             log.error("the ranks' failures: %s", failed)
                         raise
@@ -366,7 +369,7 @@ def sharded_quality_pass(run_pass: Callable[..., Any], tracker: Any, batch_size:
         shard = dataclasses.replace(data, ids=shard_ids(data.ids, info.rank, info.world, batch_size))
         result = run_pass(model, processor, task, shard, **kwargs)
         # Rank 0's own predictions are in its run already; the others hand theirs over.
-        partial = None if info.is_main else tracker.partial_text
+        partial = None if info.is_main else getattr(tracker, "partial_text", None)
         envelopes = gather_envelopes((ids_hash(data.ids), result), partial=partial)
         if len({envelope.value[0] for envelope in envelopes}) != 1:
             raise RuntimeError("the ranks selected different samples (check seed, data_dir and n_samples)")
