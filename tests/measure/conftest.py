@@ -37,7 +37,10 @@ class FakeNvml:
     """The subset of the pynvml module our code calls, with scripted readings.
 
     ``energy_mj`` is an iterable of successive counter readings (or None: not supported);
-    ``instant_power_mw`` None makes the instant-power field answer "not supported".
+    ``instant_power_mw`` None makes the instant-power field answer "not supported". ``uuids`` and
+    ``pci_bus_ids`` (by NVML index) make the lookups by UUID / PCI bus id strict: only those exist,
+    with handles ``handle-<nvml index>``, and ``device_energy_mj`` (by NVML index) gives each device
+    its own counter, so a test can tell which GPU was read.
     """
 
     NVMLError = FakeNVMLError
@@ -61,6 +64,9 @@ class FakeNvml:
         graphics_pids: tuple[int, ...] = (),
         init_error: str | None = None,
         name: str | bytes = "NVIDIA H100 80GB HBM3",
+        uuids: tuple[str, ...] | None = None,
+        pci_bus_ids: tuple[str, ...] | None = None,
+        device_energy_mj: dict[int, int] | None = None,
     ) -> None:
         self.device_count = device_count
         self._energy = None if energy_mj is None else iter(energy_mj)
@@ -78,6 +84,9 @@ class FakeNvml:
         self.field_calls = 0
         self.average_power_calls = 0
         self.handle_requests: list[tuple[str, object]] = []
+        self.uuids = uuids
+        self.pci_bus_ids = pci_bus_ids
+        self.device_energy_mj = device_energy_mj
 
     def nvmlInit(self) -> None:
         if self.init_error:
@@ -95,7 +104,29 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
         self.handle_requests.append(("uuid", uuid))
-        return f"handle-{uuid}"
+        if self.uuids is None:
+            return f"handle-{uuid}"
+        if uuid not in self.uuids:
+            raise FakeNVMLError("Not Found")
+        return f"handle-{self.uuids.index(uuid)}"
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str) -> str:
+        self.handle_requests.append(("pci", bus_id))
+        if bus_id not in (self.pci_bus_ids or ()):
+            raise FakeNVMLError("Not Found")
+        return f"handle-{self.pci_bus_ids.index(bus_id)}"
+
+    def nvmlDeviceGetIndex(self, handle: str) -> int:
+        index = handle.removeprefix("handle-")
+        if not index.isdigit():
+            raise FakeNVMLError("Not Supported")  # e.g. a MIG instance
+        return int(index)
+
+    def nvmlDeviceGetUUID(self, handle: str) -> str:
+        index = handle.removeprefix("handle-")
+        if self.uuids is not None and index.isdigit():
+            return self.uuids[int(index)]
+        return index if index.startswith(("GPU-", "MIG-")) else f"GPU-fake-{index}"
 
     def nvmlDeviceGetName(self, handle: str) -> str | bytes:
         return self.name
@@ -104,6 +135,8 @@ class FakeNvml:
         return "570.86.15"
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
+        if self.device_energy_mj is not None:
+            return self.device_energy_mj[self.nvmlDeviceGetIndex(handle)]
         if self._energy is None:
             raise FakeNVMLError("Not Supported")
         return next(self._energy)

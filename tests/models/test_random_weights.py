@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import transformers
 from PIL import Image
+from safetensors.torch import save_file
 
 from vlm_quant.errors import UserError
 from vlm_quant.models import random_weights
@@ -17,8 +22,11 @@ from vlm_quant.models.random_weights import (
     build_random_model,
     bundled_model_ids,
     checkpoint_dir_name,
+    entry_problem,
     materialize_random_checkpoint,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # random_cache_child, for the spawned processes
 
 SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
@@ -49,10 +57,21 @@ def test_default_cache_root_honours_xdg_cache_home(tmp_path, monkeypatch):
     assert random_weights.default_cache_root() == tmp_path / "vlm-quant" / "random"
 
 
+def entries(cache_root: Path) -> list[str]:
+    """The cache's entries and leftovers (the hidden lock files, which filelock keeps, aside)."""
+    return sorted(p.name for p in cache_root.iterdir() if not p.name.endswith(".lock"))
+
+
 def _fake_writer(calls: list):
+    """Writes a small but complete checkpoint: the required files and a readable safetensors file."""
+
     def write(config_dir, out_dir, *, seed):
         calls.append(seed)
-        (out_dir / "model.safetensors").write_bytes(b"weights")
+        tensors = {"embed.weight": torch.zeros(4, 2), "head.weight": torch.ones(2)}
+        save_file(tensors, out_dir / "model.safetensors")
+        (out_dir / "config.json").write_text(json.dumps({"fake": seed}))
+        for name in ("generation_config.json", "tokenizer_config.json", "preprocessor_config.json"):
+            (out_dir / name).write_text("{}")
 
     return write
 
@@ -66,7 +85,7 @@ def test_complete_checkpoint_is_reused(tmp_path, monkeypatch):
     assert calls == [3]
     manifest = json.loads((first / MANIFEST_NAME).read_text())
     assert manifest["model_id"] == SMOLVLM_256M and manifest["seed"] == 3
-    assert sorted(path.name for path in tmp_path.iterdir()) == [first.name]  # no temp dir left
+    assert entries(tmp_path) == [first.name]  # no temp dir left
 
 
 def test_a_crash_while_writing_leaves_no_checkpoint_behind(tmp_path, monkeypatch):
@@ -77,7 +96,7 @@ def test_a_crash_while_writing_leaves_no_checkpoint_behind(tmp_path, monkeypatch
     monkeypatch.setattr(random_weights, "_write_random_checkpoint", crash)
     with pytest.raises(KeyboardInterrupt):
         materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
 
 def test_an_incomplete_directory_is_rebuilt(tmp_path, monkeypatch):
@@ -87,7 +106,74 @@ def test_an_incomplete_directory_is_rebuilt(tmp_path, monkeypatch):
     calls: list[int] = []
     monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
     assert materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path) == stale
-    assert calls == [0] and (stale / MANIFEST_NAME).is_file() and not (stale / "config.json").exists()
+    assert calls == [0] and (stale / MANIFEST_NAME).is_file()
+    assert json.loads((stale / "config.json").read_text()) == {"fake": 0}  # the rebuilt one
+    assert entry_problem(stale) is None
+
+
+def _garble_header(entry):
+    weights = entry / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:16] = b"\x00" * 8  # same size, header no longer JSON
+    weights.write_bytes(bytes(data))
+
+
+def _old_manifest(entry):
+    manifest = json.loads((entry / MANIFEST_NAME).read_text())
+    del manifest["files"]
+    (entry / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+DAMAGE = {
+    # what a killed `processes=2` run left: manifest and processor files, no config or weights
+    "no config, no weights": lambda e: [(e / n).unlink() for n in ("config.json", "model.safetensors")],
+    "truncated weights": lambda e: os.truncate(e / "model.safetensors", 100),
+    "garbled weights header": _garble_header,
+    "manifest without inventory": _old_manifest,
+    "a processor file gone": lambda e: (e / "preprocessor_config.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_broken_entry_is_detected_from_its_files_and_rebuilt_with_a_log_line(damage, tmp_path, monkeypatch,
+                                                                               caplog):
+    calls: list[int] = []
+    monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
+    entry = materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path)
+    assert entry_problem(entry) is None
+    DAMAGE[damage](entry)
+    assert entry_problem(entry) is not None  # the manifest alone would have said "complete"
+    with caplog.at_level(logging.WARNING, logger=random_weights.__name__):
+        assert materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path) == entry
+    assert calls == [0, 0] and entry_problem(entry) is None
+    assert any("broken" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    assert entries(tmp_path) == [entry.name]
+
+
+@pytest.mark.slow  # two fresh interpreters importing transformers: ~15 s on a quiet 2-core machine
+def test_two_processes_building_the_same_checkpoint_at_once_build_it_once(tmp_path):
+    """Real builds of a tiny bundled-like config (SmolVLM-256M files, 1 layer, width 64), started together."""
+    import multiprocessing
+
+    import random_cache_child
+
+    bundled = random_cache_child.tiny_bundled_root(tmp_path / "bundled")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    out.mkdir()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    processes = [context.Process(target=random_cache_child.build, args=(bundled, cache, out, barrier, i))
+                 for i in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0, 0]
+    results = [json.loads((out / f"{i}.json").read_text()) for i in range(2)]
+    assert results[0]["path"] == results[1]["path"]
+    assert [r["problem"] for r in results] == [None, None]
+    assert sum(r["built"] for r in results) == 1  # one built it under the lock, the other reused it
+    assert entries(cache) == [Path(results[0]["path"]).name]
 
 
 @pytest.mark.parametrize("family", ["idefics3", "qwen2_vl", "qwen2_5_vl", "llava"])

@@ -205,9 +205,11 @@ def open_codecarbon_tracker(
 ) -> CodecarbonTracker | NullCodecarbonTracker:
     """A codecarbon tracker for ``country_iso_code`` and ``pue``, or a null one saying why not.
 
-    ``gpu_ids`` are NVML indices to include (None: all GPUs codecarbon finds). ``tracking_mode``
-    "machine" bills the whole machine's CPU and RAM (right on a dedicated benchmark box), "process"
-    only this process's share. ``tracker_factory`` replaces ``OfflineEmissionsTracker`` in tests.
+    ``gpu_ids`` are NVML indices to include (None: all GPUs codecarbon finds; NVML's, not CUDA's
+    numbering, see `nvml.nvml_indices`; codecarbon 3.3's UUID matching strips "GPU-" wrongly).
+    ``tracking_mode`` "machine" bills the whole machine's CPU and RAM (right on a dedicated benchmark
+    box), "process" only this process's share. ``tracker_factory`` replaces ``OfflineEmissionsTracker``
+    in tests.
     """
     if tracker_factory is None:
         try:
@@ -235,6 +237,24 @@ def open_codecarbon_tracker(
         return CodecarbonTracker(tracker_factory(**options))
     except Exception as error:
         return NullCodecarbonTracker(f"codecarbon tracker failed to start: {error!r}")
+
+
+def open_machine_codecarbon_tracker(
+    *, local_rank: int = 0, gpu_ids: list[int] | None = None, **options: Any
+) -> CodecarbonTracker | NullCodecarbonTracker:
+    """codecarbon once per machine: local rank 0 measures it, the machine's other ranks get a null tracker.
+
+    In "machine" mode codecarbon bills the whole machine's CPU and RAM, so a tracker per rank would
+    count them once per rank. Local rank 0's tracker therefore takes ``gpu_ids``: the NVML indices of
+    the GPUs of every rank on this machine (`nvml.nvml_indices`), and the totals over ranks (summed
+    by `run.distributed.combine_metrics`) count each machine, CPU, RAM and GPU, once.
+    ``options`` go to `open_codecarbon_tracker`.
+    """
+    if local_rank != 0:
+        return NullCodecarbonTracker(
+            f"local rank {local_rank}: codecarbon measures the whole machine once, in local rank 0"
+        )
+    return open_codecarbon_tracker(gpu_ids=gpu_ids, **options)
 
 
 def _cpu_method(tracker: Any) -> str | None:

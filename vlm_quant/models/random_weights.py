@@ -6,11 +6,18 @@ tokenizer files), so ``load_vlm`` reads it through the same ``from_pretrained`` 
 and every quantization config applies identically. Sizes, shapes, dtypes and image-token counts are
 the real ones; only the numbers in the weights (and the vocabulary strings) are made up. That is
 enough to measure cost (latency, memory, size on disk, energy), not quality.
+
+The cache is shared by concurrent processes (ranks, a sweep's children, two users): one of them
+builds an entry under a file lock (``filelock``) into a temporary sibling and renames it into place;
+the others wait and reuse it. An entry counts as complete only when its files say so (`entry_problem`:
+config readable, every file of the manifest's inventory present at its size, the safetensors files
+readable with the recorded number of tensors); anything less is rebuilt, with a log line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,15 +25,25 @@ from pathlib import Path
 
 import torch
 import transformers
+from filelock import FileLock, Timeout
 from transformers import AutoConfig, AutoModelForImageTextToText
 from transformers import initialization as hf_init
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.offline_processor import save_offline_processor
 
+log = logging.getLogger(__name__)
+
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
-# Written last into a finished checkpoint; describes how it was made.
+# Written last into a finished checkpoint; describes how it was made and lists its files and sizes.
 MANIFEST_NAME = "vlm_quant_random.json"
+# Files every checkpoint holds, whatever the manifest says (weights: model.safetensors or its index).
+REQUIRED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+)
 
 
 def bundled_model_ids() -> list[str]:
@@ -60,16 +77,37 @@ def checkpoint_dir_name(model_id: str, seed: int) -> str:
 def materialize_random_checkpoint(model_id: str, *, seed: int, cache_dir: Path | None = None) -> Path:
     """Return a directory holding ``model_id``'s real architecture with random weights drawn from ``seed``.
 
-    The directory is reused when it is already complete. Otherwise it is written into a temporary
-    sibling directory and renamed into place in one step, so an interrupted run never leaves a
-    half-written checkpoint behind. Full size: SmolVLM-256M takes about 10 s and 0.5 GB on disk.
+    A complete cache entry is reused as it is (complete entries are never modified). Otherwise one
+    process at a time, under a file lock next to the entry, writes it into a temporary sibling
+    directory and renames it into place, so neither a crash nor a concurrent build ever leaves a
+    half-written checkpoint under the final name; a broken entry found there is replaced, with a log
+    line saying what was wrong. Full size: SmolVLM-256M takes about 10 s and 0.5 GB on disk.
     """
     config_dir = bundled_config_dir(model_id)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     final_dir = cache_root / checkpoint_dir_name(model_id, seed)
-    if (final_dir / MANIFEST_NAME).is_file():
+    if entry_problem(final_dir) is None:
         return final_dir
     cache_root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(cache_root / f".{final_dir.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another process building %s", final_dir)
+        lock.acquire()  # flock: released by the OS if that process dies, so this cannot wait forever on it
+    try:
+        problem = entry_problem(final_dir)  # the process we waited for may have built it
+        if problem is None:
+            return final_dir
+        if final_dir.exists():
+            log.warning("random-weights cache entry %s is broken (%s); rebuilding it", final_dir, problem)
+        _build_entry(config_dir, cache_root, final_dir, model_id=model_id, seed=seed)
+    finally:
+        lock.release()
+    return final_dir
+
+
+def _build_entry(config_dir: Path, cache_root: Path, final_dir: Path, *, model_id: str, seed: int) -> None:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".partial", dir=cache_root))
     try:
         _write_random_checkpoint(config_dir, work_dir, seed=seed)
@@ -78,20 +116,61 @@ def materialize_random_checkpoint(model_id: str, *, seed: int, cache_dir: Path |
         _move_into_place(work_dir, final_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)  # nothing left to remove after a successful move
-    return final_dir
 
 
 def _move_into_place(work_dir: Path, final_dir: Path) -> None:
-    """Rename the finished ``work_dir`` to ``final_dir`` unless another process got there first."""
-    if (final_dir / MANIFEST_NAME).is_file():
-        return  # a concurrent run finished the same checkpoint: keep it, drop ours
+    """Rename the finished ``work_dir`` to ``final_dir`` (under the lock); a broken entry is moved aside."""
+    stale = None
     if final_dir.exists():
-        shutil.rmtree(final_dir)  # incomplete leftover (no manifest), e.g. copied by hand
+        stale = final_dir.with_name(f".{final_dir.name}.{os.getpid()}.stale")
+        os.replace(final_dir, stale)  # one rename: the name never points at a half-deleted directory
+    os.replace(work_dir, final_dir)
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def entry_problem(directory: Path) -> str | None:
+    """What makes ``directory`` an incomplete checkpoint, or None when its files are all there.
+
+    Checked from the files: the required ones exist, ``config.json`` is JSON, every file of the
+    manifest's inventory has its recorded size, and the safetensors files open (their headers match
+    their sizes) with the recorded number of tensors. Cheap: headers only, no weights are read.
+    """
+    if not directory.is_dir():
+        return "missing"
     try:
-        os.replace(work_dir, final_dir)
-    except OSError:
-        if not (final_dir / MANIFEST_NAME).is_file():
-            raise
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
+        json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        return f"unreadable manifest or config: {error}"
+    inventory = manifest.get("files")
+    if not isinstance(inventory, dict):
+        return "the manifest lists no files (written by an older version)"
+    weights = [name for name in inventory if name.endswith(".safetensors")]
+    missing = [name for name in REQUIRED_FILES if name not in inventory]
+    missing += [] if weights else ["*.safetensors"]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for name, size in inventory.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, not {size}"
+    try:
+        tensors = sum(_tensor_count(directory / name) for name in weights)
+    except Exception as error:  # safetensors: header too short, JSON broken, buffer incomplete, ...
+        return f"unreadable weights: {error}"
+    if tensors != manifest.get("tensors"):
+        return f"{tensors} tensors, not {manifest.get('tensors')}"
+    return None
+
+
+def _tensor_count(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as weights:  # validates the header against the file's size
+        return len(list(weights.keys()))
 
 
 def build_random_model(config_dir: Path, *, seed: int) -> torch.nn.Module:
@@ -122,6 +201,13 @@ def _write_random_checkpoint(config_dir: Path, out_dir: Path, *, seed: int) -> N
 
 
 def _write_manifest(out_dir: Path, *, model_id: str, seed: int) -> None:
+    """The manifest, written last: provenance, and the inventory (bytes per file) and tensor count
+    that `entry_problem` checks."""
+    files = {
+        path.relative_to(out_dir).as_posix(): path.stat().st_size
+        for path in sorted(out_dir.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+    }
     manifest = {
         "model_id": model_id,
         "weights": "random",
@@ -129,5 +215,7 @@ def _write_manifest(out_dir: Path, *, model_id: str, seed: int) -> None:
         "init": "transformers _init_weights",
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
+        "files": files,
+        "tensors": sum(_tensor_count(out_dir / name) for name in files if name.endswith(".safetensors")),
     }
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")

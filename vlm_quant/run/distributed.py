@@ -15,12 +15,15 @@ rank 0 first. Every generate() call thus sees exactly the batch (same images, sa
 in a one-process run, so with greedy decoding the predictions, and every quality metric, are equal
 to the one-process run's, bit for bit as far as the kernels are deterministic for that batch.
 
-Failure: a rank that raises reports ``rank R: Type: message`` (and its predictions so far) through
-the process group's key-value store; every gather polls for such a report instead of hanging, so
-rank 0 raises `RankFailed`, its run ends FAILED with that text in the tag ``vlm_quant.failure``, and
-the predictions gathered so far (all ranks' partial files merged) stay in
-``predictions/partial.jsonl`` for `--resume`. One process (no ``WORLD_SIZE`` > 1) never touches
-any of this: each helper then returns its input unchanged.
+Failure: every rank takes part in the same gathers (`torch.distributed.all_gather_object` over a
+gloo group with a timeout), carrying either its value or its error, ``rank R: Type: message``, and
+its predictions so far. So when one rank fails, every rank learns it at the same gather and raises
+`RankFailed`; rank 0's run ends FAILED with that text in the tag ``vlm_quant.failure``, and every
+rank's predictions (all ranks' partial files merged, rank 0's too when rank 0 failed) stay in
+``predictions/partial.jsonl`` for `--resume`. A rank that neither arrives nor fails (stuck, or
+killed) ends the wait after ``VLM_QUANT_RANK_TIMEOUT_S`` (default 1800 s), also a recorded failure.
+One process (no ``WORLD_SIZE`` > 1) never touches any of this: each helper then returns its input
+unchanged.
 """
 
 from __future__ import annotations
@@ -29,25 +32,20 @@ import dataclasses
 import json
 import logging
 import os
-import pickle
 import shlex
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from vlm_quant.run.partial_predictions import ARTIFACT_NAME, ARTIFACT_PATH, parse_rows
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
-# How long a failed rank keeps its process alive so that rank 0 can record the failure before the
-# launcher tears everything down (rank 0 notices at its next gather, e.g. after its own shard).
-ACK_TIMEOUT_S = float(os.environ.get("VLM_QUANT_RANK_FAILURE_WAIT_S", "900"))
-FAILURE_KEY = "vlmq/failure"
-ACK_KEY = "vlmq/failure_ack"
+# How long a rank waits in a gather for the others (torch's own default process-group timeout).
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,7 @@ class RankInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # processes on this machine
 
     @property
     def is_main(self) -> bool:
@@ -66,14 +65,16 @@ class RankInfo:
 
 
 def rank_info(environ: Mapping[str, str] | None = None) -> RankInfo:
-    """This process's rank from the launcher's variables (torchrun: RANK, WORLD_SIZE, LOCAL_RANK)."""
+    """This process's rank from the launcher's variables (torchrun: RANK, WORLD_SIZE, LOCAL_RANK,
+    LOCAL_WORLD_SIZE; without the last, every rank is taken to be on this machine)."""
     env = os.environ if environ is None else environ
     world = int(env.get("WORLD_SIZE", "1") or 1)
     rank = int(env.get("RANK", "0") or 0)
     local = int(env.get("LOCAL_RANK", str(rank)) or 0)
+    local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)) or 1)
     if not 0 <= rank < world:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
-    return RankInfo(rank, world, local)
+    return RankInfo(rank, world, local, local_world)
 
 
 def is_main() -> bool:
@@ -93,26 +94,62 @@ def shard_ids(ids: Sequence[Any], rank: int, world: int, batch_size: int = 1) ->
     return [i for batch in batches[start:end] for i in batch]
 
 
-# --- the process group and a failure-aware gather over its key-value store -------------------------
+# --- the process group and a failure-aware gather (torch.distributed collectives over gloo) ----------
 
 
 class RankFailed(RuntimeError):
-    """Another rank (or this one) failed; ``partials``: each reporting rank's partial predictions (JSONL)."""
+    """A rank failed; ``partials``: the partial predictions (JSONL) each rank handed over, by rank."""
 
     def __init__(self, message: str, partials: dict[int, str] | None = None):
         super().__init__(message)
         self.partials = partials or {}
 
 
-_store: Any = None
-_sequence = 0
+@dataclass(frozen=True)
+class Envelope:
+    """What one rank brings to a gather: its value, or its error; and its partial predictions, if any."""
+
+    rank: int
+    value: Any = None
+    error: str | None = None  # "rank R: Type: message" when this rank failed
+    partial: str | None = None  # this rank's predictions/partial.jsonl text, for rank 0's run
+
+
+@dataclass
+class _Session:
+    """The exchange state of one `main_only` block (the object group itself lives as long as the process)."""
+
+    failed: bool = False  # a failure was exchanged: only the closing gather follows
+    finished: bool = False  # the closing gather of a healthy run passed: no rank gathers any more
+    broken: bool = False  # a gather timed out or lost a peer: no collective can be trusted any more
+    closed: bool = False
+
+
+_group: Any = None
+_session = _Session()
+
+
+def rank_timeout_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a rank waits in a gather for the others (``VLM_QUANT_RANK_TIMEOUT_S``, default 1800).
+
+    A gather lasts from the first rank's arrival to the last one's; the ranks' shards are equal, so in
+    a healthy run that is the skew between ranks, but a rank that failed early waits there for the
+    others to finish their pass. Set it above the longest pass when ranks may fail early.
+    """
+    env = os.environ if environ is None else environ
+    return float(env.get("VLM_QUANT_RANK_TIMEOUT_S", "") or DEFAULT_TIMEOUT_S)
 
 
 def setup() -> RankInfo:
-    """Join the process group when launched with several processes (idempotent); pin this rank's GPU."""
-    global _store
+    """Join the process group when launched with several processes (idempotent); pin this rank's GPU.
+
+    Besides accelerate's group (nccl on GPUs) a gloo group carries the object gathers: gloo works on
+    CPU tensors on every machine and honours its timeout by raising in the waiting rank (where nccl's
+    watchdog aborts the process), so a stuck rank becomes a recorded failure, not a hang.
+    """
+    global _group
     info = rank_info()
-    if not info.distributed or _store is not None:
+    if not info.distributed or _group is not None:
         return info
     import torch
     import torch.distributed as dist
@@ -124,80 +161,93 @@ def setup() -> RankInfo:
     PartialState()  # init_process_group with nccl on GPUs; on a CPU-only machine it may leave it to us:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    _store = dist.distributed_c10d._get_default_store()
+    _group = dist.new_group(backend="gloo", timeout=timedelta(seconds=rank_timeout_s()))
     return info
 
 
-def _require_store() -> Any:
-    if _store is None:
+def _exchange(envelope: Envelope) -> list[Envelope]:
+    """Every rank's envelope, in rank order (`all_gather_object` on the gloo group, with its timeout)."""
+    import torch.distributed as dist
+
+    if _group is None:
         setup()
-    if _store is None:
+    if _group is None:
         raise RuntimeError("not running under a multi-process launcher")
-    return _store
+    if _session.broken:
+        raise RankFailed(f"rank {envelope.rank}: the ranks lost contact earlier; no gather possible")
+    envelopes: list[Any] = [None] * rank_info().world
+    try:
+        dist.all_gather_object(envelopes, envelope, group=_group)
+    except Exception as error:  # gloo: "Timed out waiting ...", "Connection closed by peer", ...
+        _session.broken = _session.failed = True
+        raise RankFailed(
+            f"rank {envelope.rank}: the gather failed within {rank_timeout_s():.0f} s "
+            f"(a rank is stuck past the timeout, or died): {error}"
+        ) from error
+    return envelopes
 
 
-def _failure(store: Any, world: int) -> RankFailed | None:
-    if not store.check([FAILURE_KEY]):
-        return None
-    message = store.get(FAILURE_KEY).decode()
-    partials = {}
-    for rank in range(world):
-        key = f"vlmq/partial/{rank}"
-        if store.check([key]):
-            partials[rank] = store.get(key).decode()
-    return RankFailed(message, partials)
+def _raise_if_failed(envelopes: Sequence[Envelope]) -> None:
+    errors = [e.error for e in envelopes if e.error]
+    if errors:
+        _session.failed = True
+        raise RankFailed("; ".join(errors), {e.rank: e.partial for e in envelopes if e.partial})
+
+
+def gather_envelopes(obj: Any, partial: str | None = None) -> list[Envelope]:
+    """Every rank's ``obj`` (and ``partial`` predictions) as envelopes in rank order, on every rank.
+
+    Every rank must call it the same number of times, in the same order; a rank that fails instead
+    brings its error to the same gather (`report_failure`), so every rank then raises `RankFailed`
+    (carrying the partial predictions each rank handed over) and nobody waits for a gather that will
+    not come. A rank that neither comes nor fails ends the wait after `rank_timeout_s`.
+    """
+    info = rank_info()
+    if not info.distributed:
+        return [Envelope(info.rank, obj, partial=partial)]
+    if _session.failed:
+        raise RankFailed(f"rank {info.rank}: a rank failed earlier")
+    envelopes = _exchange(Envelope(info.rank, obj, partial=partial))
+    _raise_if_failed(envelopes)
+    return envelopes
 
 
 def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` in rank order, on every rank (``[obj]`` in one process).
+    """Every rank's ``obj`` in rank order, on every rank (``[obj]`` in one process): `gather_envelopes`."""
+    return [envelope.value for envelope in gather_envelopes(obj)]
 
-    Over the store, polling, so that a rank's failure report ends the wait with `RankFailed` instead
-    of a hang. Every rank must call it the same number of times, in the same order.
+
+def report_failure(error: BaseException, partial_text: str | None) -> RankFailed:
+    """Bring this rank's ``error`` to the others' next gather; returns what every rank then knows.
+
+    The returned `RankFailed` holds every failed rank's message and every handed-over partial file.
+    An error that is itself a `RankFailed` was already exchanged: it is returned as it is.
     """
-    global _sequence
+    if isinstance(error, RankFailed) or _session.failed or _session.finished:
+        return error if isinstance(error, RankFailed) else RankFailed(str(error))
     info = rank_info()
-    if not info.distributed:
-        return [obj]
-    store = _require_store()
-    _sequence += 1
-    keys = [f"vlmq/gather/{_sequence}/{r}" for r in range(info.world)]
-    store.set(keys[info.rank], pickle.dumps(obj))
-    while not store.check(keys):
-        failed = _failure(store, info.world)
-        if failed is not None:
-            raise failed
-        time.sleep(POLL_S)
-    return [pickle.loads(store.get(key)) for key in keys]
-
-
-def report_failure(error: BaseException, partial_text: str | None) -> None:
-    """Tell the other ranks that this rank failed (first report wins) and hand over its predictions."""
-    info = rank_info()
-    store = _require_store()
-    if partial_text:
-        store.set(f"vlmq/partial/{info.rank}", partial_text.encode())
-    if isinstance(error, RankFailed):
-        return  # a consequence of another rank's report: nothing new to say
     message = f"rank {info.rank}: {type(error).__name__}: {error}"
-    store.compare_set(FAILURE_KEY, "", message)  # set only when absent
-    log.error("%s (reported to rank 0)", message)
-
-
-def wait_for_ack(timeout_s: float = ACK_TIMEOUT_S) -> bool:
-    """Block until rank 0 recorded the run's end (or ``timeout_s``): the launcher kills it when we exit."""
-    store, deadline = _require_store(), time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if store.check([ACK_KEY]):
-            return True
-        time.sleep(POLL_S * 4)
-    return False
-
-
-def acknowledge() -> None:
+    log.error("%s (reported to the other ranks)", message)
     try:
-        _require_store().set(ACK_KEY, b"1")
-    except Exception as error:  # the store is gone with the other ranks: nobody is waiting
-        log.debug("no failure acknowledgement written: %s", error)
+        _raise_if_failed(_exchange(Envelope(info.rank, error=message, partial=partial_text)))
+    except RankFailed as failed:
+        return failed
+    raise AssertionError("unreachable: our own envelope carries an error")
+
+
+def close_after_failure() -> None:
+    """After a failure, the last gather: every rank waits here until rank 0 has recorded the run's end.
+
+    (The launcher tears every process down as soon as one exits with an error, so a failed rank must
+    live until rank 0 has written the failure.) A no-op after a healthy run or a broken exchange.
+    """
+    if not _session.failed or _session.broken or _session.closed:
+        return
+    _session.closed = True
+    try:
+        _exchange(Envelope(rank_info().rank))
+    except RankFailed as failed:
+        log.warning("closing gather after a failure: %s", failed)
 
 
 # --- trackers ---------------------------------------------------------------------------------------
@@ -245,8 +295,11 @@ def main_only(open_run: Callable[..., Any]) -> Callable[..., Any]:
     """``open_run`` itself in one process; with several, a context manager that opens the run on rank 0 only.
 
     Rank 0's run is shared (its partial predictions, for resume) with the other ranks, which get a
-    `NullTracker`. A rank's exception is reported to the others; rank 0 keeps all partial predictions
-    in its run before `open_run` ends it FAILED with the rank's error.
+    `NullTracker`. Every rank takes part in the same gathers: the opening one, the runner's, and a
+    closing one inside the run, so a late failure of any rank still fails the run. A rank's exception
+    is brought to the next gather (`report_failure`); rank 0 then keeps every rank's partial
+    predictions in its run before `open_run` ends it FAILED with the failed ranks' errors (or KILLED,
+    when rank 0 itself was interrupted), and the ranks part at `close_after_failure`.
     """
     info = rank_info()
     if not info.distributed:
@@ -255,28 +308,43 @@ def main_only(open_run: Callable[..., Any]) -> Callable[..., Any]:
 
     @contextmanager
     def opened(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        if info.is_main:
-            try:
+        global _session
+        _session = _Session()
+        try:
+            if info.is_main:
                 with open_run(*args, **kwargs) as tracker:
-                    gather_objects(tracker.read_text(ARTIFACT_PATH))
                     try:
+                        gather_objects(tracker.read_text(ARTIFACT_PATH))
                         yield tracker
-                    except RankFailed as failed:
-                        own = tracker.read_text(ARTIFACT_PATH)
-                        tracker.log_text(merge_partials([own, *failed.partials.values()]), ARTIFACT_PATH)
+                        gather_objects(None)  # the closing gather: everyone finished, or a late failure
+                        _session.finished = True
+                    except BaseException as error:
+                        failed = report_failure(error, None)
+                        if failed.partials:  # the other ranks' predictions join rank 0's, for --resume
+                            try:
+                                own = tracker.read_text(ARTIFACT_PATH)
+                                merged = merge_partials([own, *failed.partials.values()])
+                                tracker.log_text(merged, ARTIFACT_PATH)
+                            except Exception as lost:  # the run must still end with the rank's error
+                                log.error("the other ranks' partial predictions were not saved: %s", lost)
+                        if failed is not error:  # rank 0's own error ends the run (KILLED on a signal)
+                            log.error("the ranks' failures: %s", failed)
                         raise
-            finally:
-                acknowledge()
-        else:
-            previous = gather_objects(None)[0]
-            tracker = NullTracker(info.rank, previous)
-            try:
-                yield tracker
-            except BaseException as error:
-                report_failure(error, tracker.partial_text)
-                if not isinstance(error, RankFailed):
-                    wait_for_ack()
-                raise
+            else:
+                tracker = NullTracker(info.rank)
+                try:
+                    tracker.previous_partial = gather_objects(None)[0]
+                    yield tracker
+                    gather_objects(None)
+                    _session.finished = True
+                except BaseException as error:
+                    report_failure(error, tracker.partial_text)
+                    raise
+        except BaseException as error:
+            report_failure(error, None)  # rank 0's open_run failed before the first gather; else a no-op
+            raise
+        finally:
+            close_after_failure()
 
     return opened
 
@@ -300,15 +368,15 @@ def sharded_quality_pass(run_pass: Callable[..., Any], tracker: Any, batch_size:
 
         shard = dataclasses.replace(data, ids=shard_ids(data.ids, info.rank, info.world, batch_size))
         result = run_pass(model, processor, task, shard, **kwargs)
-        partial = getattr(tracker, "partial_text", None)
-        if partial is None and info.is_main:
-            partial = tracker.read_text(ARTIFACT_PATH)
-        parts = gather_objects((ids_hash(data.ids), result, partial))
-        if len({digest for digest, _, _ in parts}) != 1:
+        # Rank 0's own predictions are in its run already; the others hand theirs over.
+        partial = None if info.is_main else getattr(tracker, "partial_text", None)
+        envelopes = gather_envelopes((ids_hash(data.ids), result), partial=partial)
+        if len({envelope.value[0] for envelope in envelopes}) != 1:
             raise RuntimeError("the ranks selected different samples (check seed, data_dir and n_samples)")
-        merged = merge_results(data.ids, [r for _, r, _ in parts])
+        merged = merge_results(data.ids, [envelope.value[1] for envelope in envelopes])
         if info.is_main:
-            tracker.log_text(merge_partials([p for _, _, p in parts]), ARTIFACT_PATH)
+            own = tracker.read_text(ARTIFACT_PATH)
+            tracker.log_text(merge_partials([own, *(e.partial for e in envelopes)]), ARTIFACT_PATH)
         return merged
 
     return sharded

@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
-from vlm_quant.measure.carbon import open_codecarbon_tracker
+from vlm_quant.measure.carbon import open_machine_codecarbon_tracker
 from vlm_quant.measure.energy import EnergyMeter, measure_idle_power_w
-from vlm_quant.measure.nvml import open_gpu
+from vlm_quant.measure.nvml import cuda_index_of, nvml_indices, open_gpu
 from vlm_quant.measure.power_sampler import PowerSampler, peak_memory_used_mib, plot_power, write_power_csv
 from vlm_quant.measure.timing import DeviceTimer
+from vlm_quant.run.distributed import RankInfo, rank_info
 from vlm_quant.run.interrupts import shielded
 from vlm_quant.tracking import run_schema
 
@@ -34,20 +35,35 @@ log = logging.getLogger(__name__)
 
 
 class RunInstruments:
-    """GPU power over time (>= ``power_hz`` Hz), energy windows, idle power and codecarbon for one run."""
+    """GPU power over time (>= ``power_hz`` Hz), energy windows, idle power and codecarbon for one run.
+
+    Each rank measures its own GPU (``cuda:{local rank}``, found in NVML by UUID); codecarbon runs
+    once per machine, in local rank 0, over the GPUs of all that machine's ranks (``rank``: this
+    process's place, default from the launcher's variables).
+    """
 
     def __init__(
-        self, device: torch.device, *, power_hz: float, idle_seconds: float, country_iso_code: str, pue: float
+        self,
+        device: torch.device,
+        *,
+        power_hz: float,
+        idle_seconds: float,
+        country_iso_code: str,
+        pue: float,
+        rank: RankInfo | None = None,
     ):
         self.device = device
         self.timer = DeviceTimer(device)
-        self.gpu = open_gpu(device.index or 0) if device.type == "cuda" else open_gpu(None)
+        rank = rank or rank_info()
+        index = cuda_index_of(device)  # "cuda" is this rank's own device, not GPU 0
+        self.gpu = open_gpu(index)
         self.meter = EnergyMeter(self.gpu, synchronize=self.timer.synchronize)
         self.sampler = PowerSampler(self.gpu, hz=power_hz)
-        self.codecarbon = open_codecarbon_tracker(
-            country_iso_code=country_iso_code,
-            pue=pue,
-            gpu_ids=[device.index or 0] if device.type == "cuda" else None,
+        machine_gpus = None  # a CPU run: codecarbon's default
+        if index is not None and rank.local_rank == 0:  # rank r runs on cuda:{local rank}
+            machine_gpus = nvml_indices([index] if rank.local_world == 1 else range(rank.local_world))
+        self.codecarbon = open_machine_codecarbon_tracker(
+            local_rank=rank.local_rank, gpu_ids=machine_gpus, country_iso_code=country_iso_code, pue=pue
         )
         self.idle_seconds = idle_seconds
         self.params: dict[str, Any] = {}

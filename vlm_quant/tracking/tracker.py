@@ -97,21 +97,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :])
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX flock); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; MLflow's own retries are all there is
-        yield
-        return
+def _file_lock(path: Path) -> Any:
+    """An exclusive lock on ``path`` between processes (filelock: flock on POSIX, msvcrt on Windows)."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 def prepare_store(uri: str) -> None:
