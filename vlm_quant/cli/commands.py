@@ -81,7 +81,7 @@ def evaluate(
     from vlm_quant.run.interrupts import RunInterrupted, graceful_signals
     from vlm_quant.run.resume import find_resume_target
     from vlm_quant.run.runner import prepare_experiment, run_experiment
-    from vlm_quant.tracking.tracker import open_run
+    from vlm_quant.tracking.tracker import open_run, system_metrics_interval_s
 
     run_id = None
     try:
@@ -97,6 +97,7 @@ def evaluate(
         with graceful_signals(), distributed.main_only(open_run)(  # other ranks: a NullTracker
             cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags,
             resume_run_id=target.run_id if target else None,
+            system_metrics_interval_s=system_metrics_interval_s(len(prepared.data.ids)),
         ) as tracker:
             run_id = tracker.run_id
             summary = run_experiment(prepared, tracker, progress=not no_progress)
@@ -132,7 +133,10 @@ def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: di
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
-    return cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
+    """``run_name``, else ``<model short name> · <preset>[+override]`` (see tracking/run_story.py)."""
+    from vlm_quant.run.mlflow_views import display_name
+
+    return display_name(cfg)
 
 
 @main.command()
@@ -146,6 +150,7 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
     """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
     from vlm_quant.run.runner import prepare_experiment
     from vlm_quant.study.sweep import parse_quants, run_sweep
+    from vlm_quant.tracking.run_story import sweep_display_name
     from vlm_quant.tracking.tracker import open_run
 
     try:
@@ -154,7 +159,7 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
         presets = parse_quants(quants)
         for quant in presets:  # every configuration's input is checked before the first one runs
             prepare_experiment(dataclasses.replace(cfg, quant=quant))
-        name = cfg.run_name or f"sweep-{cfg.model.rstrip('/').split('/')[-1]}"
+        name = cfg.run_name or sweep_display_name(cfg.model, presets, cfg.split)
         with open_run(cfg.experiment, name, tracking_uri=tracking_uri) as tracker:
             outcome = run_sweep(cfg, presets, tracker, force=force)
     except UserError as exc:

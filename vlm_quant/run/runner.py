@@ -35,7 +35,7 @@ from vlm_quant.models.random_weights import bundled_config_dir
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import distributed
+from vlm_quant.run import distributed, mlflow_views
 from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
@@ -203,6 +203,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     )
     tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
     tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
+    mlflow_views.log_split(tracker, cfg, data)  # the runs list's Dataset column (digest = ids_hash)
     tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
 
     # 2. Load, quality pass, cost pass, all under the power sampler, energy meter and codecarbon.
@@ -223,18 +224,20 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     tracker.set_tags(instruments.tags)
     tracker.log_params(instruments.params)
 
-    # 3. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
+    # 3. Size on disk of the checkpoint as loaded; optionally the run's logged model (loads back).
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
-        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
+        recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
+        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
         metrics["size_on_disk_mib"] = saved.weights_mib
         tracker.log_params({"checkpoint_writer": saved.writer})
         if saved.reason:
             tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
         if cfg.log_model:
-            tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
+            mlflow_views.log_checkpoint_model(tracker, prepared, Path(tmp))
 
     metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
-    tracker.log_metrics(metrics)
+    tracker.log_metrics(metrics)  # linked to the logged model and the evaluated split
+    mlflow_views.describe(tracker, prepared, metrics)
     return RunSummary(
         tracker.run_id,
         {k: v for k, v in metrics.items() if v is not None},
@@ -360,6 +363,7 @@ def cost_pass(
     memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
     micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
     tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    mlflow_views.log_micro_set(tracker, cfg, data, micro_ids)
     micro = [
         task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
         for i in micro_ids
