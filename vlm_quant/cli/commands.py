@@ -221,6 +221,35 @@ def score_captions_command(predictions: str, annotations: str) -> None:
     click.echo(json.dumps(result, indent=2))
 
 
+@main.command("load")
+@click.argument("run_id")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option("--device", default=None, help="Load onto this device [default: the run's].")
+@click.option("--check", "n_check", default=4, show_default=True,
+              help="Regenerate the run's first N images and compare with its predictions (0: skip).")
+def load_command(run_id: str, tracking_uri: str | None, device: str | None, n_check: int) -> None:
+    """Load RUN_ID's logged model at its logged precision per role (and check it predicts what the run did)."""
+    from vlm_quant.models.logged_model import load_logged_model
+    from vlm_quant.run.reload_check import check_predictions
+
+    try:
+        loaded = load_logged_model(run_id, tracking_uri=tracking_uri, device=device)
+        check = check_predictions(run_id, loaded, n_check, tracking_uri) if n_check else None
+    except UserError as exc:
+        fail(str(exc))
+    roles = {k.removeprefix("realized_precision_"): v for k, v in loaded.precision_map.role_params().items()
+             if k.startswith("realized_precision_")}
+    click.echo(f"loaded {loaded.recipe['model']} ({loaded.recipe['quant']}) from run {run_id}: "
+               f"{loaded.verified_tensors} tensors bit-identical to the logged checkpoint")
+    for role, precision in roles.items():
+        click.echo(f"  {role:<10} {precision}")
+    if check is not None:
+        for sample_id, (logged, again) in check.pairs.items():
+            click.echo(f"  {'same' if logged == again else 'DIFFERENT'}  {sample_id}: {again!r}")
+        if not check.identical:
+            fail("the loaded model does not reproduce the run's predictions")
+
+
 score.add_command(score_vqa_command)
 main.add_command(spotcheck)
 
