@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,9 @@ def fail(message: str) -> None:
 def main() -> None:
     """Measure what post-training quantization does to vision-language models (one MLflow run per config)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from vlm_quant.cli.terminal import quiet_terminal
+
+    click.get_current_context().meta["run_log"] = quiet_terminal()  # logged as the run's logs/run.log
 
 
 @main.command()
@@ -71,10 +76,14 @@ def main() -> None:
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--first-run", is_flag=True,
+              help="Choose weights and data from what this machine reaches (Hub or local COCO) and say so.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result (all metrics) as JSON.")
 @click.option("--parent-run-id", default=None, hidden=True, help="Sweep parent run (set by `sweep`).")
 @config_options
 def evaluate(
-    config_path: str | None, tracking_uri: str | None, no_progress: bool, parent_run_id: str | None, **options: Any
+    config_path: str | None, tracking_uri: str | None, no_progress: bool, first_run: bool, as_json: bool,
+    parent_run_id: str | None, **options: Any,
 ) -> None:
     """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
     from vlm_quant.run import distributed
@@ -85,6 +94,12 @@ def evaluate(
 
     run_id = None
     try:
+        if first_run:
+            from vlm_quant.cli.first_run import first_run_options
+
+            chosen, sentence = first_run_options(options.get("data_dir") or "")
+            click.echo(sentence, err=True)
+            options = {**chosen, **given(options)}  # what the user gave explicitly still wins
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         relaunched = distributed.relaunch_if_needed(cfg.processes, evaluate_argv(config_path, tracking_uri, options))
         if relaunched is not None:  # processes > 1: the ranks ran under `accelerate launch`
@@ -100,13 +115,23 @@ def evaluate(
             system_metrics_interval_s=system_metrics_interval_s(len(prepared.data.ids)),
         ) as tracker:
             run_id = tracker.run_id
-            summary = run_experiment(prepared, tracker, progress=not no_progress)
+            try:
+                summary = run_experiment(prepared, tracker, progress=not no_progress)
+            finally:
+                log_run_log(tracker)
     except UserError as exc:
         fail(str(exc))
     except RunInterrupted as exc:
         click.echo(f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
                    f"far; continue it with --resume {run_id or 'auto'}", err=True)
         sys.exit(exc.exit_code)
+    if not as_json:
+        from vlm_quant.cli.terminal import print_summary
+
+        print_summary(click.echo, summary.metrics, run_name=default_run_name(cfg), run_id=summary.run_id,
+                      weights=cfg.weights, tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
+                      experiment_id=getattr(tracker, "experiment_id", None))
+        return
     click.echo(
         json.dumps(
             {
@@ -118,6 +143,20 @@ def evaluate(
             indent=2,
         )
     )
+
+
+def log_run_log(tracker: Any) -> None:
+    """The run's full log (library messages kept off the terminal included) as ``logs/run.log``."""
+    from vlm_quant.cli.terminal import ARTIFACT_RUN_LOG
+
+    run_log = click.get_current_context().find_root().meta.get("run_log")
+    if run_log and Path(run_log).is_file():
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        folder, name = ARTIFACT_RUN_LOG.rsplit("/", 1)
+        with tempfile.TemporaryDirectory(prefix="vlmq-log-") as tmp:
+            shutil.copy(run_log, Path(tmp) / name)
+            tracker.log_file(Path(tmp) / name, folder)
 
 
 def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: dict[str, Any]) -> list[str]:

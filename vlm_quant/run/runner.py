@@ -41,6 +41,7 @@ from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.resume import config_key
+from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.registry import make_task
@@ -217,7 +218,8 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     with instruments:
         loaded, metrics = load_model(prepared, tracker)
         prepared = choose_engine(prepared, loaded, tracker)
-        quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
+        with stage("quality pass"):
+            quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
         metrics.update(quality_metrics)
         metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
     metrics.update(instruments.log_to(tracker))
@@ -225,7 +227,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     tracker.log_params(instruments.params)
 
     # 3. Size on disk of the checkpoint as loaded; optionally the run's logged model (loads back).
-    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp, stage("checkpoint"):
         recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
         metrics["size_on_disk_mib"] = saved.weights_mib
@@ -256,22 +258,24 @@ def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
 def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
     """Load the model at the planned precision; log its resolved revision and family."""
     cfg, device = prepared.cfg, prepared.device
-    loaded = load_vlm(
-        cfg.model,
-        weights=cfg.weights,
-        revision=cfg.revision or None,
-        dtype=prepared.dtype,
-        device=device.type,
-        trust_remote_code=cfg.trust_remote_code,
-        seed=cfg.seed,
-    )
+    with stage("load"):
+        loaded = load_vlm(
+            cfg.model,
+            weights=cfg.weights,
+            revision=cfg.revision or None,
+            dtype=prepared.dtype,
+            device=device.type,
+            trust_remote_code=cfg.trust_remote_code,
+            seed=cfg.seed,
+        )
     check_shots_supported(loaded.family, cfg.shots)
     # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
     # that did not take effect is an error, never a silent baseline.
-    applied = apply_plan(
-        loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
-        int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
-    )
+    with stage(f"quantize ({prepared.plan.preset})"):
+        applied = apply_plan(
+            loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
+            int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+        )
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
     verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
@@ -377,9 +381,11 @@ def cost_pass(
         prepared.dtype,
         instruments.timer,
     )
-    metrics = measure_latency(*args)
+    with stage("cost pass: latency, batch 1"):
+        metrics = measure_latency(*args)
     for batch_size in settings.batch_sizes:
-        metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
+        with stage(f"cost pass: throughput, batch {batch_size}"):
+            metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
     at_eval = cfg.batch_size
     for key in (
         "throughput_images_per_s",

@@ -207,6 +207,7 @@ class MlflowTracker:
         self._client = mlflow.MlflowClient(tracking_uri)
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self.experiment_id: str | None = None
         self.model_id: str | None = None  # the run's logged model, once logged (metrics link to it)
         self._evaluation_dataset: Any = None  # metrics are logged against the evaluated split
 
@@ -576,6 +577,7 @@ def open_run(
     stop = threading.Event()
     try:
         tracker = MlflowTracker(run.info.run_id, uri)
+        tracker.experiment_id = run.info.experiment_id
         tracker.set_tags(
             {TAG_HOST: socket.gethostname(), TAG_PID: os.getpid(), TAG_HEARTBEAT: utc_now(), **(tags or {})}
         )
