@@ -19,10 +19,19 @@ FAST_COST = dict(cost_samples=2, cost_iterations=1, cost_warmup=0, cost_new_toke
 
 @pytest.fixture()
 def evaluated(tiny_vlm_dirs, coco_dir, tracking_uri):
-    cfg = ExperimentConfig.from_mapping(dict(
-        model=str(tiny_vlm_dirs["idefics3"]), data_dir=str(coco_dir), quant="int8", n_samples=3, batch_size=3,
-        max_new_tokens=4, register="tiny-vlm", experiment="views", **FAST_COST,
-    ))
+    cfg = ExperimentConfig.from_mapping(
+        dict(
+            model=str(tiny_vlm_dirs["idefics3"]),
+            data_dir=str(coco_dir),
+            quant="int8",
+            n_samples=3,
+            batch_size=3,
+            max_new_tokens=4,
+            register="tiny-vlm",
+            experiment="views",
+            **FAST_COST,
+        )
+    )
     from vlm_quant.cli.commands import default_run_name
 
     with open_run(cfg.experiment, default_run_name(cfg), system_metrics_interval_s=0.2) as tracker:
@@ -43,7 +52,9 @@ def test_evaluate_run_is_named_has_its_split_a_logged_model_and_a_description(ev
     assert json.loads(evaluation.source)["uri"].endswith("coco_val2017_mini")
     assert inputs["cost_micro_set"].name == "coco-val2017-cost-micro-set"
 
-    models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    models = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
     assert len(models) == 1 and models[0].params["quant"] == "int8" and models[0].tags["preset"] == "int8"
     assert run.outputs.model_outputs[0].model_id == models[0].model_id
     linked = {m.key for m in models[0].metrics or []}

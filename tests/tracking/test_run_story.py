@@ -22,7 +22,9 @@ def test_names_say_model_and_preset_with_override():
     assert run_display_name("HuggingFaceTB/SmolVLM-256M-Instruct", "int8") == "SmolVLM-256M-Instruct · int8"
     assert run_display_name("/tmp/tiny/", "nf4", "vision=int8") == "tiny · nf4+vision=int8"
     assert sweep_display_name("org/M", ["fp16", "int8"], "val2017") == "M · sweep fp16/int8 · val2017"
-    assert compare_display_name(["M · fp16", "M · int8", "M · nf4"], "fp16") == "compare int8, nf4 vs fp16 (M)"
+    assert (
+        compare_display_name(["M · fp16", "M · int8", "M · nf4"], "fp16") == "compare int8, nf4 vs fp16 (M)"
+    )
 
 
 def test_only_mlflows_generated_names_count_as_unchosen():
@@ -35,10 +37,20 @@ def test_only_mlflows_generated_names_count_as_unchosen():
 
 
 def test_description_has_quality_cost_with_units_and_caveats():
-    metrics = {"cider": 0.4123, "latency_ms_p50": 812.25, "peak_rss_mib": 2048.0, "size_on_disk_mib": 310.5,
-               "throughput_images_per_s": 1.5}
-    caveats = run_caveats(resumed=3, dtype_note="fp16 requested; float32 on CPU (no fast 16-bit CPU kernels)",
-                          engine_requested="compile", engine_resolved="eager", engine_note="no inductor")
+    metrics = {
+        "cider": 0.4123,
+        "latency_ms_p50": 812.25,
+        "peak_rss_mib": 2048.0,
+        "size_on_disk_mib": 310.5,
+        "throughput_images_per_s": 1.5,
+    }
+    caveats = run_caveats(
+        resumed=3,
+        dtype_note="fp16 requested; float32 on CPU (no fast 16-bit CPU kernels)",
+        engine_requested="compile",
+        engine_resolved="eager",
+        engine_note="no inductor",
+    )
     text = describe_run(RunFacts("M · int8", "captioning", metrics, "random", 8, "coco", caveats))
     assert "CIDER 0.412" in text and "812.2 ms" in text and "2048 MiB" in text and "310.5 MiB" in text
     assert "peak RSS (CPU run)" in text and "1.50 images/s" in text
@@ -51,8 +63,9 @@ def test_description_has_quality_cost_with_units_and_caveats():
 
 def test_dataset_inputs_share_a_digest_exactly_when_the_ids_agree(tmp_path):
     cfg = SimpleNamespace(source="local", data_dir=str(tmp_path), hf_dataset="", seed=3)
-    data = SimpleNamespace(dataset="coco", split="val2017", ids=[5, 1, 9], data_dir=str(tmp_path),
-                           params={"shot_ids": [7, 8]})
+    data = SimpleNamespace(
+        dataset="coco", split="val2017", ids=[5, 1, 9], data_dir=str(tmp_path), params={"shot_ids": [7, 8]}
+    )
     evaluation, pool = split_inputs(cfg, data, ids_hash)
     assert evaluation.name == "coco-val2017" and evaluation.digest == ids_hash([5, 1, 9])
     assert evaluation.context == "evaluation" and evaluation.profile["num_samples"] == 3

@@ -37,7 +37,7 @@ def hub_revision(model: str = MODEL, timeout_s: float = 10.0) -> str | None:
 
 def find_local_coco(given: str = "") -> Path | None:
     """The given COCO folder, else the first candidate beside the checkout that holds captions."""
-    for folder in ([Path(given)] if given else list(LOCAL_COCO_CANDIDATES)):
+    for folder in [Path(given)] if given else list(LOCAL_COCO_CANDIDATES):
         if (folder / "annotations" / "captions_val2017.json").is_file():
             return folder.resolve()
     return None
@@ -52,24 +52,37 @@ def first_run_options(
     if data_dir and local is None:
         raise UserError(f"data_dir {data_dir} holds no annotations/captions_val2017.json")
     if revision:
-        options: dict[str, Any] = {"model": MODEL, "weights": "pretrained", "revision": revision,
-                                   "n_samples": N_SAMPLES}
+        options: dict[str, Any] = {
+            "model": MODEL,
+            "weights": "pretrained",
+            "revision": revision,
+            "n_samples": N_SAMPLES,
+        }
         if local:
             options.update(source="local", data_dir=str(local))
             where = f"the local COCO folder {local}"
         else:
             options.update(source="hf")
             where = "COCO 2017 val captions through `datasets` (hf_dataset)"
-        return options, (f"first run: Hub reachable, so real {MODEL} weights (revision {revision[:12]}) on a "
-                         f"seeded {N_SAMPLES}-image subset of {where}.")
+        return options, (
+            f"first run: Hub reachable, so real {MODEL} weights (revision {revision[:12]}) on a "
+            f"seeded {N_SAMPLES}-image subset of {where}."
+        )
     if local is None:
         raise UserError(
             "first run: the Hugging Face Hub is not reachable and no local COCO folder was found "
             f"({', '.join(str(c) for c in LOCAL_COCO_CANDIDATES)}); pass DATA_DIR=/path/to/coco "
             "(a folder with val2017/ and annotations/captions_val2017.json)."
         )
-    options = {"model": MODEL, "weights": "random", "source": "local", "data_dir": str(local),
-               "n_samples": N_SAMPLES}
-    return options, (f"first run: Hub not reachable, so RANDOM WEIGHTS of the {MODEL} architecture on a seeded "
-                     f"{N_SAMPLES}-image subset of {local}: cost numbers are real, quality numbers are "
-                     "meaningless.")
+    options = {
+        "model": MODEL,
+        "weights": "random",
+        "source": "local",
+        "data_dir": str(local),
+        "n_samples": N_SAMPLES,
+    }
+    return options, (
+        f"first run: Hub not reachable, so RANDOM WEIGHTS of the {MODEL} architecture on a seeded "
+        f"{N_SAMPLES}-image subset of {local}: cost numbers are real, quality numbers are "
+        "meaningless."
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,6 @@ def quiet_terminal() -> Path:
     stages.addHandler(plain)
     stages.addHandler(to_file)
     logging.captureWarnings(True)  # warnings.warn(...) becomes a "py.warnings" record: filtered the same way
-    warnings.filterwarnings("default")
     _INSTALLED.append(log_file)
     return log_file
 
