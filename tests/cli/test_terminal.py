@@ -44,7 +44,7 @@ def test_summary_has_units_random_weights_line_and_the_ui_command():
     assert "RANDOM WEIGHTS" in text
     assert (
         "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db" in text
-        and "#/experiments/1/runs/abc" in text
+        and "http://127.0.0.1:5000/#/experiments/1/runs/abc" in text
     )
     pretrained = "\n".join(
         summary_lines(

@@ -67,3 +67,18 @@ def test_evaluate_run_is_named_has_its_split_a_logged_model_and_a_description(ev
     assert any(key.startswith("system/cpu_utilization") for key in run.data.metrics)
     versions = client.search_model_versions("name = 'tiny-vlm'")
     assert len(versions) == 1 and versions[0].tags["preset"] == "int8"
+
+
+@pytest.mark.parametrize("given", [None, "my own name"])
+def test_under_mlflow_run_the_launchers_random_name_is_replaced_a_chosen_one_kept(
+    given, tracking_uri, monkeypatch
+):
+    from mlflow.utils.name_utils import _generate_random_name
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("launched")
+    launched = client.create_run(experiment_id, run_name=given or _generate_random_name())  # as `mlflow run`
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
+    with open_run("launched", "M · int8"):
+        pass
+    assert client.get_run(launched.info.run_id).info.run_name == (given or "M · int8")

@@ -24,6 +24,11 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("mlflow.system_metrics", ""),
     ("alembic", ""),
     ("bitsandbytes.backends.cpu.ops", "kernels-community"),
+    # third-party deprecation notices raised inside libraries (captured from `warnings` as py.warnings)
+    ("py.warnings", "SADeprecationWarning"),
+    ("py.warnings", "Pandas4Warning"),
+    ("py.warnings", "codecarbon"),
+    ("py.warnings", "torch.jit.script_method"),
 )
 ARTIFACT_RUN_LOG = "logs/run.log"
 
@@ -41,7 +46,13 @@ _INSTALLED: list[Path] = []  # once per process (the CLI group may be invoked re
 
 def quiet_terminal() -> Path:
     """Filter the terminal handlers, send every record to a run log file; returns that file."""
+    import importlib
+
     import torch  # noqa: F401 - installs torch's own "torch" logger handler, which we filter too
+
+    # MLflow installs its "mlflow" logger handler at import (not propagating to the root): import it
+    # now for its logging set-up only, so that handler can be filtered too. No tracking call here.
+    importlib.import_module("mlflow")
 
     if _INSTALLED:
         return _INSTALLED[0]
@@ -49,7 +60,7 @@ def quiet_terminal() -> Path:
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     noise = KnownNoise()
-    for name in ("", "torch"):
+    for name in ("", "torch", "mlflow"):  # torch and mlflow log through their own handlers
         logger = logging.getLogger(name)
         for handler in logger.handlers:
             handler.addFilter(noise)
@@ -99,7 +110,7 @@ def summary_lines(
     if weights == "random":
         lines.append("  RANDOM WEIGHTS: the quality numbers are meaningless; only the cost numbers are real.")
     lines.append(f"tracking store: {tracking_uri}")
-    page = f" (#/experiments/{experiment_id}/runs/{run_id})" if experiment_id else ""
+    page = f"/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else ""
     lines.append(f"open it: mlflow ui --backend-store-uri {_ui_uri(tracking_uri)}")
     lines.append(f"         then http://127.0.0.1:5000{page}")
     return lines
