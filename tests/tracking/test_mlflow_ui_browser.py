@@ -73,14 +73,15 @@ def ui(tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
+        deadline = time.monotonic() + 600  # the server imports for ~10 s idle, minutes on a loaded CI box
+        while True:
             try:
-                urllib.request.urlopen(base + "/health", timeout=2)
+                urllib.request.urlopen(base + "/health", timeout=5)
                 break
             except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow ui did not start")
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow ui did not start (exit status {server.poll()})")
+                time.sleep(1)
         yield base, runs
     finally:
         server.terminate()
