@@ -271,7 +271,7 @@ class MlflowTracker:
         text_params = {k: _param_text(v) for k, v in params.items()}
         text_tags = {k: redact(str(v)) for k, v in tags.items()}
         model = with_retries(
-            self._mlflow.initialize_logged_model, name=_model_name(name), source_run_id=self.run_id,
+            self._mlflow.initialize_logged_model, name=_model_name(redact(name)), source_run_id=self.run_id,
             params=text_params, tags=text_tags, model_type="vlm-quant checkpoint",
         )
         try:
@@ -426,11 +426,11 @@ def _mlflow_dataset(spec: DatasetInput) -> Any:
     if spec.source_type == "hugging_face":
         from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 
-        source = HuggingFaceDatasetSource(path=spec.source, split=spec.profile.get("split"))
+        source = HuggingFaceDatasetSource(path=redact(spec.source), split=spec.profile.get("split"))
     else:
         from mlflow.data.sources import LocalArtifactDatasetSource
 
-        source = LocalArtifactDatasetSource(str(Path(spec.source).resolve()) if spec.source else ".")
+        source = LocalArtifactDatasetSource(redact(str(Path(spec.source).resolve())) if spec.source else ".")
 
     class ProfiledDataset(MetaDataset):
         """MetaDataset + a profile (MetaDataset has none): the number of samples, the seed, the split."""
