@@ -60,3 +60,16 @@ def test_logged_model_loads_back_with_the_runs_precision_and_predictions(
     )]
     assert len(rows) == 4
     assert {r["image_id"]: r["prediction"] for r in rows} == again.predictions
+
+
+@pytest.mark.slow
+def test_vlm_quant_load_regenerates_the_runs_first_images(tiny_vlm_dirs, coco_dir, tracking_uri):
+    from click.testing import CliRunner
+
+    from vlm_quant.cli.commands import main
+
+    _, run_id = evaluate(tiny_vlm_dirs["idefics3"], coco_dir, "int8")
+    result = CliRunner().invoke(main, ["load", run_id, "--check", "4"])
+    assert result.exit_code == 0, result.output
+    assert "language   int8" in result.output
+    assert result.output.count("  same  ") == 4 and "DIFFERENT" not in result.output
