@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 
-# Default evaluation: the offline demo (real SmolVLM-256M architecture, random weights, 8 real COCO
-# images). A real study: make evaluate EVAL_ARGS="--weights pretrained --n-samples 500 --data-dir /data/coco"
-DATA_DIR ?= ../shared/coco_val2017_mini
-EVAL_ARGS ?= --weights random --n-samples 8 --data-dir $(DATA_DIR)
+# Default evaluation adapts to the machine and says what it chose (vlm_quant/cli/first_run.py): with the
+# Hub, real SmolVLM-256M-Instruct weights (pinned revision) on 8 seeded COCO val images; without it, a
+# local COCO folder (DATA_DIR, else ../shared/coco_val2017_mini) and random weights (quality meaningless).
+# A real study: make evaluate EVAL_ARGS="--weights pretrained --n-samples 500 --data-dir /data/coco"
+DATA_DIR ?=
+EVAL_ARGS ?= --first-run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 QUANT ?= fp16
 
 .PHONY: evaluate test lint clean-venv

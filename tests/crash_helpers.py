@@ -75,7 +75,7 @@ def evaluate_args(
         **({"spotcheck-n": "0"} if task == "vqa" else {}),
     }
     options.update({k.replace("_", "-"): str(v) for k, v in extra.items()})
-    args = ["evaluate", "--no-progress"]
+    args = ["evaluate", "--no-progress", "--json"]
     for key, value in options.items():
         args += [f"--{key}", value]
     return args

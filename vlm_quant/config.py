@@ -43,7 +43,7 @@ class ExperimentConfig:
 
     # --- tracking ---------------------------------------------------------------------------
     experiment: str = _param("vlm-quant", "MLflow experiment name (created when missing).")
-    run_name: str = _param("", "MLflow run name; empty: '<model short name>-<quant>'.")
+    run_name: str = _param("", "MLflow run name; empty: '<model short name> · <quant>[+precision]'.")
     # --- model ------------------------------------------------------------------------------
     model: str = _param(
         DEFAULT_MODEL, "Hugging Face model id or local directory of an image-text-to-text model."
@@ -177,6 +177,9 @@ class ExperimentConfig:
     log_model: bool = _param(
         True, "Log the checkpoint as saved at its precision as the run's model artifact."
     )
+    register: str = _param(
+        "", "Register the logged model under this name in the MLflow model registry (one version per config)."
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -242,7 +245,9 @@ class ExperimentConfig:
     def config_hash(self) -> str:
         """Short hash of every field that can change a result (not the experiment, run name or log_model)."""
         relevant = {
-            k: v for k, v in self.to_dict().items() if k not in ("experiment", "run_name", "log_model")
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in ("experiment", "run_name", "log_model", "register")
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 

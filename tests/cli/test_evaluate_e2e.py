@@ -117,7 +117,15 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
     assert resolved["quant"] == "fp16" and resolved["n_samples"] == 4
     environment = json.loads((artifacts / "environment/environment.json").read_text())
     assert environment["packages"]["torch"] and environment["cpu_count"] >= 1
-    assert (artifacts / "model/config.json").is_file() and list((artifacts / "model").glob("*.safetensors"))
+    # `mlflow run` named the run randomly; ours replaced it. The checkpoint is the run's logged model.
+    assert run.info.run_name == f"{Path(params['model']).name} · fp16"
+    models = client.search_logged_models([experiment.experiment_id])
+    assert [m.source_run_id for m in models] == [run.info.run_id]
+    location = models[0].artifact_location
+    model_files = Path(mlflow.artifacts.download_artifacts(location, dst_path=str(tmp_path)))
+    assert (model_files / "config.json").is_file() and list(model_files.glob("*.safetensors"))
+    assert (model_files / "vlm_quant_model.json").is_file()  # what `vlm-quant load` rebuilds from
+    assert (artifacts / "logs/run.log").is_file()
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from latex_checks import check_booktabs
@@ -101,6 +103,17 @@ def test_log_report_run_records_a_compare_run_that_compare_never_reads(
     assert figures == {path for path in expected if path.startswith("report/figures/")}
     reloaded = load_runs(experiment=caption_store.experiment, tracking_uri=caption_store.uri)
     assert run_id not in set(reloaded.runs["run_id"])
+
+    # What the UI shows of it: a name saying what was compared, the summary as an MLflow table (one row
+    # per configuration), a description linking every compared run, each compared run tagged with it.
+    assert run.info.run_name.startswith("compare ")
+    table = json.loads(Path(client.download_artifacts(run_id, "report/summary_table.json")).read_text())
+    run_ids = table["data"] and [row[table["columns"].index("run_id")] for row in table["data"]]
+    assert sorted(run_ids) == sorted(caption_report.run_ids)
+    note = run.data.tags["mlflow.note.content"]
+    for compared in caption_report.run_ids:
+        assert f"/runs/{compared})" in note
+        assert run_id in client.get_run(compared).data.tags["vlm_quant.compared_in"].split(",")
 
 
 def test_random_weight_runs_alone_give_a_cost_only_report(caption_store, tmp_path):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,9 @@ def fail(message: str) -> None:
 def main() -> None:
     """Measure what post-training quantization does to vision-language models (one MLflow run per config)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from vlm_quant.cli.terminal import quiet_terminal
+
+    click.get_current_context().meta["run_log"] = quiet_terminal()  # logged as the run's logs/run.log
 
 
 @main.command()
@@ -71,20 +76,30 @@ def main() -> None:
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--first-run", is_flag=True,
+              help="Choose weights and data from what this machine reaches (Hub or local COCO) and say so.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result (all metrics) as JSON.")
 @click.option("--parent-run-id", default=None, hidden=True, help="Sweep parent run (set by `sweep`).")
 @config_options
 def evaluate(
-    config_path: str | None, tracking_uri: str | None, no_progress: bool, parent_run_id: str | None, **options: Any
+    config_path: str | None, tracking_uri: str | None, no_progress: bool, first_run: bool, as_json: bool,
+    parent_run_id: str | None, **options: Any,
 ) -> None:
     """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
     from vlm_quant.run import distributed
     from vlm_quant.run.interrupts import RunInterrupted, graceful_signals
     from vlm_quant.run.resume import find_resume_target
     from vlm_quant.run.runner import prepare_experiment, run_experiment
-    from vlm_quant.tracking.tracker import check_launcher_run, open_run
+    from vlm_quant.tracking.tracker import check_launcher_run, open_run, system_metrics_interval_s
 
     run_id = None
     try:
+        if first_run:
+            from vlm_quant.cli.first_run import first_run_options
+
+            chosen, sentence = first_run_options(options.get("data_dir") or "")
+            click.echo(sentence, err=True)
+            options = {**chosen, **given(options)}  # what the user gave explicitly still wins
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         # under `mlflow run`: -P experiment / run_name / tracking-uri made true, or an error before any work
         check_launcher_run(chosen_experiment(cfg, options), cfg.run_name, tracking_uri=tracking_uri)
@@ -99,15 +114,26 @@ def evaluate(
         with graceful_signals(), distributed.main_only(open_run)(  # other ranks: a NullTracker
             cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags,
             resume_run_id=target.run_id if target else None,
+            system_metrics_interval_s=system_metrics_interval_s(len(prepared.data.ids)),
         ) as tracker:
             run_id = tracker.run_id
-            summary = run_experiment(prepared, tracker, progress=not no_progress)
+            try:
+                summary = run_experiment(prepared, tracker, progress=not no_progress)
+            finally:
+                log_run_log(tracker)
     except UserError as exc:
         fail(str(exc))
     except RunInterrupted as exc:
         click.echo(f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
                    f"far; continue it with --resume {run_id or 'auto'}", err=True)
         sys.exit(exc.exit_code)
+    if not as_json:
+        from vlm_quant.cli.terminal import print_summary
+
+        print_summary(click.echo, summary.metrics, run_name=default_run_name(cfg), run_id=summary.run_id,
+                      weights=cfg.weights, tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
+                      experiment_id=getattr(tracker, "experiment_id", None))
+        return
     click.echo(
         json.dumps(
             {
@@ -119,6 +145,20 @@ def evaluate(
             indent=2,
         )
     )
+
+
+def log_run_log(tracker: Any) -> None:
+    """The run's full log (library messages kept off the terminal included) as ``logs/run.log``."""
+    from vlm_quant.cli.terminal import ARTIFACT_RUN_LOG
+
+    run_log = click.get_current_context().find_root().meta.get("run_log")
+    if run_log and Path(run_log).is_file():
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        folder, name = ARTIFACT_RUN_LOG.rsplit("/", 1)
+        with tempfile.TemporaryDirectory(prefix="vlmq-log-") as tmp:
+            shutil.copy(run_log, Path(tmp) / name)
+            tracker.log_file(Path(tmp) / name, folder)
 
 
 def evaluate_argv(config_path: str | None, tracking_uri: str | None, options: dict[str, Any]) -> list[str]:
@@ -140,7 +180,10 @@ def chosen_experiment(cfg: ExperimentConfig, options: dict[str, Any]) -> str | N
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
-    return cfg.run_name or f"{cfg.model.rstrip('/').split('/')[-1]}-{cfg.quant}"
+    """``run_name``, else ``<model short name> · <preset>[+override]`` (see tracking/run_story.py)."""
+    from vlm_quant.run.mlflow_views import display_name
+
+    return display_name(cfg)
 
 
 @main.command()
@@ -154,6 +197,7 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
     """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
     from vlm_quant.run.runner import prepare_experiment
     from vlm_quant.study.sweep import parse_quants, run_sweep
+    from vlm_quant.tracking.run_story import sweep_display_name
     from vlm_quant.tracking.tracker import check_launcher_run, open_run
 
     try:
@@ -163,7 +207,7 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
         presets = parse_quants(quants)
         for quant in presets:  # every configuration's input is checked before the first one runs
             prepare_experiment(dataclasses.replace(cfg, quant=quant))
-        name = cfg.run_name or f"sweep-{cfg.model.rstrip('/').split('/')[-1]}"
+        name = cfg.run_name or sweep_display_name(cfg.model, presets, cfg.split)
         with open_run(cfg.experiment, name, tracking_uri=tracking_uri) as tracker:
             outcome = run_sweep(cfg, presets, tracker, force=force)
     except UserError as exc:
@@ -229,6 +273,35 @@ def score_captions_command(predictions: str, annotations: str) -> None:
     except UserError as exc:
         fail(str(exc))
     click.echo(json.dumps(result, indent=2))
+
+
+@main.command("load")
+@click.argument("run_id")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option("--device", default=None, help="Load onto this device [default: the run's].")
+@click.option("--check", "n_check", default=4, show_default=True,
+              help="Regenerate the run's first N images and compare with its predictions (0: skip).")
+def load_command(run_id: str, tracking_uri: str | None, device: str | None, n_check: int) -> None:
+    """Load RUN_ID's logged model at its logged precision per role (and check it predicts what the run did)."""
+    from vlm_quant.models.logged_model import load_logged_model
+    from vlm_quant.run.reload_check import check_predictions
+
+    try:
+        loaded = load_logged_model(run_id, tracking_uri=tracking_uri, device=device)
+        check = check_predictions(run_id, loaded, n_check, tracking_uri) if n_check else None
+    except UserError as exc:
+        fail(str(exc))
+    roles = {k.removeprefix("realized_precision_"): v for k, v in loaded.precision_map.role_params().items()
+             if k.startswith("realized_precision_")}
+    click.echo(f"loaded {loaded.recipe['model']} ({loaded.recipe['quant']}) from run {run_id}: "
+               f"{loaded.verified_tensors} tensors bit-identical to the logged checkpoint")
+    for role, precision in roles.items():
+        click.echo(f"  {role:<10} {precision}")
+    if check is not None:
+        for sample_id, (logged, again) in check.pairs.items():
+            click.echo(f"  {'same' if logged == again else 'DIFFERENT'}  {sample_id}: {again!r}")
+        if not check.identical:
+            fail("the loaded model does not reproduce the run's predictions")
 
 
 score.add_command(score_vqa_command)

@@ -17,7 +17,9 @@ holds in memory (same tensors, deduplicated). If they do not (a serialiser that 
 or duplicated weights), or nothing could be written, ``weights_mib`` is None and ``reason`` says why:
 never a wrong number. Quantized checkpoints also get ``quantization_manifest.json`` (which module holds
 which quantized type): their ``config.json`` carries no ``quantization_config``, because the plan was
-applied in place, so ``from_pretrained`` alone cannot rebuild them.
+applied in place, so ``from_pretrained`` alone cannot rebuild them. ``recipe`` (when given) goes to
+``vlm_quant_model.json``: the base model, revision, seed and plan that `logged_model.load_logged_model`
+re-applies to rebuild the model at this precision, then checks against these weight files.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MANIFEST = "quantization_manifest.json"
+RECIPE = "vlm_quant_model.json"  # how to rebuild this checkpoint (see logged_model.py)
 # Allowed difference between tensor bytes on disk and in the state dict. Both hold the same tensors
 # (bitsandbytes' scales, quant_state blobs and format bytes are state-dict entries), and every preset
 # on every tiny family matches to the byte; the slack only covers a serialiser that leaves out a few
@@ -61,10 +64,14 @@ def directory_mib(path: Path, suffixes: tuple[str, ...] | None = None) -> float:
     return sum(p.stat().st_size for p in files) / 2**20
 
 
-def save_checkpoint(model: Any, processor: Any, out_dir: Path) -> SavedCheckpoint:
+def save_checkpoint(
+    model: Any, processor: Any, out_dir: Path, recipe: dict[str, Any] | None = None
+) -> SavedCheckpoint:
     """Write model + processor into ``out_dir``; the size counts the weight files only."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if recipe is not None:
+        (out_dir / RECIPE).write_text(json.dumps(recipe, indent=2, default=str))
     processor.save_pretrained(out_dir)
     try:
         writer = _write_weights(model, out_dir)

@@ -277,7 +277,7 @@ class NullTracker:
         return None
 
     log_params = set_tags = log_metrics = log_metric_history = _ignore
-    log_json = log_text = log_dir = log_table = _ignore
+    log_json = log_text = log_dir = log_table = log_datasets = log_model = _ignore
 
 
 def merge_partials(texts: Sequence[str | None]) -> str:

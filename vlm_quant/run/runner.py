@@ -36,13 +36,14 @@ from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import distributed
+from vlm_quant.run import distributed, mlflow_views
 from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.resume import config_key
+from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.registry import make_task
@@ -219,6 +220,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     )
     tracker.log_text(cfg.to_yaml(), run_schema.ARTIFACT_CONFIG)
     tracker.log_json({"dataset": data.dataset, "split": data.split, "ids": data.ids}, run_schema.ARTIFACT_IDS)
+    mlflow_views.log_split(tracker, cfg, data)  # the runs list's Dataset column (digest = ids_hash)
     tracker.log_json(environment_record(), run_schema.ARTIFACT_ENVIRONMENT)
 
     # 2. Load, quality pass, cost pass, all under the power sampler, energy meter and codecarbon.
@@ -232,25 +234,28 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     with instruments.logged_on_failure(tracker), instruments:  # FAILED/KILLED runs keep the power trace
         loaded, metrics = load_model(prepared, tracker)
         prepared = choose_engine(prepared, loaded, tracker)
-        quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
+        with stage("quality pass"):
+            quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
         metrics.update(quality_metrics)
         metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
     metrics.update(instruments.log_to(tracker))
     tracker.set_tags(instruments.tags)
     tracker.log_params(instruments.params)
 
-    # 3. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
-    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
-        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
+    # 3. Size on disk of the checkpoint as loaded; optionally the run's logged model (loads back).
+    with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp, stage("checkpoint"):
+        recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
+        saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
         metrics["size_on_disk_mib"] = saved.weights_mib
         tracker.log_params({"checkpoint_writer": saved.writer})
         if saved.reason:
             tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
         if cfg.log_model:
-            tracker.log_dir(tmp, run_schema.ARTIFACT_MODEL_DIR)
+            mlflow_views.log_checkpoint_model(tracker, prepared, Path(tmp))
 
     metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
-    tracker.log_metrics(metrics)
+    tracker.log_metrics(metrics)  # linked to the logged model and the evaluated split
+    mlflow_views.describe(tracker, prepared, metrics)
     return RunSummary(
         tracker.run_id,
         {k: v for k, v in metrics.items() if v is not None},
@@ -269,25 +274,27 @@ def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
 def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
     """Load the model at the planned precision; log its resolved revision and family."""
     cfg, device = prepared.cfg, prepared.device
-    loaded = load_vlm(
-        cfg.model,
-        weights=cfg.weights,
-        revision=cfg.revision or None,
-        dtype=prepared.dtype,
-        device=device.type,
-        trust_remote_code=cfg.trust_remote_code,
-        seed=cfg.seed,
-    )
+    with stage("load"):
+        loaded = load_vlm(
+            cfg.model,
+            weights=cfg.weights,
+            revision=cfg.revision or None,
+            dtype=prepared.dtype,
+            device=device.type,
+            trust_remote_code=cfg.trust_remote_code,
+            seed=cfg.seed,
+        )
     check_shots_supported(loaded.family, cfg.shots)
     calibration_metrics: dict[str, float] = {}
     if prepared.plan.calibrated_roles:  # AutoRound: quantize, export, and evaluate the reloaded export
         loaded, calibration_metrics = quantize_calibrated(prepared, loaded, tracker)
     # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
     # that did not take effect is an error, never a silent baseline.
-    applied = apply_plan(
-        loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
-        int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
-    )
+    with stage(f"quantize ({prepared.plan.preset})"):
+        applied = apply_plan(
+            loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
+            int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+        )
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
     verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
@@ -387,6 +394,7 @@ def cost_pass(
     memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
     micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
     tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
+    mlflow_views.log_micro_set(tracker, cfg, data, micro_ids)
     micro = [
         task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
         for i in micro_ids
@@ -400,9 +408,11 @@ def cost_pass(
         prepared.dtype,
         instruments.timer,
     )
-    metrics = measure_latency(*args)
+    with stage("cost pass: latency, batch 1"):
+        metrics = measure_latency(*args)
     for batch_size in settings.batch_sizes:
-        metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
+        with stage(f"cost pass: throughput, batch {batch_size}"):
+            metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
     at_eval = cfg.batch_size
     for key in (
         "throughput_images_per_s",

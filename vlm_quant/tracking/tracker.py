@@ -35,6 +35,7 @@ from vlm_quant.errors import UserError
 from vlm_quant.run.interrupts import RunInterrupted, shielded
 from vlm_quant.tracking import run_schema
 from vlm_quant.tracking.redact import redact, redact_obj
+from vlm_quant.tracking.run_story import TAG_RUN_NAME, DatasetInput
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -198,6 +199,9 @@ class MlflowTracker:
         self._client = mlflow.MlflowClient(tracking_uri)
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self.experiment_id: str | None = None
+        self.model_id: str | None = None  # the run's logged model, once logged (metrics link to it)
+        self._evaluation_dataset: Any = None  # metrics are logged against the evaluated split
         self._logged: dict[str, float] = {}
 
     @property
@@ -244,11 +248,63 @@ class MlflowTracker:
 
     def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
         """Log metrics (step 0); a value this tracker already logged unchanged is not sent again (the
-        quality scores are logged as soon as they exist, then again with the run's other metrics)."""
+        quality scores are logged as soon as they exist, then again with the run's other metrics). Once a
+        model and the evaluated split are logged, the metrics are linked to both (the logged model's page
+        then lists them, per dataset)."""
         cleaned = {k: v for k, v in clean_metrics(metrics).items() if self._logged.get(k) != v}
         if cleaned:
-            with_retries(self._mlflow.log_metrics, cleaned)
+            links = {"model_id": self.model_id, "dataset": self._evaluation_dataset} if self.model_id else {}
+            with_retries(self._mlflow.log_metrics, cleaned, **links)
             self._logged.update(cleaned)
+
+    def log_datasets(self, inputs: Sequence[DatasetInput]) -> None:
+        """Each input as an MLflow dataset of the run (runs list: Dataset column; run page: Datasets)."""
+        datasets = [_mlflow_dataset(spec) for spec in inputs]
+        contexts = [spec.context for spec in inputs]
+        no_tags = [None] * len(inputs)
+        with_retries(self._mlflow.log_inputs, datasets=datasets, contexts=contexts, tags_list=no_tags)
+        for spec, dataset in zip(inputs, datasets):
+            if spec.context == "evaluation":
+                self._evaluation_dataset = dataset
+
+    def log_model(
+        self, local_dir: str | Path, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any],
+        register: str = "",
+    ) -> str:
+        """``local_dir`` as an MLflow 3 logged model of this run (READY, linked as the run's output);
+        with ``register``, also a version of that registered model (one per configuration)."""
+        from mlflow.entities import LoggedModelOutput
+
+        text_params = {k: _param_text(v) for k, v in params.items()}
+        text_tags = {k: redact(str(v)) for k, v in tags.items()}
+        model = with_retries(
+            self._mlflow.initialize_logged_model, name=_model_name(redact(name)), source_run_id=self.run_id,
+            params=text_params, tags=text_tags, model_type="vlm-quant checkpoint",
+        )
+        try:
+            with redacted_dir(Path(local_dir)) as folder:
+                with_retries(self._client.log_model_artifacts, model.model_id, str(folder))
+        except BaseException:
+            with_retries(self._mlflow.finalize_logged_model, model.model_id, "FAILED")
+            raise
+        with_retries(self._mlflow.finalize_logged_model, model.model_id, "READY")
+        with_retries(self._client.log_outputs, self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        self.model_id = model.model_id
+        if register:
+            self._register(register, text_tags)
+        return model.model_id
+
+    def _register(self, name: str, tags: Mapping[str, str]) -> None:
+        """A new version of registered model ``name``, unless one of the same configuration exists."""
+        key = run_schema.TAG_CONFIG_HASH
+        existing = with_retries(self._client.search_model_versions, f"name = '{name}'")
+        same = [v for v in existing if key in tags and v.tags.get(key) == tags[key]]
+        if same:
+            log.info("registered model %s has version %s of this config", name, same[0].version)
+            self.set_tags({"vlm_quant.registered_model": f"{name}/{same[0].version}"})
+            return
+        version = with_retries(self._mlflow.register_model, f"models:/{self.model_id}", name, tags=dict(tags))
+        self.set_tags({"vlm_quant.registered_model": f"{name}/{version.version}"})
 
     def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
         """A metric series, e.g. GPU power with step = ms since the run started."""
@@ -307,7 +363,23 @@ class InMemoryTracker:
         self.metrics: dict[str, float] = {}
         self.histories: dict[str, list[tuple[int, float]]] = {}
         self.artifacts: dict[str, Any] = {}
+        self.datasets: list[DatasetInput] = []
+        self.models: list[dict[str, Any]] = []
+        self.model_id: str | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="vlmq-mem-"))
+
+    def log_datasets(self, inputs: Sequence[DatasetInput]) -> None:
+        self.datasets.extend(inputs)
+
+    def log_model(
+        self, local_dir: str | Path, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any],
+        register: str = "",
+    ) -> str:
+        files = sorted(p.relative_to(local_dir).as_posix() for p in Path(local_dir).rglob("*") if p.is_file())
+        self.model_id = f"m-in-memory-{len(self.models)}"
+        self.models.append({"name": _model_name(name), "params": dict(params), "tags": dict(tags),
+                            "files": files, "register": register})
+        return self.model_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.params.update({k: _param_text(v) for k, v in params.items()})
@@ -351,6 +423,70 @@ class InMemoryTracker:
         return value.decode() if isinstance(value, bytes) else value if isinstance(value, str) else None
 
 
+def _model_name(name: str) -> str:
+    """A logged-model name MLflow accepts (no '/', ':', '.', '%', '"' or \"'\"): the run name, simplified."""
+    cleaned = "".join(c if c.isalnum() or c in "-_ " else "-" for c in name.replace(" · ", "-"))
+    return "-".join(cleaned.split()) or "model"
+
+
+def _mlflow_dataset(spec: DatasetInput) -> Any:
+    """An MLflow dataset of metadata only (the images stay where they are): name, digest, source, profile."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    if spec.source_type == "hugging_face":
+        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+        source = HuggingFaceDatasetSource(path=redact(spec.source), split=spec.profile.get("split"))
+    else:
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        source = LocalArtifactDatasetSource(redact(str(Path(spec.source).resolve())) if spec.source else ".")
+
+    class ProfiledDataset(MetaDataset):
+        """MetaDataset + a profile (MetaDataset has none): the number of samples, the seed, the split."""
+
+        @property
+        def profile(self) -> Any:
+            return dict(spec.profile)
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(spec.profile)}
+
+    return ProfiledDataset(source, name=spec.name, digest=spec.digest)
+
+
+def is_generated_name(name: str | None) -> bool:
+    """True for MLflow's random run names (``loud-mule-597``): a name nobody chose.
+
+    `mlflow run` without ``--run-name`` gives its run such a name, which ours replaces; a user's own
+    ``--run-name`` is kept. Checked against MLflow's own word lists, else the adjective-noun-number shape.
+    """
+    import re
+
+    if not name:
+        return True
+    match = re.fullmatch(r"([a-z]+)-([a-z]+)-(\d{1,3})", name)
+    if not match:
+        return False
+    try:
+        from mlflow.utils import name_utils
+
+        return match[1] in name_utils._GENERATOR_PREDICATES and match[2] in name_utils._GENERATOR_NOUNS
+    except (ImportError, AttributeError):
+        return True
+
+
+def system_metrics_interval_s(n_samples: int) -> float:
+    """MLflow system-metrics sampling interval (s) for a run of ``n_samples`` images: ~1-2 s per image
+    on a GPU, up to tens of seconds on a CPU, so a short run samples every 2 s and a long one every 10-30 s
+    (a few hundred points per chart either way, and the store is not flooded)."""
+    if n_samples and n_samples <= 50:
+        return 2.0
+    if n_samples and n_samples <= 500:
+        return 10.0
+    return 30.0
+
+
 def _experiment_id(mlflow: Any, name: str) -> str:
     experiment = with_retries(mlflow.get_experiment_by_name, name)
     if experiment is not None:
@@ -365,9 +501,9 @@ def _experiment_id(mlflow: Any, name: str) -> str:
         return experiment.experiment_id
 
 
-def _reopen(mlflow: Any, client: Any, run_id: str) -> Any:
+def _reopen(mlflow: Any, client: Any, run_id: str, **start: Any) -> Any:
     """Set an unfinished run RUNNING again; its last failure moves to `previous_failure`."""
-    run = with_retries(mlflow.start_run, run_id=run_id)
+    run = with_retries(mlflow.start_run, run_id=run_id, **start)
     tags = run.data.tags
     count = int(tags.get(TAG_RESUMED, "0") or 0) + 1
     updates = {TAG_RESUMED: str(count)}
@@ -466,13 +602,16 @@ def open_run(
     tracking_uri: str | None = None,
     tags: Mapping[str, str] | None = None,
     resume_run_id: str | None = None,
+    system_metrics_interval_s: float | None = None,
 ) -> Iterator[MlflowTracker]:
     """Open one MLflow run (attach to $MLFLOW_RUN_ID under `mlflow run`) and close it with the right status.
 
     ``resume_run_id`` reopens that (unfinished) run instead. FINISHED when the body returns; KILLED
     on KeyboardInterrupt or a handled signal (tag ``vlm_quant.signal``); FAILED on any other
     exception. The reason, type and message, goes to the tag ``vlm_quant.failure``. The exception is
-    re-raised.
+    re-raised. Under `mlflow run`, the launcher's random name is replaced by ``run_name`` (a name given
+    with ``--run-name`` is kept). ``system_metrics_interval_s`` turns on MLflow's system metrics (CPU,
+    memory, GPU utilisation and memory: the run page's System metrics tab), sampled at that interval.
     """
     import mlflow
 
@@ -482,8 +621,13 @@ def open_run(
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     attached = os.environ.get("MLFLOW_RUN_ID")
+    system = {}
+    if system_metrics_interval_s:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_interval_s)
+        mlflow.set_system_metrics_samples_before_logging(1)
+        system = {"log_system_metrics": True}
     if resume_run_id:
-        run = _reopen(mlflow, client, resume_run_id)
+        run = _reopen(mlflow, client, resume_run_id, **system)
         if attached and attached != resume_run_id:  # `mlflow run -P resume=...`: point its run to ours
             with_retries(client.set_tag, attached, "vlm_quant.resumed_run_id", resume_run_id)
             with_retries(
@@ -493,15 +637,16 @@ def open_run(
             log.info("resume under `mlflow run`: results go to run %s; the launcher's run %s points to it",
                      resume_run_id, attached)
     elif attached:
-        run = with_retries(mlflow.start_run, run_id=attached)
-        if not run.data.tags.get("mlflow.runName"):
-            with_retries(mlflow.set_tag, "mlflow.runName", run_name)
+        run = with_retries(mlflow.start_run, run_id=attached, **system)
+        if is_generated_name(run.data.tags.get(TAG_RUN_NAME)):
+            with_retries(mlflow.set_tag, TAG_RUN_NAME, run_name)
     else:
         experiment_id = _experiment_id(mlflow, experiment)
-        run = with_retries(mlflow.start_run, experiment_id=experiment_id, run_name=run_name)
+        run = with_retries(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, **system)
     stop = threading.Event()
     try:
         tracker = MlflowTracker(run.info.run_id, uri)
+        tracker.experiment_id = run.info.experiment_id
         tracker.set_tags(
             {TAG_HOST: socket.gethostname(), TAG_PID: os.getpid(), TAG_HEARTBEAT: utc_now(), **(tags or {})}
         )
@@ -526,3 +671,28 @@ def open_run(
         _close(mlflow, "FINISHED", {})
     finally:
         stop.set()
+
+
+def download_logged_model(run_id: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
+    """Download the READY logged model of run ``run_id`` into ``dst``; UserError when it has none."""
+    import mlflow
+
+    from vlm_quant.errors import UserError
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(uri)
+    try:
+        run = with_retries(client.get_run, run_id)
+    except Exception as error:
+        raise UserError(f"no run {run_id!r} in {uri}: {str(error).splitlines()[0][:200]}") from error
+    found = with_retries(
+        client.search_logged_models, [run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+    )
+    found = [m for m in found if str(m.status).endswith("READY")]
+    if not found:
+        raise UserError(f"run {run_id} has no logged model (was it run with log_model=false?)")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=found[0].artifact_location, dst_path=str(dst), tracking_uri=uri
+    )
+    return Path(local)

@@ -14,8 +14,11 @@ from mlflow.entities import Param, RunTag
 
 from vlm_quant.study.report.build import ReportResult
 from vlm_quant.tracking import run_schema as rs
+from vlm_quant.tracking.run_story import TAG_NOTE, TAG_RUN_NAME, compare_display_name
 
 REPORT_ARTIFACT_DIR = "report"
+SUMMARY_TABLE = "report/summary_table.json"  # MLflow table: one row per configuration
+TAG_COMPARED_IN = "vlm_quant.compared_in"  # on each compared run: the compare run(s) it appears in
 
 
 def log_report_run(
@@ -23,22 +26,39 @@ def log_report_run(
     *,
     experiment: str | None = None,
     tracking_uri: str | None = None,
-    run_name: str = "compare",
+    run_name: str = "",
 ) -> str:
     """Log the report's files (``result.paths``, layout kept) under ``report/`` of a run tagged
     ``vlm_quant.kind=compare``, with the compared run ids and the baseline as tags.
 
     ``experiment``: name of the experiment for a new run (created when missing); default: the
-    experiment of the compared baseline run. Returns the compare run's id.
+    experiment of the compared baseline run. Returns the compare run's id. The run is named after
+    what it compared (unless ``run_name``, or `mlflow run --run-name`, says otherwise), logs the summary
+    as an MLflow table (``report/summary_table.json``: the UI's artifact view, and comparable across
+    compare runs), links the compared runs from its description, and tags each compared run with it.
     """
+    from vlm_quant.tracking.tracker import is_generated_name
+
     client = MlflowClient(tracking_uri=tracking_uri)
+    names = {rid: client.get_run(rid).data.tags.get(TAG_RUN_NAME, rid) for rid in result.run_ids}
+    baseline = names.get(result.baseline_run_id or "", "")
+    name = run_name or compare_display_name(
+        list(names.values()), baseline.split(" · ", 1)[-1] if baseline else ""
+    )
     attached = os.environ.get("MLFLOW_RUN_ID")
     if attached:
         run_id = attached
+        if is_generated_name(client.get_run(run_id).data.tags.get(TAG_RUN_NAME)):
+            client.set_tag(run_id, TAG_RUN_NAME, name)
     else:
-        run_id = client.create_run(_experiment_id(client, result, experiment), run_name=run_name).info.run_id
+        run_id = client.create_run(_experiment_id(client, result, experiment), run_name=name).info.run_id
     try:
         client.log_batch(run_id, params=_params(result), tags=_tags(result))
+        client.log_table(run_id, data=result.tables.numbers, artifact_file=SUMMARY_TABLE)
+        client.set_tag(run_id, TAG_NOTE, _description(client, result, names))
+        for rid in result.run_ids:
+            previous = client.get_run(rid).data.tags.get(TAG_COMPARED_IN, "")
+            client.set_tag(rid, TAG_COMPARED_IN, ",".join(filter(None, [previous, run_id])))
         # Only the files this report wrote: a reused out_dir may hold stale figures of an older report.
         for path in result.paths:
             folder = path.relative_to(result.out_dir).parent.as_posix()
@@ -51,6 +71,18 @@ def log_report_run(
     if not attached:
         client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _description(client: MlflowClient, result: ReportResult, names: dict[str, str]) -> str:
+    """Markdown for the compare run's page: what was compared, each run linked, where the tables are."""
+    lines = [f"Compared {len(result.run_ids)} runs ({result.task}); summary table: `{SUMMARY_TABLE}`, "
+             f"full report under `{REPORT_ARTIFACT_DIR}/`.", ""]
+    for rid in result.run_ids:
+        experiment_id = client.get_run(rid).info.experiment_id
+        mark = " (baseline)" if rid == result.baseline_run_id else ""
+        lines.append(f"- [{names[rid]}](#/experiments/{experiment_id}/runs/{rid}){mark}")
+    lines += [f"- note: {note}" for note in result.notes]
+    return "\n".join(lines)
 
 
 def _experiment_id(client: MlflowClient, result: ReportResult, experiment: str | None) -> str:

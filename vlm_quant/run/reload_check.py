@@ -1,0 +1,59 @@
+"""Does a logged model still predict what its run predicted? (`vlm-quant load RUN_ID --check N`)
+
+Reads the run's resolved config and predictions from the store, loads the logged model back
+(`models.logged_model`), regenerates the first ``n`` images of the run's split with the run's own
+generation settings, and reports, per image, whether the prediction is identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.tracking import run_schema
+
+
+@dataclass(frozen=True)
+class ReloadCheck:
+    """Per image id: (logged prediction, regenerated prediction); ``identical`` when all agree."""
+
+    pairs: dict[Any, tuple[str, str]]
+
+    @property
+    def identical(self) -> bool:
+        return all(a == b for a, b in self.pairs.values())
+
+
+def run_artifact_text(run_id: str, path: str, tracking_uri: str | None) -> str:
+    from vlm_quant.tracking.tracker import store_client
+
+    with tempfile.TemporaryDirectory(prefix="vlmq-check-") as tmp:
+        return Path(store_client(tracking_uri).download_artifacts(run_id, path, tmp)).read_text()
+
+
+def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None = None) -> ReloadCheck:
+    """Regenerate the run's first ``n`` images with ``loaded`` (a LoadedLoggedModel) and compare."""
+    import yaml
+
+    from vlm_quant.run.quality_pass import run_quality_pass
+    from vlm_quant.run.runner import prepare_experiment
+
+    values = yaml.safe_load(run_artifact_text(run_id, run_schema.ARTIFACT_CONFIG, tracking_uri))
+    cfg = ExperimentConfig.from_mapping({**values, "resume": ""})
+    prepared = prepare_experiment(cfg)
+    data = dataclasses.replace(prepared.data, ids=prepared.data.ids[:n])
+    engine = loaded.recipe.get("generation", {}).get("engine") or prepared.settings.engine
+    settings = dataclasses.replace(prepared.settings, engine=engine)
+    again = run_quality_pass(
+        loaded.model, loaded.processor, prepared.task, data, batch_size=cfg.batch_size,
+        max_image_side=cfg.max_image_side, settings=settings, dtype=prepared.dtype, progress=False,
+    )
+    rows = [json.loads(line) for line in
+            run_artifact_text(run_id, run_schema.ARTIFACT_PREDICTIONS_JSONL, tracking_uri).splitlines()]
+    logged = {r.get("question_id", r.get("image_id")): r["prediction"] for r in rows}
+    return ReloadCheck({i: (logged.get(i, ""), again.predictions.get(i, "")) for i in data.ids})
