@@ -1,5 +1,9 @@
 """Load a run's logged model back, at the precision it was evaluated at, per role.
 
+Calibrated (AutoRound) and published (``quant=prequantized``) checkpoints carry their own
+``quantization_config`` and load back through ``from_pretrained`` as they are; the audit must then find
+the logged precision per role. For every other plan:
+
 The checkpoint a run logs (`checkpoint.save_checkpoint`) holds the weights as they were in memory:
 bitsandbytes int8/NF4 layers, torchao tensor subclasses, plain tensors. Its ``config.json`` carries no
 ``quantization_config`` (the plan was applied in place, per role, possibly mixing backends), so
@@ -97,6 +101,8 @@ def load_checkpoint_dir(folder: Path, *, device: str | None = None, verify: bool
         raise UserError(f"preset {recipe['quant']!r} now means {plan.roles}, logged as {recipe['roles']}")
     dtype = getattr(torch, recipe["dtype"])
     device = device or recipe["device"]
+    if plan.calibrated_roles or plan.prequantized:
+        return _load_self_describing(folder, recipe, plan, dtype, device)
     loaded = load_vlm(
         recipe["model"], weights=recipe["weights"], revision=recipe["revision"], dtype=dtype, device=device,
         trust_remote_code=recipe["trust_remote_code"], seed=recipe["seed"],
@@ -114,6 +120,22 @@ def load_checkpoint_dir(folder: Path, *, device: str | None = None, verify: bool
     adopt_4bit_states(loaded.model, _weights(Path(folder)), device)
     checked = compare_weights(loaded.model, loaded.processor, Path(folder)) if verify else 0
     return LoadedLoggedModel(loaded.model, loaded.processor, loaded.family, recipe, precision_map, checked)
+
+
+def _load_self_describing(folder: Path, recipe: dict[str, Any], plan: Any, dtype: torch.dtype, device: str):
+    """AutoRound exports and published checkpoints carry their own ``quantization_config``: the library's
+    own serialisation reads them back through ``from_pretrained``; the audit must find the logged precision."""
+    from vlm_quant.models.loading import load_vlm
+    from vlm_quant.quantize.audit import audit_precision, verify_plan
+
+    loaded = load_vlm(str(folder), dtype=dtype, device=device)
+    precision_map = audit_precision(loaded.model, loaded.family, plan)
+    verify_plan(plan, precision_map, dtype=dtype)
+    if precision_map.role_params() != recipe["realized"]:
+        raise UserError(
+            f"reloaded precision {precision_map.role_params()} differs from the logged {recipe['realized']}"
+        )
+    return LoadedLoggedModel(loaded.model, loaded.processor, loaded.family, recipe, precision_map, 0)
 
 
 def adopt_4bit_states(model: Any, logged: dict[str, torch.Tensor], device: str) -> int:
