@@ -8,6 +8,7 @@ Outside it, a new run is created next to the compared runs (or in ``experiment``
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
@@ -24,9 +25,16 @@ def log_report_run(
     experiment: str | None = None,
     tracking_uri: str | None = None,
     run_name: str = "compare",
+    kind: str = "compare",
+    files: tuple[Path, ...] | None = None,
+    files_root: Path | None = None,
+    artifact_root: str = REPORT_ARTIFACT_DIR,
 ) -> str:
     """Log the report's files (``result.paths``, layout kept) under ``report/`` of a run tagged
     ``vlm_quant.kind=compare``, with the compared run ids and the baseline as tags.
+
+    ``paper``/``slides`` runs pass their own ``kind``, ``files`` (relative to ``files_root``) and
+    ``artifact_root``.
 
     ``experiment``: name of the experiment for a new run (created when missing); default: the
     experiment of the compared baseline run. Returns the compare run's id.
@@ -38,11 +46,11 @@ def log_report_run(
     else:
         run_id = client.create_run(_experiment_id(client, result, experiment), run_name=run_name).info.run_id
     try:
-        client.log_batch(run_id, params=_params(result), tags=_tags(result))
+        client.log_batch(run_id, params=_params(result), tags=_tags(result, kind))
         # Only the files this report wrote: a reused out_dir may hold stale figures of an older report.
-        for path in result.paths:
-            folder = path.relative_to(result.out_dir).parent.as_posix()
-            artifact_dir = REPORT_ARTIFACT_DIR if folder == "." else f"{REPORT_ARTIFACT_DIR}/{folder}"
+        for path in result.paths if files is None else files:
+            folder = path.relative_to(files_root or result.out_dir).parent.as_posix()
+            artifact_dir = artifact_root if folder == "." else f"{artifact_root}/{folder}"
             client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
     except Exception:
         if not attached:
@@ -76,9 +84,9 @@ def _params(result: ReportResult) -> list[Param]:
     return [Param(key, value) for key, value in params.items()]
 
 
-def _tags(result: ReportResult) -> list[RunTag]:
+def _tags(result: ReportResult, kind: str = "compare") -> list[RunTag]:
     tags = {
-        rs.TAG_KIND: "compare",
+        rs.TAG_KIND: kind,
         rs.TAG_TASK: result.task,
         rs.TAG_BASELINE_RUN: result.baseline_run_id or "none",
         rs.TAG_COMPARED_RUNS: ",".join(result.run_ids),
