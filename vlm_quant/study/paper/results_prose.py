@@ -121,9 +121,9 @@ def significance_sentences(study: Study, stated: Stated) -> list[str]:
         n = stated.num(estimate.n_samples, ".0f", f"delta:{rid}:n_samples")
         interval = rf"\mbox{{[{lo}, {hi}]}}"
         if estimate.high < 0:
-            out.append(f"{label} lowers {name}: its whole interval {interval} lies below zero ({n} paired samples).")
+            out.append(f"{label} lowers {name}: its whole interval {interval} lies below zero ({n} samples).")
         elif estimate.low > 0:
-            out.append(f"{label} raises {name}: its whole interval {interval} lies above zero ({n} paired samples).")
+            out.append(f"{label} raises {name}: its whole interval {interval} lies above zero ({n} samples).")
         else:
             out.append(
                 f"No {name} change of {label} is detectable on {n} paired samples: its interval {interval} "

@@ -74,7 +74,7 @@ def hardware_sentence(study: Study) -> str:
     if not env:
         return "The runs logged no environment, so the hardware is unknown."
     gpus = env.get("gpus") or []
-    gpu = ", ".join(tex_text(g.get("name")) for g in gpus)
+    gpu = ", ".join(tt(g.get("name")) for g in gpus)
     packages = env.get("packages") or {}
     versions = ", ".join(
         f"{tex_text(n)} {tt(packages[n])}" for n in ("torch", "transformers", "bitsandbytes") if n in packages
@@ -85,7 +85,7 @@ def hardware_sentence(study: Study) -> str:
         else "on CPU only (no GPU)"
     )
     return (
-        f"All numbers were measured {where}, host CPU {tex_text(env.get('cpu'))}"
+        f"All numbers were measured {where}, host CPU {tt(env.get('cpu'))}"
         + (f", using {versions}" if versions else "")
         + "; the appendix lists every package version."
     )

@@ -17,6 +17,7 @@ from vlm_quant.study.paper import setup_prose as sp
 from vlm_quant.study.paper.document import SHRINK, Written, _title
 from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
+from vlm_quant.study.report.build import CONFIDENCE
 from vlm_quant.study.report.plots import PARETO_COSTS
 from vlm_quant.study.report.render import fmt_interval, fmt_number
 
@@ -70,7 +71,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             SHRINK
             + _table(study)
             + "}\n\n"
-            + r"{\footnotesize "
+            + r"\medskip{\footnotesize "
             + sp.bootstrap_sentence(study, stated)
             + "}",
         ),
@@ -134,13 +135,13 @@ def _table(study: Study) -> str:
     numbers: pd.DataFrame = study.report.tables.numbers
     primary = study.primary
     costs = [(m, n, u) for m, n, u in rp.AXES if m in numbers.columns and numbers[m].notna().any()]
-    if not costs and "peak_rss_mib" in study.runs.columns:  # CPU runs: host memory stands in
-        costs = [a for a in rp.AXES if a[0] == "peak_rss_mib"]
+    if len(costs) > 1:  # host RSS only stands in where no GPU cost was measured
+        costs = [c for c in costs if c[0] != "peak_rss_mib"]
     header = [
         "Configuration",
         tex_text(study.primary_name),
-        r"$\Delta$ [95\% CI]",
-        *[f"{tex_text(n)} ({tex_text(u)})" for _, n, u in costs],
+        r"\shortstack{$\Delta$\\{}[" + tex_text(f"{CONFIDENCE:.0%}") + " CI]}",
+        *[rf"\shortstack{{{tex_text(n)}\\({tex_text(u)})}}" for _, n, u in costs],
     ]
     lines = [
         r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
