@@ -148,6 +148,11 @@ def winner_sentences(study: Study, stated: Stated) -> list[str]:
         row, value = found
         text = stated.num(value, SPEC[metric], f"metric:{row['run_id']}:{metric}")
         out.append(f"Lowest {noun}: {tex_text(row['label'])} ({text} {unit}).")
+    return out + pareto_sentences(study)
+
+
+def pareto_sentences(study: Study) -> list[str]:
+    """The Pareto front of the first drawn quality-versus-cost plane (no numbers: labels only)."""
     for metric, noun, _ in AXES:
         plot = study.pareto_plot(metric)
         if plot is None:
@@ -156,16 +161,10 @@ def winner_sentences(study: Study, stated: Stated) -> list[str]:
         front = [tex_text(label) for label in points.loc[points["pareto"], "label"]]
         dominated = [tex_text(label) for label in points.loc[~points["pareto"], "label"]]
         text = f"On the {study.primary_name}-versus-{noun} plane the Pareto front is {_join(front)}"
-        out.append(
-            text
-            + (
-                f"; {_join(dominated)} {'is' if len(dominated) == 1 else 'are'} dominated."
-                if dominated
-                else "; no configuration is dominated."
-            )
-        )
-        break  # one front in the prose; the figures show the others
-    return out
+        verb = "is" if len(dominated) == 1 else "are"
+        tail = f"; {_join(dominated)} {verb} dominated." if dominated else "; no configuration is dominated."
+        return [text + tail]  # one front in the prose; the figures show the others
+    return []
 
 
 def safety_sentences(study: Study, stated: Stated) -> list[str]:

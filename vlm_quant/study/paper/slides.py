@@ -75,7 +75,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             + sp.bootstrap_sentence(study, stated)
             + "}",
         ),
-        _figure_frame("Quality versus cost", paths.get("trade_off"), rp.winner_sentences(study, stated)[-1:]),
+        _figure_frame("Quality versus cost", paths.get("trade_off"), rp.pareto_sentences(study)),
         _figure_frame(
             "Where the configurations disagree",
             paths.get("qualitative"),
@@ -84,9 +84,11 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
         _figure_frame("Energy and power", paths.get("energy"), sp.energy_sentences(study, stated)[1:]),
         _frame(
             "Takeaways",
-            _items(
-                rp.comparison_sentences(study, stated)[:3]
-                + rp.significance_sentences(study, stated)[:2]
+            # the headline trade-off of each configuration, then whether its quality change is real
+            r"\footnotesize"
+            + _items(
+                sp.abstract_sentences(study, stated)[1:]
+                + rp.significance_sentences(study, stated)
                 + [placeholder("the one message to remember")]
             ),
         ),
