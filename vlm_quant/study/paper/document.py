@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
-from vlm_quant.study.paper.examples import examples_table
+from vlm_quant.study.paper.examples import examples_table, shown_examples
 from vlm_quant.study.paper.references import BIBTEX
 from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
@@ -93,7 +93,7 @@ def write_paper(study: Study, folder: Path, *, template: Path | None = None) -> 
 
 def _copy_figures(study: Study, folder: Path, files: list[Path]) -> dict[str, str]:
     """Copy the drawn figures' PDFs to ``figures/``; name -> path relative to the .tex."""
-    names = [f"quality_vs_{stem}" for _, stem in PARETO_COSTS] + ["gpu_power", "qualitative"]
+    names = [f"quality_vs_{stem}" for _, stem in PARETO_COSTS] + ["cost_bars", "gpu_power", "qualitative"]
     out = {}
     for name in names:
         source = study.figure(name)
@@ -252,6 +252,9 @@ def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
                     f"fig:{name}",
                 )
             )
+    if "cost_bars" in figs:
+        caption = r"Every cost per configuration (\dag: random weights, cost only; n/a: not measured)."
+        out.append(figure(figs["cost_bars"], caption, "fig:cost_bars", wide=True))
     if "gpu_power" in figs:
         out.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
     else:
@@ -268,16 +271,24 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
             "configurations logged predictions: there is no example to show."
         ]
     q = study.report.qualitative
-    n = len(q.examples) if q is not None else 0
+    disagree = q is not None and not q.examples.empty
+    n = len(q.examples) if disagree else len(shown_examples(study))
     k = f"{stated.num(n, '.0f', 'count:examples')} samples" if n > 1 else "sample"
     refs = ([r"Figure~\ref{fig:qualitative}"] if "qualitative" in figs else []) + (
         [r"Table~\ref{tab:examples}"] if table else []
     )
-    out.append(
-        f"{' and '.join(refs)} show the {k} on which "
-        "the configurations disagree most (most distinct predictions, then the largest spread of the "
-        f"per-sample {tex_text(study.primary_name)}), with each configuration's output and the references."
-    )
+    if disagree:
+        out.append(
+            f"{' and '.join(refs)} show the {k} on which "
+            "the configurations disagree most (most distinct predictions, then the largest spread of the "
+            f"per-sample {tex_text(study.primary_name)}), with each configuration's output and references."
+        )
+    else:
+        out.append(
+            "The configurations gave the same output and score on every sample; "
+            f"{' and '.join(refs)} show{'s' if len(refs) == 1 else ''} the first {k} with each "
+            "configuration's output and the references."
+        )
     out.append(placeholder("what these examples show about the configurations' errors"))
     if "qualitative" in figs:
         out.append(

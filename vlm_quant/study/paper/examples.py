@@ -14,17 +14,18 @@ from vlm_quant.study.paper.tex import tex_text
 from vlm_quant.study.report.render import fmt_number
 
 MAX_REFERENCES = 2
+AGREED_EXAMPLES = 2
 MAX_CHARS = 140  # a runaway generation is cut (marked with an ellipsis) so the table fits the page
 
 
 def examples_table(study: Study, *, wide: bool = True) -> str | None:
     """A ``table*`` (``table`` unless ``wide``) with one block of rows per example; None without any."""
-    q = study.report.qualitative
-    if q is None or q.examples.empty:
+    examples = shown_examples(study)
+    if examples is None:
         return None
-    labels = [c[len("prediction[") : -1] for c in q.examples.columns if c.startswith("prediction[")]
+    labels = [c[len("prediction[") : -1] for c in examples.columns if c.startswith("prediction[")]
     rows = []
-    for _, example in q.examples.iterrows():
+    for _, example in examples.iterrows():
         sid = str(example["sample_id"])
         question = example.get("question")
         head = rf"\multicolumn{{3}}{{l}}{{\textbf{{Sample {tex_text(sid)}}}"
@@ -56,6 +57,17 @@ def examples_table(study: Study, *, wide: bool = True) -> str | None:
             rf"\end{{{env}}}",
         ]
     )
+
+
+def shown_examples(study: Study) -> pd.DataFrame | None:
+    """The report's disagreement picks; when every configuration agreed on every sample, the first
+    ``AGREED_EXAMPLES`` ranked samples (so the reader still sees outputs next to references)."""
+    q = study.report.qualitative
+    if q is None:
+        return None
+    if not q.examples.empty:
+        return q.examples
+    return q.ranked.head(AGREED_EXAMPLES) if not q.ranked.empty else None
 
 
 def _references(row: dict) -> list[str]:

@@ -16,7 +16,11 @@ COST_NAMES = {metric: header for metric, header, _ in COST_COLUMNS}
 
 
 def tt(value: object) -> str:
-    return rf"\texttt{{{tex_text(value)}}}"
+    """A store string in typewriter type, breakable after / _ - . (long model paths overflow a column)."""
+    text = tex_text(value)
+    for mark in ("/", r"\_", "-", "."):
+        text = text.replace(mark, mark + r"\linebreak[0]")
+    return rf"\texttt{{{text}}}"
 
 
 def _setting(study: Study, name: str) -> str:
