@@ -148,8 +148,9 @@ def winner_sentences(study: Study, stated: Stated) -> list[str]:
         row, value = found
         spec = SPEC[metric]
         others = [study.metric(r, metric) for _, r in runs.iterrows() if r["run_id"] != row["run_id"]]
-        if any(v is not None and v != value and fmt_number(v, spec) == fmt_number(value, spec)
-               for v in others):
+        if any(
+            v is not None and v != value and fmt_number(v, spec) == fmt_number(value, spec) for v in others
+        ):
             spec = ".3g"  # at the table's precision the winner would look tied
         text = stated.num(value, spec, f"metric:{row['run_id']}:{metric}")
         out.append(f"Lowest {noun}: {tex_text(row['label'])} ({text} {unit}).")

@@ -145,6 +145,7 @@ def _table(study: Study) -> str:
         r"\shortstack{$\Delta$\\{}[" + tex_text(f"{CONFIDENCE:.0%}") + " CI]}",
         *[rf"\shortstack{{{tex_text(n)}\\({tex_text(u)})}}" for _, n, u in costs],
     ]
+    specs = {m: _column_spec(study, m) for m, _, _ in costs}
     lines = [
         r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
         r"\toprule",
@@ -168,7 +169,14 @@ def _table(study: Study) -> str:
             )
         )
         cells = [tex_text(row["label"]) + (r"\dag" if random else ""), quality, tex_text(delta)]
-        cells += [fmt_number(study.metric(run, m), rp.SPEC[m]) for m, _, _ in costs]
+        cells += [fmt_number(study.metric(run, m), specs[m]) for m, _, _ in costs]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+def _column_spec(study: Study, metric: str) -> str:
+    """The table's format, or 3 significant digits where it would print two different values alike."""
+    spec = rp.SPEC[metric]
+    values = {v for v in (study.metric(r, metric) for _, r in study.runs.iterrows()) if v is not None}
+    return spec if len({fmt_number(v, spec) for v in values}) == len(values) else ".3g"
