@@ -78,3 +78,14 @@ def caption_report(caption_store, tmp_path_factory):
     return compare(
         out_dir, experiment=caption_store.experiment, tracking_uri=caption_store.uri, n_resamples=1000
     )
+
+
+@pytest.fixture(scope="session")
+def caption_study(caption_store, tmp_path_factory):
+    """The caption sweep as the paper and slides see it (compare report written under a temp folder)."""
+    from vlm_quant.study.paper.build import load_study
+
+    out_dir = tmp_path_factory.mktemp("caption_paper")
+    return load_study(
+        out_dir, experiment=caption_store.experiment, tracking_uri=caption_store.uri, n_resamples=1000
+    )

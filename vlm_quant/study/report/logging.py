@@ -8,6 +8,7 @@ Outside it, a new run is created next to the compared runs (or in ``experiment``
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
@@ -27,9 +28,16 @@ def log_report_run(
     experiment: str | None = None,
     tracking_uri: str | None = None,
     run_name: str = "",
+    kind: str = "compare",
+    files: tuple[Path, ...] | None = None,
+    files_root: Path | None = None,
+    artifact_root: str = REPORT_ARTIFACT_DIR,
 ) -> str:
     """Log the report's files (``result.paths``, layout kept) under ``report/`` of a run tagged
     ``vlm_quant.kind=compare``, with the compared run ids and the baseline as tags.
+
+    ``paper``/``slides`` runs pass their own ``kind``, ``files`` (relative to ``files_root``) and
+    ``artifact_root``.
 
     ``experiment``: name of the experiment for a new run (created when missing); default: the
     experiment of the compared baseline run. Returns the compare run's id. The run is named after
@@ -42,9 +50,8 @@ def log_report_run(
     client = MlflowClient(tracking_uri=tracking_uri)
     names = {rid: client.get_run(rid).data.tags.get(TAG_RUN_NAME, rid) for rid in result.run_ids}
     baseline = names.get(result.baseline_run_id or "", "")
-    name = run_name or compare_display_name(
-        list(names.values()), baseline.split(" · ", 1)[-1] if baseline else ""
-    )
+    compared = compare_display_name(list(names.values()), baseline.split(" · ", 1)[-1] if baseline else "")
+    name = run_name or (compared if kind == "compare" else f"{kind}: {compared}")
     attached = os.environ.get("MLFLOW_RUN_ID")
     if attached:
         run_id = attached
@@ -53,16 +60,16 @@ def log_report_run(
     else:
         run_id = client.create_run(_experiment_id(client, result, experiment), run_name=name).info.run_id
     try:
-        client.log_batch(run_id, params=_params(result), tags=_tags(result))
+        client.log_batch(run_id, params=_params(result), tags=_tags(result, kind))
         client.log_table(run_id, data=result.tables.numbers, artifact_file=SUMMARY_TABLE)
         client.set_tag(run_id, TAG_NOTE, _description(client, result, names))
-        for rid in result.run_ids:
+        for rid in result.run_ids if kind == "compare" else ():
             previous = client.get_run(rid).data.tags.get(TAG_COMPARED_IN, "")
             client.set_tag(rid, TAG_COMPARED_IN, ",".join(filter(None, [previous, run_id])))
         # Only the files this report wrote: a reused out_dir may hold stale figures of an older report.
-        for path in result.paths:
-            folder = path.relative_to(result.out_dir).parent.as_posix()
-            artifact_dir = REPORT_ARTIFACT_DIR if folder == "." else f"{REPORT_ARTIFACT_DIR}/{folder}"
+        for path in result.paths if files is None else files:
+            folder = path.relative_to(files_root or result.out_dir).parent.as_posix()
+            artifact_dir = artifact_root if folder == "." else f"{artifact_root}/{folder}"
             client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
     except Exception:
         if not attached:
@@ -108,9 +115,9 @@ def _params(result: ReportResult) -> list[Param]:
     return [Param(key, value) for key, value in params.items()]
 
 
-def _tags(result: ReportResult) -> list[RunTag]:
+def _tags(result: ReportResult, kind: str = "compare") -> list[RunTag]:
     tags = {
-        rs.TAG_KIND: "compare",
+        rs.TAG_KIND: kind,
         rs.TAG_TASK: result.task,
         rs.TAG_BASELINE_RUN: result.baseline_run_id or "none",
         rs.TAG_COMPARED_RUNS: ",".join(result.run_ids),
