@@ -44,6 +44,7 @@ from vlm_quant.run.resume import config_key
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.registry import make_task
+from vlm_quant.tasks.safety import screen_and_log
 from vlm_quant.tasks.vqa import check_shots_supported
 from vlm_quant.tracking import run_schema
 
@@ -349,6 +350,7 @@ def quality_pass(
     tracker.set_tags(scores.tags)
     log_predictions(tracker, task, scores.rows)
     task.log_extras(tracker, data, scores)
+    metrics.update(screen_and_log(tracker, scores.rows))  # reads the predictions, changes nothing
     return quality, metrics
 
 

@@ -71,7 +71,7 @@ class CaptioningTask:
         tags = {"vlm_quant.spice_skipped": scores.spice_skipped_reason} if scores.spice_skipped_reason else {}
         corpus = dict(scores.corpus)
         if chair is None:
-            tags[TAG_CHAIR_ABSENT] = "no COCO instance annotations (instances_file, annotations/instances_*.json)"
+            tags[TAG_CHAIR_ABSENT] = "no COCO instance annotations (instances_file or annotations/)"
         else:
             corpus.update(chair.metrics())
         return TaskScores(corpus, rows, tags)
