@@ -8,7 +8,7 @@ The file is official COCO's; a partial one (such as the slice's, 79 of 159 image
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_quant.errors import UserError
@@ -21,6 +21,7 @@ class CocoInstances:
     path: str
     objects: dict[int, tuple[str, ...]]  # image id -> category name per instance (repeats kept)
     categories: tuple[str, ...]  # the file's categories, in id order
+    file_names: dict[int, str] = field(default_factory=dict)  # image id -> file name (in <split>/)
 
     def categories_of(self, image_id: int) -> frozenset[str]:
         return frozenset(self.objects.get(image_id, ()))
@@ -37,6 +38,7 @@ def read_instances(path: str | Path) -> CocoInstances:
         coco = json.loads(path.read_text())
         names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
         objects: dict[int, list[str]] = {int(im["id"]): [] for im in coco["images"]}
+        file_names = {int(im["id"]): str(im.get("file_name", "")) for im in coco["images"]}
         for ann in coco["annotations"]:
             image_id = int(ann["image_id"])
             if image_id in objects:
@@ -46,7 +48,8 @@ def read_instances(path: str | Path) -> CocoInstances:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path} is not a COCO instances file: {exc!r}") from exc
     return CocoInstances(
-        str(path), {i: tuple(v) for i, v in objects.items()}, tuple(names[i] for i in sorted(names))
+        str(path), {i: tuple(v) for i, v in objects.items()}, tuple(names[i] for i in sorted(names)),
+        {i: name for i, name in file_names.items() if name},
     )
 
 
