@@ -25,6 +25,7 @@ from vlm_quant.study.report.bootstrap import (
     select_baseline,
 )
 from vlm_quant.study.report.comparability import check_comparable
+from vlm_quant.study.report.hallucination import HallucinationReport, write_hallucination
 from vlm_quant.study.report.html import HtmlInputs, write_html
 from vlm_quant.study.report.plots import PlotOutcome, make_plots
 from vlm_quant.study.report.qualitative import DEFAULT_EXAMPLES, Qualitative, write_qualitative
@@ -49,6 +50,7 @@ class ReportResult:
     plots: tuple[PlotOutcome, ...]
     qualitative: Qualitative | None
     notes: tuple[str, ...]  # what could not be shown, and why
+    hallucination: HallucinationReport | None = None  # CHAIR / POPE F1 with Δ, the safety table
 
 
 def compare(
@@ -112,6 +114,11 @@ def build_report(
         label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)
     }
     plots = make_plots(runs, rs.PRIMARY_QUALITY_METRIC[task], traces, figures_dir)
+    hallucination = write_hallucination(
+        run_set, runs, predictions, baseline_id, task, out_dir, figures_dir,
+        n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE,
+    )
+    plots = [*plots, hallucination.plot]
     notes += [f"figure {p.name} skipped: {p.skipped}" for p in plots if p.skipped]
 
     qualitative = _qualitative(runs, predictions, baseline_id, task, out_dir, figures_dir, n_examples, notes)
@@ -133,11 +140,13 @@ def build_report(
             qualitative=qualitative,
             appendix=appendix,
             notes=notes,
+            sections=hallucination.sections(),
         ),
         out_dir,
     )
     paths = (
         *tables.paths,
+        *hallucination.paths,
         *(path for plot in plots for path in plot.paths),
         *(qualitative.paths if qualitative else ()),
         *appendix_paths,
@@ -155,6 +164,7 @@ def build_report(
         tuple(plots),
         qualitative,
         tuple(notes),
+        hallucination,
     )
 
 

@@ -40,6 +40,7 @@ class HtmlInputs:
     qualitative: Qualitative | None
     appendix: Appendix
     notes: Sequence[str]  # skipped plots, missing images, missing predictions
+    sections: Sequence[tuple[str, pd.DataFrame]] = ()  # further (title, table) after Cost
 
 
 def write_html(inputs: HtmlInputs, out_dir: Path) -> Path:
@@ -51,6 +52,8 @@ def write_html(inputs: HtmlInputs, out_dir: Path) -> Path:
     parts += ["<h2>Cost</h2>", _table(inputs.tables.cost)]
     if (inputs.tables.numbers["weights"] == "random").any():
         parts.append(f"<p>{RANDOM_MARK_MD} {_esc(RANDOM_NOTE)}.</p>")
+    for title, table in inputs.sections:
+        parts += [f"<h2>{_esc(title)}</h2>", _table(table)]
     parts.append("<h2>Figures</h2>")
     for plot in inputs.plots:
         if plot.skipped:
