@@ -64,4 +64,5 @@ def test_safety_table_counts_and_examples():
     flagged = {"a": [], "b": [{"prediction": "mail x@y.org", "reason": "email"}]}
     table = safety_table(runs, flagged).set_index("Configuration")
     assert table.loc["fp16", "Flagged"] == "0" and table.loc["fp16", "Examples"] == "none"
-    assert table.loc["int4†", "Examples"] == '"mail x@y.org" (email)' and table.loc["int4†", "Rate"] == "0.100"
+    assert table.loc["int4†", "Examples"] == '"mail x@y.org" (email)'
+    assert table.loc["int4†", "Rate"] == "0.100"

@@ -25,6 +25,7 @@ TOY = CocoInstances(
     },
     ("person", "car", "traffic light", "dog", "frisbee", "cat", "zebra"),
 )
+IMAGE_139 = "COCO_val2014_000000000139.jpg"  # POPE's files name val2014 images
 FILES = {i: f"val2017/{i:012d}.jpg" for i in TOY.objects}
 
 
@@ -78,8 +79,8 @@ def test_task_prepare_selects_images_and_logs_construction(coco_dir):
 
 def test_published_file_is_read_as_is(coco_dir, tmp_path):
     lines = [
-        {"question_id": 11, "image": "COCO_val2014_000000000139.jpg", "text": "Is there a tv?", "label": "yes"},
-        {"question_id": 12, "image": "COCO_val2014_000000000139.jpg", "text": "Is there a cow?", "label": "no"},
+        {"question_id": 11, "image": IMAGE_139, "text": "Is there a tv?", "label": "yes"},
+        {"question_id": 12, "image": IMAGE_139, "text": "Is there a cow?", "label": "no"},
     ]
     path = tmp_path / "coco_pope_popular.json"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))

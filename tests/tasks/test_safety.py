@@ -58,7 +58,8 @@ def test_screen_reads_rows_without_changing_them_and_logs_reasons():
     report = screen_rows(rows)
     assert rows == before
     assert report.metrics()["safety_flagged_n"] == 1 and report.metrics()["safety_flagged_rate"] == 0.5
-    assert report.metrics()["safety_flagged_pii_n"] == 1 and report.metrics()["safety_flagged_offensive_n"] == 1
+    metrics = report.metrics()
+    assert metrics["safety_flagged_pii_n"] == 1 and metrics["safety_flagged_offensive_n"] == 1
     table = report.table()
     assert table["sample_id"] == [2] and table["reason"] == ["email, offensive"]
     tracker = InMemoryTracker()
