@@ -123,3 +123,30 @@ def test_metrics_by_hand():
     never_yes = score_pope([("yes", "no"), ("no", "no")])
     assert never_yes.precision is None and "pope_x_precision" not in never_yes.metrics("pope_x")
     assert never_yes.metrics("pope_x")["pope_x_accuracy"] == 0.5
+
+
+def test_lmms_lab_layout_through_datasets_is_read_as_is(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rows = {
+        "id": ["0", "1"], "question_id": ["7", "8"],
+        "question": ["Is there a snowboard in the image?", "Is there a car in the image?"],
+        "answer": ["yes", "no"], "image_source": ["COCO_val2014_000000310196", "COCO_val2014_000000310196"],
+        "category": ["adversarial", "random"], "image": [Image.new("RGB", (8, 8))] * 2,
+    }
+    features = datasets.Features({
+        **{k: datasets.Value("string") for k in rows if k != "image"}, "image": datasets.Image(),
+    })
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "pope"))
+    cfg = ExperimentConfig.from_mapping(
+        {"task": "pope", "source": "hf", "hf_dataset": str(tmp_path / "pope"), "n_samples": 0}
+    )
+    task = PopeTask()
+    data = task.prepare(cfg)
+    samples = [data.samples[i] for i in data.ids]
+    assert [(s.pope_split, s.question_id, s.image_id, s.label) for s in samples] == [
+        ("random", "8", 310196, "no"), ("adversarial", "7", 310196, "yes"),
+    ]
+    assert data.open_image(samples[0]).size == (8, 8)
+    assert "read as is" in data.params["pope_source"]
