@@ -74,6 +74,9 @@ class CaptioningTask:
             tags[TAG_CHAIR_ABSENT] = "no COCO instance annotations (instances_file or annotations/)"
         else:
             corpus.update(chair.metrics())
+            if chair.chair_i is None:  # 0/0 is no measurement, not a perfect score
+                n = chair.n_images
+                tags[TAG_CHAIR_ABSENT] = f"chair_i: no caption of the {n} annotated images names an object"
         return TaskScores(corpus, rows, tags)
 
     def log_extras(self, tracker: Any, data: TaskData, scores: TaskScores) -> None:
