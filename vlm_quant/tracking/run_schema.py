@@ -17,7 +17,7 @@ TAG_COMPARED_RUNS = "vlm_quant.compared_runs"  # compare runs: comma-separated i
 TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the deltas are taken against
 
 # --- params that must agree between runs before they may be compared --------------------------
-COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots")
+COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots", "pope_source")
 
 # --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
 CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
