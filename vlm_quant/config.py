@@ -25,7 +25,7 @@ AUTO = "auto"
 VQA_MAX_NEW_TOKENS = 16
 
 WEIGHTS_CHOICES = ("pretrained", "random")
-TASK_CHOICES = ("captioning", "vqa")
+TASK_CHOICES = ("captioning", "vqa", "pope")
 DATASET_CHOICES = ("", "coco", "vqav2", "textvqa", "vizwiz")
 SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager", "compiled")
@@ -133,6 +133,19 @@ class ExperimentConfig:
     max_image_side: int = _param(
         1024, "Images are downscaled so their longest side is at most this many pixels."
     )
+    instances_file: str = _param(
+        "",
+        "COCO instance annotations JSON (CHAIR of captions, POPE questions); empty: "
+        "annotations/instances_<split>.json in data_dir when present (else CHAIR is absent, with a reason).",
+    )
+    pope_file: str = _param(
+        "",
+        "POPE: a published question file (JSONL of question_id, image, text, label) or a folder of "
+        "coco_pope_{random,popular,adversarial}.json, read as is; empty: built from the instances.",
+    )
+    pope_objects: int = _param(
+        3, "POPE built from instances: positive (and as many negative) questions per image and split."
+    )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
     max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens (task=vqa: 16).")
@@ -208,6 +221,10 @@ class ExperimentConfig:
             raise UserError(
                 f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco)."
             )
+        if self.task == "pope" and self.dataset not in ("", "coco"):
+            raise UserError(f"dataset={self.dataset!r}: task=pope asks about COCO images (dataset=coco).")
+        if self.pope_objects < 1:
+            raise UserError(f"pope_objects={self.pope_objects} must be >= 1.")
         if self.task == "vqa" and self.dataset == "coco":
             raise UserError("dataset=coco is for captioning; VQA datasets: vqav2, textvqa, vizwiz.")
 
@@ -225,7 +242,7 @@ class ExperimentConfig:
     def from_mapping(cls, values: dict[str, Any]) -> ExperimentConfig:
         """Coerce each value to its field's type; unknown keys are errors naming the key."""
         known = {f.name: f for f in fields(cls)}
-        if values.get("task") == "vqa":
+        if values.get("task") in ("vqa", "pope"):
             # VQA answers are a word or a phrase: 16 new tokens, not the captioning 32, also keeps the
             # cost pass (fixed output length) representative of VQA.
             values = {"max_new_tokens": VQA_MAX_NEW_TOKENS, **values}

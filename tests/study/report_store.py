@@ -17,6 +17,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
 
+from vlm_quant.tasks.captioning import chair_row
+from vlm_quant.tasks.chair import score_chair
 from vlm_quant.tracking import run_schema as rs
 
 N_SAMPLES = 24
@@ -322,6 +324,11 @@ def _caption_run(
     name: str | None = None,
 ) -> LoggedRun:
     rows = caption_rows(np.asarray(scores), preds)
+    # CHAIR as the caption task logs it: every image holds a dog and a bench ("a cat", "birds" hallucinate).
+    objects = {r["sample_id"]: ("dog", "bench") for r in rows}
+    chair = score_chair({r["sample_id"]: r["prediction"] for r in rows}, objects, {})
+    for row in rows:
+        row.update(chair_row(chair, row["sample_id"]))
     metrics = {
         "cider": float(np.mean(scores)),
         "bleu_1": 0.7 * scale,
@@ -338,7 +345,7 @@ def _caption_run(
         exp,
         name or quant,
         params=params,
-        metrics=metrics,
+        metrics={**metrics, **chair.metrics()},  # CHAIR is in the hallucination table, not results.csv
         rows=rows,
         env=environment(torch_version),
         power=power,

@@ -24,6 +24,7 @@ def test_every_figure_is_a_valid_png_and_pdf(caption_report):
     figures = [p for p in caption_report.paths if p.suffix in (".png", ".pdf")]
     names = {p.stem for p in figures}
     assert names == {
+        "hallucination_vs_quality",
         "quality_vs_latency",
         "quality_vs_peak_vram",
         "quality_vs_size_on_disk",

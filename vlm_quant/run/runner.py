@@ -47,6 +47,7 @@ from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.registry import make_task
+from vlm_quant.tasks.safety import screen_and_log
 from vlm_quant.tasks.vqa import check_shots_supported
 from vlm_quant.tracking import run_schema
 
@@ -383,6 +384,7 @@ def quality_pass(
     tracker.log_metrics(metrics if alone else {k: metrics[k] for k in (*scores.corpus, *QUALITY_COUNTS)})
     log_predictions(tracker, task, scores.rows)
     task.log_extras(tracker, data, scores)
+    metrics.update(screen_and_log(tracker, scores.rows))  # reads the predictions, changes nothing
     return quality, metrics
 
 

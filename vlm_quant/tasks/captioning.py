@@ -11,17 +11,30 @@ from vlm_quant.engines.generate import Request, single_image_request
 from vlm_quant.tasks.base import TaskData, TaskScores
 from vlm_quant.tasks.caption_metrics import score_captions
 from vlm_quant.tasks.captioning_data import read_split, select_ids
+from vlm_quant.tasks.chair import score_chair
+from vlm_quant.tasks.coco_instances import CocoInstances, find_instances
+
+CHAIR_VOCABULARY = "Rohrbach et al. 2018 synonyms (80 COCO categories); GT = instances + reference captions"
+TAG_CHAIR_ABSENT = "vlm_quant.chair_absent_reason"
 
 
 class CaptioningTask:
-    """COCO captions: CIDEr (primary), BLEU-1..4, METEOR, ROUGE-L, SPICE when available."""
+    """COCO captions: CIDEr (primary), BLEU-1..4, METEOR, ROUGE-L, SPICE when available; CHAIR."""
 
     name = "captioning"
-    table_columns = ("image_id", "prompt", "prediction", "references", "cider")
+    table_columns = ("image_id", "prompt", "prediction", "references", "cider", "chair_hallucinated")
+
+    def __init__(self) -> None:
+        self._instances: CocoInstances | None = None  # CHAIR's instance annotations, when there are any
 
     def prepare(self, cfg: Any) -> TaskData:
         split = read_split(cfg.source, data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset, split=cfg.split)
         ids = select_ids(list(split.samples), cfg.n_samples, cfg.seed)
+        self._instances = find_instances(split.data_dir, split.split, cfg.instances_file)
+        chair_params = (
+            {"chair_instances_file": self._instances.path, "chair_vocabulary": CHAIR_VOCABULARY}
+            if self._instances else {}
+        )
         return TaskData(
             split.dataset,
             split.split,
@@ -29,7 +42,7 @@ class CaptioningTask:
             ids,
             split.open_image,
             split.data_dir,
-            {"prompt": cfg.prompt or DEFAULT_CAPTION_PROMPT},
+            {"prompt": cfg.prompt or DEFAULT_CAPTION_PROMPT, **chair_params},
         )
 
     def request(self, data: TaskData, sample: Any, image: Image.Image) -> Request:
@@ -38,6 +51,9 @@ class CaptioningTask:
     def score(self, data: TaskData, predictions: dict[int, str]) -> TaskScores:
         references = {i: data.samples[i].references for i in predictions}
         scores = score_captions(predictions, references)
+        chair = (
+            score_chair(predictions, self._instances.objects, references) if self._instances else None
+        )
         rows = []
         for image_id, text in predictions.items():
             sample = data.samples[image_id]
@@ -50,9 +66,35 @@ class CaptioningTask:
                 "references": list(sample.references),
             }
             row.update(scores.per_image.get(image_id, {}))
+            row.update(chair_row(chair, image_id))
             rows.append(row)
         tags = {"vlm_quant.spice_skipped": scores.spice_skipped_reason} if scores.spice_skipped_reason else {}
-        return TaskScores(dict(scores.corpus), rows, tags)
+        corpus = dict(scores.corpus)
+        if chair is None:
+            tags[TAG_CHAIR_ABSENT] = "no COCO instance annotations (instances_file or annotations/)"
+        else:
+            corpus.update(chair.metrics())
+            if chair.chair_i is None:  # 0/0 is no measurement, not a perfect score
+                n = chair.n_images
+                tags[TAG_CHAIR_ABSENT] = f"chair_i: no caption of the {n} annotated images names an object"
+        return TaskScores(corpus, rows, tags)
 
     def log_extras(self, tracker: Any, data: TaskData, scores: TaskScores) -> None:
         """Captioning logs nothing beyond the common predictions artifacts."""
+
+
+def chair_row(chair: Any, image_id: int) -> dict[str, Any]:
+    """Per-image CHAIR columns; an image without instance annotations says so instead of scoring 0."""
+    if chair is None:
+        return {}
+    record = chair.per_image.get(image_id)
+    if record is None:
+        return {"chair_annotated": False, "chair_hallucinated": None}
+    return {
+        "chair_annotated": True,
+        "chair_mentioned": list(record.mentioned),
+        "chair_hallucinated": list(record.hallucinated),
+        "chair_s": float(bool(record.hallucinated)),  # per-image CHAIR_s (its mean is the corpus CHAIR_s)
+        "chair_i_mentions": len(record.mentioned),
+        "chair_i_hallucinated": len(record.hallucinated),
+    }

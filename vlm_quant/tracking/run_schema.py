@@ -10,20 +10,24 @@ from __future__ import annotations
 TAG_PREFIX = "vlm_quant."
 TAG_WEIGHTS = "vlm_quant.weights"  # "pretrained" | "random"; random runs never enter quality tables
 TAG_CONFIG_HASH = "vlm_quant.config_hash"  # hash of the resolved config (sweep skips finished twins)
-TAG_TASK = "vlm_quant.task"  # "captioning" | "vqa"
+TAG_TASK = "vlm_quant.task"  # "captioning" | "vqa" | "pope"
 TAG_FAILURE = "vlm_quant.failure"  # exception type and message when a run failed
 TAG_KIND = "vlm_quant.kind"  # "evaluate" | "sweep" | "compare"
 TAG_COMPARED_RUNS = "vlm_quant.compared_runs"  # compare runs: comma-separated ids of the runs compared
 TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the deltas are taken against
 
 # --- params that must agree between runs before they may be compared --------------------------
-COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots")
+COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots", "pope_source")
 
 # --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
 CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
 VQA_METRICS = ("vqa_accuracy", "vqa_accuracy_yes_no", "vqa_accuracy_number", "vqa_accuracy_other")
-PRIMARY_QUALITY_METRIC = {"captioning": "cider", "vqa": "vqa_accuracy"}
-PER_SAMPLE_SCORE = {"captioning": "cider", "vqa": "accuracy"}  # key in predictions.jsonl rows
+POPE_SPLITS = ("random", "popular", "adversarial")
+POPE_METRICS = ("pope_accuracy",)  # per split: pope_<split>_{accuracy,precision,recall,f1,yes_ratio}
+HALLUCINATION_METRICS = ("chair_i", "chair_s", "object_recall", *(f"pope_{s}_f1" for s in POPE_SPLITS))
+SAFETY_METRICS = ("safety_flagged_n", "safety_flagged_rate")
+PRIMARY_QUALITY_METRIC = {"captioning": "cider", "vqa": "vqa_accuracy", "pope": "pope_accuracy"}
+PER_SAMPLE_SCORE = {"captioning": "cider", "vqa": "accuracy", "pope": "correct"}  # key in predictions.jsonl
 
 # --- cost metrics (units in the names) ---------------------------------------------------------
 COST_METRICS = (

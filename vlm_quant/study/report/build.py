@@ -25,6 +25,7 @@ from vlm_quant.study.report.bootstrap import (
     select_baseline,
 )
 from vlm_quant.study.report.comparability import check_quality_comparable, cost_refusal
+from vlm_quant.study.report.hallucination import HallucinationReport, write_hallucination
 from vlm_quant.study.report.html import HtmlInputs, write_html
 from vlm_quant.study.report.plots import PlotOutcome, make_plots
 from vlm_quant.study.report.qualitative import DEFAULT_EXAMPLES, Qualitative, write_qualitative
@@ -49,6 +50,7 @@ class ReportResult:
     plots: tuple[PlotOutcome, ...]
     qualitative: Qualitative | None
     notes: tuple[str, ...]  # what could not be shown, and why
+    hallucination: HallucinationReport | None = None  # CHAIR / POPE F1 with Δ, the safety table
 
 
 def compare(
@@ -149,8 +151,15 @@ def build_report(
         include_caveats=pareto_include_caveats,
         cost_refused=cost_refused,
     )
-    if cost_refused is None:  # otherwise the one note above says why every figure is missing
+    hallucination = write_hallucination(
+        run_set, runs, predictions, baseline_id, task, out_dir, figures_dir,
+        n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE,
+    )
+    if cost_refused is None:  # otherwise the one note above says why every cost figure is missing
         notes += [f"figure {p.name} skipped: {p.skipped}" for p in plots if p.skipped]
+    plots = [*plots, hallucination.plot]
+    if hallucination.plot.skipped:
+        notes.append(f"figure {hallucination.plot.name} skipped: {hallucination.plot.skipped}")
 
     qualitative = _qualitative(runs, predictions, baseline_id, task, out_dir, figures_dir, n_examples, notes)
     environments = {rid: run_set.environment(rid) for rid in runs["run_id"]}
@@ -171,11 +180,13 @@ def build_report(
             qualitative=qualitative,
             appendix=appendix,
             notes=notes,
+            sections=hallucination.sections(),
         ),
         out_dir,
     )
     paths = (
         *tables.paths,
+        *hallucination.paths,
         *(path for plot in plots for path in plot.paths),
         *(qualitative.paths if qualitative else ()),
         *appendix_paths,
@@ -193,6 +204,7 @@ def build_report(
         tuple(plots),
         qualitative,
         tuple(notes),
+        hallucination,
     )
 
 

@@ -40,6 +40,7 @@ class HtmlInputs:
     qualitative: Qualitative | None
     appendix: Appendix
     notes: Sequence[str]  # skipped plots, missing images, missing predictions
+    sections: Sequence[tuple[str, pd.DataFrame]] = ()  # further (title, table) after Cost
 
 
 def write_html(inputs: HtmlInputs, out_dir: Path) -> Path:
@@ -54,6 +55,8 @@ def write_html(inputs: HtmlInputs, out_dir: Path) -> Path:
     else:
         parts += ["<h2>Cost</h2>", _table(inputs.tables.cost)]
         parts += [f"<p>{_esc(line)}</p>" for line in inputs.tables.cost_legend]
+    for title, table in inputs.sections:
+        parts += [f"<h2>{_esc(title)}</h2>", _table(table)]
     parts.append("<h2>Figures</h2>")
     for plot in inputs.plots:
         if plot.skipped:

@@ -46,6 +46,7 @@ QUALITY_HEADERS = {
     "vqa_accuracy_yes_no": "VQA yes/no",
     "vqa_accuracy_number": "VQA number",
     "vqa_accuracy_other": "VQA other",
+    "pope_accuracy": "POPE acc.",
 }
 
 # The cost columns of the paper table: (metric, header with unit, format spec).
@@ -77,7 +78,7 @@ class Tables:
 
 def quality_metrics(runs: pd.DataFrame, task: str) -> list[str]:
     """The task's quality metrics that at least one pretrained run logged (primary metric always)."""
-    names = rs.CAPTION_METRICS if task == "captioning" else rs.VQA_METRICS
+    names = _task_metrics(task)
     pretrained = runs[runs["weights"] != "random"]
     primary = rs.PRIMARY_QUALITY_METRIC[task]
     return [
@@ -196,8 +197,12 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
 
 def _quality_columns(numbers: pd.DataFrame, task: str) -> list[str]:
     # The numbers table already holds only the quality metrics some pretrained run logged.
-    names = rs.CAPTION_METRICS if task == "captioning" else rs.VQA_METRICS
+    names = _task_metrics(task)
     return [m for m in names if m in numbers.columns]
+
+
+def _task_metrics(task: str) -> tuple[str, ...]:
+    return {"captioning": rs.CAPTION_METRICS, "pope": rs.POPE_METRICS}.get(task, rs.VQA_METRICS)
 
 
 def write_tables(
