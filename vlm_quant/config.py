@@ -136,6 +136,12 @@ class ExperimentConfig:
     cost_new_tokens: int = _param(
         -1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU)."
     )
+    cost_batch_sizes: str = _param(
+        "",
+        "Comma-separated batch sizes of the cost pass's throughput (empty: 1, 8, 32 and batch_size on "
+        "GPU; 1 and batch_size on CPU). A size that runs out of memory is absent, tagged "
+        "vlm_quant.cost_oom_bs<B>.",
+    )
     # --- energy and carbon ------------------------------------------------------------------
     power_hz: float = _param(10.0, "GPU power/temperature/clock sampling rate during the whole run (Hz).")
     idle_seconds: float = _param(3.0, "Seconds of idle GPU power measured before the model loads (GPU only).")

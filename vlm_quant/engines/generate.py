@@ -40,7 +40,7 @@ class Generated:
 
 @dataclass(frozen=True)
 class Request:
-    """One row of a batch: chat messages with ``{"type": "image"}`` placeholders, and their images in order."""
+    """One row of a batch: chat messages with ``{"type": "image"}`` placeholders, and their images."""
 
     messages: list[dict[str, Any]]
     images: list[Image.Image]

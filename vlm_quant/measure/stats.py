@@ -41,7 +41,7 @@ class Summary:
     ci95_high: float | None
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
-        """Metric dict keyed ``{prefix}_n``, ``_mean``, ``_p50``, ``_p90`` and, when there is one, the interval.
+        """Metrics ``{prefix}_n``, ``_mean``, ``_p50``, ``_p90`` and, when there is one, the interval.
 
         ``prefix`` carries the unit, e.g. ``latency_ms`` -> ``latency_ms_p50``; ``{prefix}_n`` is the count
         of values the statistics come from. ``_ci95_low``/``_ci95_high`` are absent without an interval.
