@@ -130,7 +130,7 @@ class ExperimentConfig:
     )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
-    cost_warmup: int = _param(-1, "Warm-up iterations before timing (-1: 3 on GPU, 1 on CPU).")
+    cost_warmup: int = _param(-1, "Warm-up rounds before timing, each over every micro-set batch (-1: 3 on GPU, 1 on CPU).")
     cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
     cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
     cost_new_tokens: int = _param(

@@ -133,7 +133,7 @@ def test_derived_metrics_units():
 
 
 def test_derived_metrics_leave_out_what_cannot_be_computed():
-    zero = EnergyWindow("w", duration_s=0.05, energy_j=0.0, mean_power_w=0.0)
+    zero = EnergyWindow("w", duration_s=2.0, energy_j=0.0, mean_power_w=0.0)
     assert derive_energy_metrics(zero, n_images=4, n_tokens=0) == {
         "energy_kwh": 0.0,
         "energy_j_per_image": 0.0,
