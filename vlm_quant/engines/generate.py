@@ -24,7 +24,7 @@ class GenerationSettings:
     max_new_tokens: int
     min_new_tokens: int = 0
     image_splitting: bool | None = None  # Idefics3/SmolVLM tiling; None: the processor's default
-    engine: str = "eager"  # "eager" or "compiled" (static KV cache + torch.compile of the decode step)
+    engine: str = "eager"  # "eager", "compiled" or "static-cache" (see engine_kwargs)
 
     def processor_kwargs(self) -> dict[str, Any]:
         return {} if self.image_splitting is None else {"do_image_splitting": self.image_splitting}
