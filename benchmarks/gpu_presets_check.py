@@ -170,10 +170,10 @@ def measure_speed(loaded, args, images, dtype, device, memory) -> dict[str, Any]
         batch_sizes=(1, args.batch_size),
     )
     timer = DeviceTimer(device)
-    latency = measure_latency(loaded.model, loaded.processor, requests, cost, base, dtype, timer)
+    latency = measure_latency(loaded.model, loaded.processor, requests, cost, base, dtype, timer).metrics
     throughput = measure_throughput(
         loaded.model, loaded.processor, requests, cost, base, dtype, timer, batch_size=args.batch_size
-    )
+    ).metrics
     reading = memory.read()
     return {
         "captions": captions.texts,

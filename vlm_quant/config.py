@@ -163,11 +163,17 @@ class ExperimentConfig:
     )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
-    cost_warmup: int = _param(-1, "Warm-up iterations before timing (-1: 3 on GPU, 1 on CPU).")
+    cost_warmup: int = _param(-1, "Warm-up rounds before timing, each over every micro-set batch (-1: 3 on GPU, 1 on CPU).")
     cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
     cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
     cost_new_tokens: int = _param(
         -1, "Fixed output length of the cost pass (-1: max_new_tokens on GPU, 8 on CPU)."
+    )
+    cost_batch_sizes: str = _param(
+        "",
+        "Comma-separated batch sizes of the cost pass's throughput (empty: 1, 8, 32 and batch_size on "
+        "GPU; 1 and batch_size on CPU). A size that runs out of memory is absent, tagged "
+        "vlm_quant.cost_oom_bs<B>.",
     )
     # --- energy and carbon ------------------------------------------------------------------
     power_hz: float = _param(10.0, "GPU power/temperature/clock sampling rate during the whole run (Hz).")

@@ -1,6 +1,7 @@
 import pytest
 
 from vlm_quant.measure.energy import (
+    SHORT_WINDOW_S,
     EnergyMeter,
     EnergyWindow,
     derive_energy_metrics,
@@ -17,7 +18,7 @@ def test_window_energy_is_the_counter_delta_in_joules(fake_clock, fake_nvml):
     clock.advance(2.5)
     window = meter.end_window("generate")
     assert window == EnergyWindow(
-        "generate", duration_s=2.5, energy_j=250.0, mean_power_w=100.0, warning=None
+        "generate", duration_s=2.5, energy_j=250.0, mean_power_w=100.0, absent_reason=None
     )
 
 
@@ -46,14 +47,26 @@ def test_window_boundaries_synchronize_the_device(fake_clock, scripted_gpu):
     assert len(syncs) == 2
 
 
-def test_short_window_carries_a_warning(fake_clock, scripted_gpu):
+def test_short_window_gives_absent_energy_with_a_reason_not_zero(fake_clock, scripted_gpu):
+    # An 80 ms window: the counter (refreshed ~every 100 ms) did not move, a naive delta would say 0 J.
+    clock = fake_clock()
+    meter = EnergyMeter(scripted_gpu(energy_mj=[7_000, 7_000]), clock=clock)
+    meter.begin_window("blip")
+    clock.advance(0.08)
+    window = meter.end_window("blip")
+    assert window.energy_j is None and window.mean_power_w is None
+    assert "100 ms" in window.absent_reason and "0.080 s" in window.absent_reason
+    assert derive_energy_metrics(window, n_images=8, n_tokens=64) == {}
+
+
+def test_window_at_the_threshold_has_energy(fake_clock, scripted_gpu):
     clock = fake_clock()
     meter = EnergyMeter(scripted_gpu(energy_mj=[0, 30_000]), clock=clock)
-    meter.begin_window("blip")
-    clock.advance(0.25)
-    window = meter.end_window("blip")
-    assert window.energy_j == 30.0
-    assert "100 ms" in window.warning and "0.250 s" in window.warning
+    meter.begin_window("w")
+    clock.advance(SHORT_WINDOW_S)
+    window = meter.end_window("w")
+    assert window.energy_j == 30.0 and window.mean_power_w == pytest.approx(30.0 / SHORT_WINDOW_S)
+    assert window.absent_reason is None
 
 
 def test_counter_going_backwards_gives_no_energy(fake_clock, scripted_gpu):
@@ -63,7 +76,8 @@ def test_counter_going_backwards_gives_no_energy(fake_clock, scripted_gpu):
     clock.advance(5.0)
     window = meter.end_window("w")
     assert window.energy_j is None and window.mean_power_w is None
-    assert "backwards" in window.warning
+    assert "backwards" in window.absent_reason
+    assert derive_energy_metrics(window, n_images=8, n_tokens=64) == {}
 
 
 def test_without_a_gpu_energy_is_absent_not_zero(fake_clock):
@@ -119,7 +133,7 @@ def test_derived_metrics_units():
 
 
 def test_derived_metrics_leave_out_what_cannot_be_computed():
-    zero = EnergyWindow("w", duration_s=0.05, energy_j=0.0, mean_power_w=0.0)
+    zero = EnergyWindow("w", duration_s=2.0, energy_j=0.0, mean_power_w=0.0)
     assert derive_energy_metrics(zero, n_images=4, n_tokens=0) == {
         "energy_kwh": 0.0,
         "energy_j_per_image": 0.0,

@@ -1,8 +1,11 @@
 """Batched greedy generation through the processor's chat template (the eager engine).
 
 One image and one prompt per conversation; batches are left-padded so every row's new tokens start
-at the same column. The same function serves the quality pass (stops at EOS) and the cost pass
-(``min_new_tokens == max_new_tokens``: a fixed output length, so timings compare across models).
+at the same column. Two steps, so the cost pass can time them apart: ``prepare_inputs`` (chat template,
+image processor, copy to the device: host work) and ``generate_prepared`` (the model alone: vision
+encoding, prefill, decode). ``generate`` chains them and decodes the text, for the quality pass (stops
+at EOS); the cost pass uses ``min_new_tokens == max_new_tokens``: a fixed output length, so timings
+compare across models.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class GenerationSettings:
     max_new_tokens: int
     min_new_tokens: int = 0
     image_splitting: bool | None = None  # Idefics3/SmolVLM tiling; None: the processor's default
-    engine: str = "eager"  # "eager" or "compiled" (static KV cache + torch.compile of the decode step)
+    engine: str = "eager"  # "eager", "compiled" or "static-cache" (see engine_kwargs)
 
     def processor_kwargs(self) -> dict[str, Any]:
         return {} if self.image_splitting is None else {"do_image_splitting": self.image_splitting}
@@ -37,7 +40,7 @@ class Generated:
 
 @dataclass(frozen=True)
 class Request:
-    """One row of a batch: chat messages with ``{"type": "image"}`` placeholders, and their images in order."""
+    """One row of a batch: chat messages with ``{"type": "image"}`` placeholders, and their images."""
 
     messages: list[dict[str, Any]]
     images: list[Image.Image]
@@ -50,7 +53,7 @@ def single_image_request(image: Image.Image, text: str) -> Request:
     )
 
 
-def build_inputs(
+def prepare_inputs(
     processor: Any,
     requests: list[Request],
     *,
@@ -58,7 +61,8 @@ def build_inputs(
     dtype: torch.dtype,
     settings: GenerationSettings,
 ) -> dict[str, torch.Tensor]:
-    """Tokenize a batch: chat template per row, left padding, pixel tensors cast to the model's dtype."""
+    """Model inputs of a batch, on ``device``: chat template per row, left padding, image processor,
+    pixel tensors cast to the model's dtype."""
     processor.tokenizer.padding_side = "left"
     texts = [
         processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
@@ -105,18 +109,67 @@ def count_new_tokens(new_ids: torch.Tensor, eos_ids: list[int]) -> list[int]:
     return counts
 
 
-def engine_kwargs(engine: str) -> dict[str, Any]:
-    """generate() arguments of an engine.
+ENGINES_WITH_STATIC_CACHE = ("compiled", "static-cache")
 
-    "compiled": a static KV cache, which makes transformers compile the decode step with
-    torch.compile (mode "reduce-overhead", i.e. CUDA graphs) on CUDA devices; on CPU the static cache
-    is used without compilation (transformers compiles automatically on accelerators only).
+
+def engine_kwargs(engine: str) -> dict[str, Any]:
+    """generate() arguments of an engine (a requested one, or one resolved by engines.selection).
+
+    - "eager": transformers' default, a dynamic KV cache, no compilation.
+    - "compiled": a static KV cache, which makes transformers compile the decode step with
+      torch.compile on accelerators; on CPU transformers uses the static cache without compiling.
+      ``resolve_engine`` checks whether a compilation really happened.
+    - "static-cache": what "compiled" resolves to when no compilation was observed: the static KV
+      cache with compilation disabled, so what runs is what the label says on every device.
     """
     if engine == "eager":
         return {}
-    from transformers import CompileConfig
+    if engine == "static-cache":
+        return {"cache_implementation": "static", "disable_compile": True}
+    if engine == "compiled":
+        from transformers import CompileConfig
 
-    return {"cache_implementation": "static", "compile_config": CompileConfig(fullgraph=False, dynamic=False)}
+        return {
+            "cache_implementation": "static",
+            "compile_config": CompileConfig(fullgraph=False, dynamic=False),
+        }
+    raise ValueError(f"unknown engine {engine!r}")
+
+
+@torch.inference_mode()
+def generate_prepared(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    settings: GenerationSettings,
+    *,
+    pad_token_id: int,
+    logits_processor: list[Any] | None = None,
+) -> torch.Tensor:
+    """Greedy new token ids (batch x new tokens) from inputs made by ``prepare_inputs``: the model alone.
+
+    ``logits_processor``: callables ``(input_ids, scores) -> scores`` that generate() calls once per
+    new token, after that token's logits are computed (the cost pass time-stamps tokens with one).
+    """
+    from transformers import LogitsProcessorList
+
+    eos = stop_token_ids(model)
+    output = model.generate(
+        **engine_kwargs(settings.engine),
+        **inputs,
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=settings.max_new_tokens,
+        min_new_tokens=settings.min_new_tokens,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos or None,
+        logits_processor=LogitsProcessorList(logits_processor or []),
+        # Checkpoints ship sampling defaults (temperature, top_p); greedy ignores them, so unset
+        # them to keep the logs free of "not used" warnings.
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    return output[:, inputs["input_ids"].shape[1] :]
 
 
 @torch.inference_mode()
@@ -130,23 +183,7 @@ def generate(
 ) -> Generated:
     """Greedy answers for a batch of requests (one image + prompt each, or interleaved few-shot turns)."""
     device = next(model.parameters()).device
-    inputs = build_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
-    eos = stop_token_ids(model)
-    output = model.generate(
-        **engine_kwargs(settings.engine),
-        **inputs,
-        do_sample=False,
-        num_beams=1,
-        max_new_tokens=settings.max_new_tokens,
-        min_new_tokens=settings.min_new_tokens,
-        pad_token_id=pad_token_id(model, processor),
-        eos_token_id=eos or None,
-        # Checkpoints ship sampling defaults (temperature, top_p); greedy ignores them, so unset
-        # them to keep the logs free of "not used" warnings.
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )
-    new_ids = output[:, inputs["input_ids"].shape[1] :]
+    inputs = prepare_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
+    new_ids = generate_prepared(model, inputs, settings, pad_token_id=pad_token_id(model, processor))
     texts = [t.strip() for t in processor.batch_decode(new_ids, skip_special_tokens=True)]
-    return Generated(texts, count_new_tokens(new_ids, eos))
+    return Generated(texts, count_new_tokens(new_ids, stop_token_ids(model)))

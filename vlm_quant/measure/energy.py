@@ -3,9 +3,11 @@
 Energy is the difference of ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since the driver loaded)
 between the window's ends, not an integral of sampled power: the counter is maintained by the
 board itself and misses no spikes between samples. It is refreshed about every 100 ms, so a window
-carries an error of up to ~0.1 s of power at each end; windows should last several seconds, and
-results of windows under ``SHORT_WINDOW_S`` carry a warning. Without a GPU (``NullGpu``) or on
-boards without the counter (before Volta) energy is None: absent, never zero.
+carries an error of up to ~0.1 s of power at each end. A window shorter than ``SHORT_WINDOW_S``
+(1 s, where the two ends alone can be off by ~20%, and an 80 ms window can read a delta of exactly 0)
+gives no energy at all, and so does a counter that went backwards (driver reload): the window's
+``absent_reason`` says why, and callers log it as a tag. Without a GPU (``NullGpu``) or on boards
+without the counter (before Volta) energy is None too: absent, never zero.
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 Clock = Callable[[], float]  # seconds
-SHORT_WINDOW_S = 1.0  # below this the ~100 ms counter refresh dominates the error
+SHORT_WINDOW_S = 1.0  # shorter windows: energy absent (the ~100 ms counter refresh would dominate)
 J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
 class EnergyWindow:
-    """Time and GPU energy of one window; ``warning`` says why its energy is doubtful, if it is."""
+    """Time and GPU energy of one window; ``absent_reason`` says why ``energy_j`` is None, when it is."""
 
     name: str
     duration_s: float
     energy_j: float | None
     mean_power_w: float | None
-    warning: str | None = None
+    absent_reason: str | None = None
 
 
 class EnergyMeter:
@@ -63,23 +65,30 @@ class EnergyMeter:
         return _window(name, end_s - start_s, start_mj, end_mj)
 
 
+    def discard_window(self, name: str) -> None:
+        """Close window ``name`` without a result (its work failed, e.g. out of memory); no-op if not open."""
+        self._open.pop(name, None)
+
+
 def _window(name: str, duration_s: float, start_mj: float | None, end_mj: float | None) -> EnergyWindow:
-    """Build the window result from the two counter readings (mJ)."""
-    warning = None
-    if duration_s < SHORT_WINDOW_S:
-        warning = (
-            f"window lasted {duration_s:.3f} s (< {SHORT_WINDOW_S:.0f} s): the NVML energy counter "
-            "updates about every 100 ms, so this energy is coarse; measure over several seconds"
-        )
+    """Build the window result from the two counter readings (mJ); energy absent when untrustworthy."""
     if start_mj is None or end_mj is None:
-        return EnergyWindow(name, duration_s, None, None, warning)
+        return EnergyWindow(name, duration_s, None, None, "no GPU energy counter on this device")
     if end_mj < start_mj:  # the counter restarts when the driver reloads
         return EnergyWindow(
             name, duration_s, None, None, "NVML energy counter went backwards (driver reload?)"
         )
+    if duration_s < SHORT_WINDOW_S:
+        return EnergyWindow(
+            name,
+            duration_s,
+            None,
+            None,
+            f"window lasted {duration_s:.3f} s (< {SHORT_WINDOW_S:.0f} s): the NVML energy counter "
+            "updates about every 100 ms, too coarse for it; measure over more seconds (cost_seconds)",
+        )
     energy_j = (end_mj - start_mj) / 1000.0
-    mean_power_w = energy_j / duration_s if duration_s > 0 else None
-    return EnergyWindow(name, duration_s, energy_j, mean_power_w, warning)
+    return EnergyWindow(name, duration_s, energy_j, energy_j / duration_s)
 
 
 def measure_idle_power_w(

@@ -52,6 +52,11 @@ class DeviceTimer:
         self.clock = clock
         self.synchronize = synchronize if synchronize is not None else _synchronizer_for(self.device)
 
+    def now(self) -> float:
+        """The clock (s) once the device has finished all queued work: a time stamp of work done."""
+        self.synchronize()
+        return self.clock()
+
     @contextmanager
     def span(self) -> Iterator[Span]:
         """Context manager yielding a ``Span`` whose ``elapsed_s`` covers the block's device work."""
@@ -63,6 +68,26 @@ class DeviceTimer:
         finally:
             self.synchronize()
             span.elapsed_s = self.clock() - start
+
+
+class TokenTimestamps:
+    """A logits processor that time-stamps every new token of one ``generate()`` call.
+
+    transformers calls each logits processor once per generated token, right after the forward pass
+    that produced that token's logits (the prefill for the first token, one decode step for each
+    later one) and before the token is picked. Synchronizing the device there (as optimum-benchmark's
+    latency logits processor does) makes ``stamps_s[k]`` the moment token ``k``'s logits were ready,
+    so time to first token and every decode step come from the same call. It returns the scores
+    unchanged, so greedy outputs are identical with and without it.
+    """
+
+    def __init__(self, timer: DeviceTimer) -> None:
+        self.timer = timer
+        self.stamps_s: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.stamps_s.append(self.timer.now())
+        return scores
 
 
 def run_until(

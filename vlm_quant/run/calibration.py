@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vlm_quant.engines.generate import build_inputs
+from vlm_quant.engines.generate import prepare_inputs
 from vlm_quant.models.families import linear_modules_by_role
 from vlm_quant.models.loading import LoadedVLM, load_vlm
 from vlm_quant.quantize.calibrated import (
@@ -72,6 +72,6 @@ def _model_inputs(prepared: Any, loaded: LoadedVLM, sample_id: Any) -> dict[str,
     if image is None:
         return None
     request = prepared.task.request(data, sample, image)
-    return build_inputs(
+    return prepare_inputs(
         loaded.processor, [request], device=prepared.device, dtype=prepared.dtype, settings=prepared.settings
     )

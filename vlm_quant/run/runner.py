@@ -37,7 +37,7 @@ from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.run import distributed, mlflow_views
-from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
+from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
@@ -350,6 +350,8 @@ def quality_pass(
         model_name=cfg.model,
     )
     window = instruments.meter.end_window("quality_pass")
+    if window.absent_reason and instruments.gpu.available:
+        tracker.set_tags({"vlm_quant.energy_absent_quality_pass": window.absent_reason})
     if quality.skipped:
         tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
     if not quality.predictions:
@@ -401,30 +403,22 @@ def cost_pass(
         task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
         for i in micro_ids
     ]
-    args = (
-        loaded.model,
-        loaded.processor,
-        micro,
-        settings,
-        prepared.settings,
-        prepared.dtype,
-        instruments.timer,
-    )
-    with stage("cost pass: latency, batch 1"):
-        metrics = measure_latency(*args)
-    for batch_size in settings.batch_sizes:
-        with stage(f"cost pass: throughput, batch {batch_size}"):
-            metrics.update(measure_throughput(*args, batch_size=batch_size, meter=instruments.meter))
-    at_eval = cfg.batch_size
-    for key in (
-        "throughput_images_per_s",
-        "throughput_tokens_per_s",
-        "energy_j_per_image",
-        "energy_j_per_token",
-        "images_per_kwh",
-    ):
-        if f"{key}_bs{at_eval}" in metrics:
-            metrics[key] = metrics[f"{key}_bs{at_eval}"]
+    sizes = ", ".join(map(str, settings.batch_sizes))
+    with stage(f"cost pass: latency at batch 1, throughput at batch {sizes}"):
+        result = measure_cost(
+            loaded.model,
+            loaded.processor,
+            micro,
+            settings,
+            prepared.settings,
+            prepared.dtype,
+            instruments.timer,
+            meter=instruments.meter,
+            eval_batch_size=cfg.batch_size,
+        )
+    if result.tags:  # batch sizes that ran out of memory, energy windows without energy
+        tracker.set_tags(result.tags)
+    metrics = dict(result.metrics)
     metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
     return metrics
 
