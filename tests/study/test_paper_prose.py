@@ -20,9 +20,13 @@ from vlm_quant.study.paper.tex import Stated
 
 
 def store_values(caption_store, study) -> StoreValues:
+    from mlflow import MlflowClient
+
     by_id = {run.run_id: run for run in caption_store.runs.values()}
+    client = MlflowClient(caption_store.uri)
+    logged = {rid: client.get_run(rid).data.metrics for rid in by_id}  # the store itself (CHAIR included)
     return StoreValues(
-        metric=lambda rid, name: by_id[rid].metrics[name],
+        metric=lambda rid, name: logged[rid][name],
         param=lambda rid, name: by_id[rid].params[name],
         scores=lambda rid: {r["sample_id"]: r["cider"] for r in by_id[rid].rows},
         baseline_id=caption_store.runs["fp16"].run_id,

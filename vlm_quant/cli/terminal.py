@@ -46,13 +46,11 @@ _INSTALLED: list[Path] = []  # once per process (the CLI group may be invoked re
 
 def quiet_terminal() -> Path:
     """Filter the terminal handlers, send every record to a run log file; returns that file."""
-    import importlib
-
     import torch  # noqa: F401 - installs torch's own "torch" logger handler, which we filter too
 
-    # MLflow installs its "mlflow" logger handler at import (not propagating to the root): import it
-    # now for its logging set-up only, so that handler can be filtered too. No tracking call here.
-    importlib.import_module("mlflow")
+    from vlm_quant.tracking.tracker import install_mlflow_logging
+
+    install_mlflow_logging()  # MLflow's "mlflow" handler exists only once it is imported: filter it too
 
     if _INSTALLED:
         return _INSTALLED[0]
