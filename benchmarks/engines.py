@@ -40,13 +40,19 @@ PROMPT = "Provide a one-sentence caption for the provided image."
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="HuggingFaceTB/SmolVLM-256M-Instruct", help="Hub id or local dir.")
     parser.add_argument("--weights", default="random", choices=("pretrained", "random"))
     parser.add_argument("--quant", default="fp16", help="Precision preset (see the README's table).")
-    parser.add_argument("--data-dir", default="../shared/coco_val2017_mini", help="COCO folder (official layout).")
+    parser.add_argument(
+        "--data-dir", default="../shared/coco_val2017_mini", help="COCO folder (official layout)."
+    )
     parser.add_argument("--n-images", type=int, default=64, help="Images drawn (seeded) from the split.")
-    parser.add_argument("--batch-size", type=int, default=32, help="Batch size of the throughput measurement.")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="Batch size of the throughput measurement."
+    )
     parser.add_argument("--new-tokens", type=int, default=32, help="Fixed output length (min == max).")
     parser.add_argument("--latency-iterations", type=int, default=10, help="Timed batch-1 generations.")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed generations before each measurement.")
@@ -62,7 +68,9 @@ def load_images(data_dir: str, n: int) -> list:
     return [downscale(split.open_image(split.samples[i]), 1024) for i in ids]
 
 
-def time_batches(run, batches, timer: DeviceTimer, meter: EnergyMeter, name: str) -> tuple[float, float | None]:
+def time_batches(
+    run, batches, timer: DeviceTimer, meter: EnergyMeter, name: str
+) -> tuple[float, float | None]:
     """Seconds and joules of running ``run`` over every batch (one energy window)."""
     meter.begin_window(name)
     start = time.perf_counter()
@@ -75,8 +83,11 @@ def time_batches(run, batches, timer: DeviceTimer, meter: EnergyMeter, name: str
 
 def main() -> None:
     args = parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     plan = resolve_plan(args.quant)
     dtype, dtype_note = compute_dtype(plan, device)
     loaded = load_vlm(args.model, weights=args.weights, dtype=dtype, device=device.type)
@@ -84,7 +95,9 @@ def main() -> None:
         from vlm_quant.quantize.backends import apply_plan
 
         apply_plan(loaded.model, loaded.family, plan, device=device, compute_dtype=dtype)
-    splitting = {"auto": None if device.type == "cuda" else False, "on": True, "off": False}[args.image_splitting]
+    splitting = {"auto": None if device.type == "cuda" else False, "on": True, "off": False}[
+        args.image_splitting
+    ]
     images = load_images(args.data_dir, args.n_images)
     requests = [single_image_request(image, PROMPT) for image in images]
     timer, gpu = DeviceTimer(device), open_gpu(0 if device.type == "cuda" else None)
@@ -99,7 +112,7 @@ def main() -> None:
             generate(loaded.model, loaded.processor, batch, settings, dtype=dtype)
 
         batches = [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
-        for batch in ([batches[0]] * args.warmup):  # compile / cudnn autotune / allocator warm-up
+        for batch in [batches[0]] * args.warmup:  # compile / cudnn autotune / allocator warm-up
             run(batch)
         for request in requests[: args.warmup]:
             run([request])
@@ -122,32 +135,40 @@ def main() -> None:
 
 def write_report(args: argparse.Namespace, results: dict, device: torch.device, dtype_note: str) -> None:
     env = environment_record()
-    hardware = (env["gpus"][0]["name"] if env["gpus"] else f"CPU {env['cpu']} x{env['cpu_count']}")
+    hardware = env["gpus"][0]["name"] if env["gpus"] else f"CPU {env['cpu']} x{env['cpu_count']}"
     ref = results.get("eager")
     lines = [
         f"# Engines: {args.model} ({args.weights} weights), {args.quant}, {args.new_tokens} new tokens",
-        f"Hardware: {hardware}; driver {env['driver']}; CUDA {env['cuda']}; torch {env['packages']['torch']}; "
+        f"Hardware: {hardware}; driver {env['driver']}; CUDA {env['cuda']}; "
+        f"torch {env['packages']['torch']}; "
         f"transformers {env['packages']['transformers']}; {dtype_note}",
         "",
-        "| engine | batch | images/s | x eager | batch-1 latency ms (p50) | eager / this | J/image | x eager |",
+        "| engine | batch | images/s | x eager | batch-1 latency ms (p50) | eager / this "
+        "| J/image | x eager |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for engine, r in results.items():
         speed = f"{r['images_per_s'] / ref['images_per_s']:.2f}" if ref else "n/a"
         latency = f"{ref['latency_ms_p50'] / r['latency_ms_p50']:.2f}" if ref else "n/a"
         joules = "n/a" if r["energy_j_per_image"] is None else f"{r['energy_j_per_image']:.3f}"
-        joule_ratio = ("n/a" if not ref or r["energy_j_per_image"] is None or ref["energy_j_per_image"] is None
-                       else f"{r['energy_j_per_image'] / ref['energy_j_per_image']:.2f}")
-        lines.append(f"| {engine} | {r['batch_size']} | {r['images_per_s']:.2f} | {speed} | "
-                     f"{r['latency_ms_p50']:.1f} | {latency} | {joules} | {joule_ratio} |")
+        joule_ratio = (
+            "n/a"
+            if not ref or r["energy_j_per_image"] is None or ref["energy_j_per_image"] is None
+            else f"{r['energy_j_per_image'] / ref['energy_j_per_image']:.2f}"
+        )
+        lines.append(
+            f"| {engine} | {r['batch_size']} | {r['images_per_s']:.2f} | {speed} | "
+            f"{r['latency_ms_p50']:.1f} | {latency} | {joules} | {joule_ratio} |"
+        )
     text = "\n".join(lines)
     print(text)
     out = Path(os.environ.get("OUT", "out"))
     out.mkdir(parents=True, exist_ok=True)
     stem = f"engines-{Path(args.model).name}-{args.quant}"
     (out / f"{stem}.md").write_text(text + "\n")
-    (out / f"{stem}.json").write_text(json.dumps({"args": vars(args), "results": results, "environment": env},
-                                                 indent=2, default=str))
+    (out / f"{stem}.json").write_text(
+        json.dumps({"args": vars(args), "results": results, "environment": env}, indent=2, default=str)
+    )
 
 
 if __name__ == "__main__":

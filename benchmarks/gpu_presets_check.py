@@ -62,7 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Random weights of the bundled architecture (default) or the checkpoint's; "
         "local directories always load their own weights.",
     )
-    parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "prequantized"], choices=list(PRESETS))
+    parser.add_argument(
+        "--presets", nargs="+", default=[p for p in PRESETS if p != "prequantized"], choices=list(PRESETS)
+    )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--new-tokens", type=int, default=16, help="Fixed output length of the timed passes.")
     parser.add_argument("--batch-size", type=int, default=32, help="Batch size of the throughput pass.")

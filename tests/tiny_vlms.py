@@ -131,7 +131,7 @@ def _text_config(model_type: str, **extra) -> dict:
 def _idefics3_config(ids: dict[str, int]) -> Idefics3Config:
     return Idefics3Config(
         vision_config=dict(
-            hidden_size=64,  # >= 64: bitsandbytes' AVX512-BF16 CPU 4-bit kernels need in_features >= blocksize
+            hidden_size=64,  # >= 64: bitsandbytes' AVX512-BF16 CPU 4-bit kernels need in_features >= 64
             intermediate_size=128,
             num_hidden_layers=1,
             num_attention_heads=2,

@@ -41,7 +41,8 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
         "cost_iterations": "2",
         "cost_new_tokens": "3",
         "idle_seconds": "0",
-        "experiment": "e2e",  # the same as --experiment-name: accepted (another one fails, test_launcher_params)
+        # the same as --experiment-name: accepted (another one fails, see test_launcher_params)
+        "experiment": "e2e",
         "run_name": "tiny-e2e",  # renames the launcher's randomly named run
     }
     command = [
@@ -165,7 +166,9 @@ def test_unreachable_model_points_to_random_weights_or_local_path(coco_dir, trac
     assert result.exit_code == 2
     assert "weights=random" in result.output or "local path" in result.output
     client = mlflow.MlflowClient(tracking_uri)
-    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])  # checked before a run
+    assert not client.search_runs(
+        [e.experiment_id for e in client.search_experiments()]
+    )  # checked before a run
 
 
 def test_unreadable_image_is_skipped_counted_and_logged(tiny_vlm_dirs, coco_dir, tmp_path):
@@ -248,9 +251,18 @@ def test_quantized_run_logs_what_really_loaded(tiny_vlm_dirs, coco_dir):
     """int8 preset end to end: realized precision per role, precision map, smaller checkpoint."""
     sizes = {}
     for quant in ("fp16", "int8"):
-        cfg = ExperimentConfig.from_mapping(dict(model=str(tiny_vlm_dirs["qwen2_vl"]), data_dir=str(coco_dir),
-                                                 quant=quant, n_samples=2, batch_size=2, max_new_tokens=3,
-                                                 log_model=False, **FAST_COST))
+        cfg = ExperimentConfig.from_mapping(
+            dict(
+                model=str(tiny_vlm_dirs["qwen2_vl"]),
+                data_dir=str(coco_dir),
+                quant=quant,
+                n_samples=2,
+                batch_size=2,
+                max_new_tokens=3,
+                log_model=False,
+                **FAST_COST,
+            )
+        )
         tracker = InMemoryTracker()
         run_experiment(prepare_experiment(cfg), tracker, progress=False)
         sizes[quant] = tracker.metrics["size_on_disk_mib"]

@@ -15,13 +15,39 @@ from vlm_quant.tasks.coco_instances import read_instances
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--cost-samples", "2", "--cost-iterations", "1", "--cost-warmup", "0", "--cost-new-tokens", "2",
-        "--idle-seconds", "0", "--log-model", "false", "--no-progress", "--batch-size", "4"]
+FAST = [
+    "--cost-samples",
+    "2",
+    "--cost-iterations",
+    "1",
+    "--cost-warmup",
+    "0",
+    "--cost-new-tokens",
+    "2",
+    "--idle-seconds",
+    "0",
+    "--log-model",
+    "false",
+    "--no-progress",
+    "--batch-size",
+    "4",
+]
 
 
 def evaluate(model_dir: Path, coco_dir: Path, experiment: str, *extra: str) -> None:
-    args = ["evaluate", "--model", str(model_dir), "--data-dir", str(coco_dir), "--experiment", experiment,
-            "--max-new-tokens", "6", *FAST, *extra]
+    args = [
+        "evaluate",
+        "--model",
+        str(model_dir),
+        "--data-dir",
+        str(coco_dir),
+        "--experiment",
+        experiment,
+        "--max-new-tokens",
+        "6",
+        *FAST,
+        *extra,
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
 
@@ -48,8 +74,14 @@ def test_caption_run_logs_chair_and_the_screen(tiny_vlm_dirs, coco_dir, tracking
     assert "chair_s" in m and 0 <= m["chair_s"] <= 1 and "safety_flagged_n" in m
     assert m["safety_flagged_rate"] == m["safety_flagged_n"] / len(ids)
     assert "chair_i" in m or m["chair_n_mentions"] == 0  # random-ish captions may name no object
-    rows = [json.loads(line) for line in Path(client.download_artifacts(
-        run.info.run_id, "predictions/predictions.jsonl", str(tmp_path))).read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in Path(
+            client.download_artifacts(run.info.run_id, "predictions/predictions.jsonl", str(tmp_path))
+        )
+        .read_text()
+        .splitlines()
+    ]
     assert {r["image_id"] for r in rows if r["chair_annotated"]} == {i for i in ids if i in annotated}
     assert all(r["chair_hallucinated"] is None for r in rows if not r["chair_annotated"])
     flagged = artifact_json(client, run, "safety/flagged.json", tmp_path)
@@ -60,8 +92,19 @@ def test_caption_run_logs_chair_and_the_screen(tiny_vlm_dirs, coco_dir, tracking
 
 def test_pope_runs_then_compare(tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path):
     for quant in ("fp16", "bf16"):
-        evaluate(tiny_vlm_dirs["llava"], coco_dir, "pope", "--task", "pope", "--n-samples", "2",
-                 "--quant", quant, "--max-new-tokens", "3")
+        evaluate(
+            tiny_vlm_dirs["llava"],
+            coco_dir,
+            "pope",
+            "--task",
+            "pope",
+            "--n-samples",
+            "2",
+            "--quant",
+            quant,
+            "--max-new-tokens",
+            "3",
+        )
     client = mlflow.MlflowClient(tracking_uri)
     runs = only_run(client, "pope")
     m = runs["fp16"].data.metrics
@@ -73,12 +116,13 @@ def test_pope_runs_then_compare(tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path)
     assert construction["n_images"] == 2 and construction["objects_per_image"] == 3
     questions = artifact_json(client, runs["fp16"], "pope/questions.json", tmp_path)
     assert sorted(questions) == ["adversarial", "popular", "random"]
-    for split, items in questions.items():
+    for items in questions.values():
         assert sum(q["label"] == "yes" for q in items) == sum(q["label"] == "no" for q in items)
 
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["compare", "--experiment", "pope", "--out-dir", str(out),
-                                       "--bootstrap", "100", "--no-log"])
+    result = CliRunner().invoke(
+        main, ["compare", "--experiment", "pope", "--out-dir", str(out), "--bootstrap", "100", "--no-log"]
+    )
     assert result.exit_code == 0, result.output
     text = (out / "results_hallucination.md").read_text()
     assert all(f"POPE F1 {split}" in text for split in ("random", "popular", "adversarial"))

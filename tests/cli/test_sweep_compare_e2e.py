@@ -22,13 +22,42 @@ def last_json(output: str) -> dict:
 
 
 def sweep_args(model_dir, coco_dir):
-    return ["sweep", "--quants", "fp16,bf16", "--model", str(model_dir), "--data-dir", str(coco_dir),
-            "--n-samples", "3", "--batch-size", "3", "--max-new-tokens", "4", "--seed", "5", "--cost-samples", "2",
-            "--cost-iterations", "1", "--cost-warmup", "0", "--cost-new-tokens", "2", "--idle-seconds", "0",
-            "--log-model", "false", "--experiment", "study"]
+    return [
+        "sweep",
+        "--quants",
+        "fp16,bf16",
+        "--model",
+        str(model_dir),
+        "--data-dir",
+        str(coco_dir),
+        "--n-samples",
+        "3",
+        "--batch-size",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "5",
+        "--cost-samples",
+        "2",
+        "--cost-iterations",
+        "1",
+        "--cost-warmup",
+        "0",
+        "--cost-new-tokens",
+        "2",
+        "--idle-seconds",
+        "0",
+        "--log-model",
+        "false",
+        "--experiment",
+        "study",
+    ]
 
 
-def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path):
+def test_sweep_then_rerun_skips_then_compare_writes_the_paper(
+    tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path
+):
     runner = CliRunner()
     first = runner.invoke(main, sweep_args(tiny_vlm_dirs["llava"], coco_dir))
     assert first.exit_code == 0, first.output
@@ -38,8 +67,9 @@ def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coc
     client = mlflow.MlflowClient(tracking_uri)
     parent = client.get_run(outcome["parent_run_id"])
     assert parent.data.tags["vlm_quant.kind"] == "sweep" and parent.data.metrics["n_finished"] == 2
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
     assert len({c.data.params["ids_hash"] for c in children}) == 1  # the identical split
     assert {c.data.params["quant"] for c in children} == {"fp16", "bf16"}
@@ -51,8 +81,10 @@ def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coc
     assert rerun["run_ids"] == outcome["run_ids"]
 
     out = tmp_path / "report"
-    result = runner.invoke(main, ["compare", "--parent-run", outcome["parent_run_id"], "--out-dir", str(out),
-                                  "--bootstrap", "200"])
+    result = runner.invoke(
+        main,
+        ["compare", "--parent-run", outcome["parent_run_id"], "--out-dir", str(out), "--bootstrap", "200"],
+    )
     assert result.exit_code == 0, result.output
     with open(out / "results.csv") as handle:
         table = list(csv.DictReader(handle))
@@ -65,7 +97,9 @@ def test_sweep_then_rerun_skips_then_compare_writes_the_paper(tiny_vlm_dirs, coc
         assert (out / name).is_file(), name
     for png in (out / "figures").glob("*.png"):
         Image.open(png).verify()
-    compare_runs = client.search_runs([parent.info.experiment_id], filter_string="tags.`vlm_quant.kind` = 'compare'")
+    compare_runs = client.search_runs(
+        [parent.info.experiment_id], filter_string="tags.`vlm_quant.kind` = 'compare'"
+    )
     assert len(compare_runs) == 1
 
 

@@ -19,13 +19,22 @@ from vlm_quant.tracking.tracker import InMemoryTracker
 
 pytest.importorskip("auto_round", reason="auto-round is not installed (pip install 'vlm-quant[quant]')")
 FAST = dict(
-    n_samples=3, batch_size=3, max_new_tokens=4, cost_samples=1, cost_iterations=1, cost_warmup=0,
-    cost_new_tokens=2, idle_seconds=0, log_model=False,
+    n_samples=3,
+    batch_size=3,
+    max_new_tokens=4,
+    cost_samples=1,
+    cost_iterations=1,
+    cost_warmup=0,
+    cost_new_tokens=2,
+    idle_seconds=0,
+    log_model=False,
 )
 
 
 def _run(model_dir, coco_dir, **overrides):
-    cfg = ExperimentConfig.from_mapping(dict(model=str(model_dir), data_dir=str(coco_dir), **FAST, **overrides))
+    cfg = ExperimentConfig.from_mapping(
+        dict(model=str(model_dir), data_dir=str(coco_dir), **FAST, **overrides)
+    )
     tracker = InMemoryTracker()
     run_experiment(prepare_experiment(cfg), tracker, progress=False)
     return tracker
@@ -33,7 +42,9 @@ def _run(model_dir, coco_dir, **overrides):
 
 @pytest.mark.parametrize("iters", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_autoround_quantizes_the_language_model_and_the_audit_says_so(tiny_vlm_dirs, coco_dir, iters):
-    tracker = _run(tiny_vlm_dirs["idefics3"], coco_dir, quant="ar-w4", ar_iters=iters, ar_calibration_samples=2)
+    tracker = _run(
+        tiny_vlm_dirs["idefics3"], coco_dir, quant="ar-w4", ar_iters=iters, ar_calibration_samples=2
+    )
     p, m = tracker.params, tracker.metrics
     assert p["realized_precision_language"] == "ar-w4"  # every language linear is AutoRound's QuantLinear
     assert p["realized_precision_vision"] == p["realized_precision_projector"] == "bf16"  # kept 16-bit
@@ -73,7 +84,9 @@ def test_calibration_ids_are_seeded_and_never_evaluated_nor_the_same_image():
     samples = {i: Sample(f"{i // 2}.jpg") for i in range(40)}  # two questions per image
     evaluated = [0, 5, 10]
     first = calibration_ids(samples, evaluated, 8, seed=1)
-    assert first == calibration_ids(samples, evaluated, 8, seed=1) != calibration_ids(samples, evaluated, 8, 2)
+    assert (
+        first == calibration_ids(samples, evaluated, 8, seed=1) != calibration_ids(samples, evaluated, 8, 2)
+    )
     banned_images = {samples[i].image_file for i in evaluated}
     assert len(first) == 8 and not {samples[i].image_file for i in first} & banned_images
     assert sorted(calibration_ids(samples, evaluated, 1000, seed=1)) == sorted(
@@ -128,7 +141,10 @@ def compressed_tensors_checkpoint(tiny_vlm_dirs, tmp_path_factory):
     loaded.model.save_pretrained(out)
     loaded.processor.save_pretrained(out)
     compressor.update_config(out)
-    assert json.loads((out / "config.json").read_text())["quantization_config"]["quant_method"] == "compressed-tensors"
+    assert (
+        json.loads((out / "config.json").read_text())["quantization_config"]["quant_method"]
+        == "compressed-tensors"
+    )
     return out
 
 
@@ -156,9 +172,13 @@ def test_prequantized_names_the_missing_package(compressed_tensors_checkpoint, c
     from vlm_quant.quantize import prequantized
 
     # As if compressed-tensors were not installed: its import name resolves to nothing.
-    monkeypatch.setitem(prequantized.METHOD_PACKAGES, "compressed-tensors", ("no_such_module_x", "compressed-tensors"))
+    monkeypatch.setitem(
+        prequantized.METHOD_PACKAGES, "compressed-tensors", ("no_such_module_x", "compressed-tensors")
+    )
     cfg = ExperimentConfig.from_mapping(
         dict(model=str(compressed_tensors_checkpoint), data_dir=str(coco_dir), quant="prequantized", **FAST)
     )
-    with pytest.raises(UserError, match="needs the package 'compressed-tensors'.*pip install compressed-tensors"):
+    with pytest.raises(
+        UserError, match="needs the package 'compressed-tensors'.*pip install compressed-tensors"
+    ):
         prepare_experiment(cfg)

@@ -9,7 +9,12 @@ from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan
 def test_required_presets_and_their_roles():
     assert resolve_plan("fp16").roles == dict.fromkeys(ROLES, "fp16")
     assert resolve_plan("bf16").half_dtype_name == "bf16"
-    assert resolve_plan("int8").roles == {"vision": "fp16", "projector": "fp16", "language": "int8", "lm_head": "fp16"}
+    assert resolve_plan("int8").roles == {
+        "vision": "fp16",
+        "projector": "fp16",
+        "language": "int8",
+        "lm_head": "fp16",
+    }
     assert resolve_plan("int8-vision").quantized_roles == {"vision": "int8"}
     assert resolve_plan("int8-all").quantized_roles == {"vision": "int8", "language": "int8"}
     assert resolve_plan("nf4").quantized_roles == {"language": "nf4"}

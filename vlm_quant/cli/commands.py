@@ -77,14 +77,24 @@ def main() -> None:
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--first-run", is_flag=True,
-              help="Choose weights and data from what this machine reaches (Hub or local COCO) and say so.")
-@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result (all metrics) as JSON.")
+@click.option(
+    "--first-run",
+    is_flag=True,
+    help="Choose weights and data from what this machine reaches (Hub or local COCO) and say so.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the machine-readable result (all metrics) as JSON."
+)
 @click.option("--parent-run-id", default=None, hidden=True, help="Sweep parent run (set by `sweep`).")
 @config_options
 def evaluate(
-    config_path: str | None, tracking_uri: str | None, no_progress: bool, first_run: bool, as_json: bool,
-    parent_run_id: str | None, **options: Any,
+    config_path: str | None,
+    tracking_uri: str | None,
+    no_progress: bool,
+    first_run: bool,
+    as_json: bool,
+    parent_run_id: str | None,
+    **options: Any,
 ) -> None:
     """Evaluate one precision configuration: quality pass, cost pass, everything logged to one MLflow run."""
     from vlm_quant.run import distributed
@@ -104,7 +114,9 @@ def evaluate(
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         # under `mlflow run`: -P experiment / run_name / tracking-uri made true, or an error before any work
         check_launcher_run(chosen_experiment(cfg, options), cfg.run_name, tracking_uri=tracking_uri)
-        relaunched = distributed.relaunch_if_needed(cfg.processes, evaluate_argv(config_path, tracking_uri, options))
+        relaunched = distributed.relaunch_if_needed(
+            cfg.processes, evaluate_argv(config_path, tracking_uri, options)
+        )
         if relaunched is not None:  # processes > 1: the ranks ran under `accelerate launch`
             sys.exit(relaunched)
         prepared = prepare_experiment(cfg)
@@ -112,11 +124,17 @@ def evaluate(
         target = find_resume_target(cfg, tracking_uri) if distributed.is_main() else None
         tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
         # SIGINT/SIGTERM: finish the batch, save, mark the run KILLED; handlers restored on exit.
-        with graceful_signals(), distributed.main_only(open_run)(  # other ranks: a NullTracker
-            cfg.experiment, default_run_name(cfg), tracking_uri=tracking_uri, tags=tags,
-            resume_run_id=target.run_id if target else None,
-            system_metrics_interval_s=system_metrics_interval_s(len(prepared.data.ids)),
-        ) as tracker:
+        with (
+            graceful_signals(),
+            distributed.main_only(open_run)(  # other ranks: a NullTracker
+                cfg.experiment,
+                default_run_name(cfg),
+                tracking_uri=tracking_uri,
+                tags=tags,
+                resume_run_id=target.run_id if target else None,
+                system_metrics_interval_s=system_metrics_interval_s(len(prepared.data.ids)),
+            ) as tracker,
+        ):
             run_id = tracker.run_id
             try:
                 summary = run_experiment(prepared, tracker, progress=not no_progress)
@@ -125,15 +143,24 @@ def evaluate(
     except UserError as exc:
         fail(str(exc))
     except RunInterrupted as exc:
-        click.echo(f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
-                   f"far; continue it with --resume {run_id or 'auto'}", err=True)
+        click.echo(
+            f"interrupted by {exc.signal_name}: run {run_id} is KILLED with the predictions made so "
+            f"far; continue it with --resume {run_id or 'auto'}",
+            err=True,
+        )
         sys.exit(exc.exit_code)
     if not as_json:
         from vlm_quant.cli.terminal import print_summary
 
-        print_summary(click.echo, summary.metrics, run_name=default_run_name(cfg), run_id=summary.run_id,
-                      weights=cfg.weights, tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
-                      experiment_id=getattr(tracker, "experiment_id", None))
+        print_summary(
+            click.echo,
+            summary.metrics,
+            run_name=default_run_name(cfg),
+            run_id=summary.run_id,
+            weights=cfg.weights,
+            tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
+            experiment_id=getattr(tracker, "experiment_id", None),
+        )
         return
     click.echo(
         json.dumps(
@@ -189,13 +216,27 @@ def default_run_name(cfg: ExperimentConfig) -> str:
 
 @main.command()
 @click.option("--quants", required=True, help="Comma-separated presets, e.g. fp16,int8,int8-vision,nf4.")
-@click.option("--force", type=click.BOOL, default=False, show_default=True,
-              help="true: re-run configurations that already have a finished run with the same config.")
+@click.option(
+    "--force",
+    type=click.BOOL,
+    default=False,
+    show_default=True,
+    help="true: re-run configurations that already have a finished run with the same config.",
+)
 @click.option("--config", "config_path", default=None, help="Experiment YAML shared by every configuration.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
 @config_options
-def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str | None, **options: Any) -> None:
-    """Every preset of --quants as a child run (own process) of one parent run; same split, seed, prompt, engine."""
+def sweep(
+    quants: str, force: bool, config_path: str | None, tracking_uri: str | None, **options: Any
+) -> None:
+    """Every preset of --quants as a child run (own process) of one parent run.
+
+    All configurations share the split, seed, prompt and engine.
+    """
     from vlm_quant.run.runner import prepare_experiment
     from vlm_quant.study.sweep import parse_quants, run_sweep
     from vlm_quant.tracking.run_story import sweep_display_name
@@ -213,27 +254,72 @@ def sweep(quants: str, force: bool, config_path: str | None, tracking_uri: str |
             outcome = run_sweep(cfg, presets, tracker, force=force)
     except UserError as exc:
         fail(str(exc))
-    click.echo(json.dumps({"parent_run_id": outcome.parent_run_id, "status": outcome.status,
-                           "run_ids": outcome.run_ids, "reasons": outcome.reasons}, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "parent_run_id": outcome.parent_run_id,
+                "status": outcome.status,
+                "run_ids": outcome.run_ids,
+                "reasons": outcome.reasons,
+            },
+            indent=2,
+        )
+    )
     sys.exit(1 if outcome.failed else 0)
 
 
 @main.command()
 @click.option("--experiment", default=None, help="Compare the finished evaluate runs of this experiment.")
-@click.option("--parent-run", "--parent_run", "parent_run", default=None, help="Compare the children of this sweep run.")
-@click.option("--run-ids", "--run_ids", "run_ids", default=None, help="Compare these runs (comma-separated ids).")
-@click.option("--out-dir", "--out_dir", "out_dir", default=None, help="Report folder [default: reports/<experiment or parent run>].")
-@click.option("--baseline", default=None,
-              help="Baseline run id, run name, label or realized precision "
-                   "[default: the run realized in fp16, else bf16, else fp32].")
-@click.option("--bootstrap", "n_resamples", default=2000, show_default=True, help="Paired bootstrap resamples.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
-@click.option("--log/--no-log", "log_run", default=True, show_default=True, help="Log the report folder as a `compare` run.")
-@click.option("--pareto-include-caveats", is_flag=True,
-              help="Let runs with a caveat (resumed, OOM back-off, engine fallback) onto the Pareto fronts.")
-def compare(experiment: str | None, parent_run: str | None, run_ids: str | None, out_dir: str | None,
-            baseline: str | None, n_resamples: int, tracking_uri: str | None, log_run: bool,
-            pareto_include_caveats: bool) -> None:
+@click.option(
+    "--parent-run", "--parent_run", "parent_run", default=None, help="Compare the children of this sweep run."
+)
+@click.option(
+    "--run-ids", "--run_ids", "run_ids", default=None, help="Compare these runs (comma-separated ids)."
+)
+@click.option(
+    "--out-dir",
+    "--out_dir",
+    "out_dir",
+    default=None,
+    help="Report folder [default: reports/<experiment or parent run>].",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    help="Baseline run id, run name, label or realized precision "
+    "[default: the run realized in fp16, else bf16, else fp32].",
+)
+@click.option(
+    "--bootstrap", "n_resamples", default=2000, show_default=True, help="Paired bootstrap resamples."
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
+@click.option(
+    "--log/--no-log",
+    "log_run",
+    default=True,
+    show_default=True,
+    help="Log the report folder as a `compare` run.",
+)
+@click.option(
+    "--pareto-include-caveats",
+    is_flag=True,
+    help="Let runs with a caveat (resumed, OOM back-off, engine fallback) onto the Pareto fronts.",
+)
+def compare(
+    experiment: str | None,
+    parent_run: str | None,
+    run_ids: str | None,
+    out_dir: str | None,
+    baseline: str | None,
+    n_resamples: int,
+    tracking_uri: str | None,
+    log_run: bool,
+    pareto_include_caveats: bool,
+) -> None:
     """Tables, figures, qualitative examples and appendix of a study, read from the tracking store only."""
     from vlm_quant.study.report.build import compare as build_comparison
     from vlm_quant.study.report.logging import log_report_run
@@ -243,14 +329,30 @@ def compare(experiment: str | None, parent_run: str | None, run_ids: str | None,
         uri = resolve_tracking_uri(tracking_uri)
         ids = [i.strip() for i in run_ids.split(",") if i.strip()] if run_ids else None
         folder = Path(out_dir or f"reports/{experiment or parent_run or 'runs'}")
-        result = build_comparison(folder, experiment=experiment, parent_run=parent_run, run_ids=ids,
-                                  tracking_uri=uri, baseline=baseline, n_resamples=n_resamples,
-                                  pareto_include_caveats=pareto_include_caveats)
+        result = build_comparison(
+            folder,
+            experiment=experiment,
+            parent_run=parent_run,
+            run_ids=ids,
+            tracking_uri=uri,
+            baseline=baseline,
+            n_resamples=n_resamples,
+            pareto_include_caveats=pareto_include_caveats,
+        )
         compare_run = log_report_run(result, experiment=experiment, tracking_uri=uri) if log_run else None
     except UserError as exc:
         fail(str(exc))
-    click.echo(json.dumps({"out_dir": str(result.out_dir), "compare_run_id": compare_run,
-                           "runs": result.run_ids, "files": sorted(str(p) for p in result.paths)}, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "out_dir": str(result.out_dir),
+                "compare_run_id": compare_run,
+                "runs": result.run_ids,
+                "files": sorted(str(p) for p in result.paths),
+            },
+            indent=2,
+        )
+    )
 
 
 @main.group()
@@ -278,12 +380,21 @@ def score_captions_command(predictions: str, annotations: str) -> None:
 
 @main.command("load")
 @click.argument("run_id")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
 @click.option("--device", default=None, help="Load onto this device [default: the run's].")
-@click.option("--check", "n_check", default=4, show_default=True,
-              help="Regenerate the run's first N images and compare with its predictions (0: skip).")
+@click.option(
+    "--check",
+    "n_check",
+    default=4,
+    show_default=True,
+    help="Regenerate the run's first N images and compare with its predictions (0: skip).",
+)
 def load_command(run_id: str, tracking_uri: str | None, device: str | None, n_check: int) -> None:
-    """Load RUN_ID's logged model at its logged precision per role (and check it predicts what the run did)."""
+    """Load RUN_ID's logged model at its logged precision per role, and check it predicts what the run did."""
     from vlm_quant.models.logged_model import load_logged_model
     from vlm_quant.run.reload_check import check_predictions
 
@@ -292,10 +403,15 @@ def load_command(run_id: str, tracking_uri: str | None, device: str | None, n_ch
         check = check_predictions(run_id, loaded, n_check, tracking_uri) if n_check else None
     except UserError as exc:
         fail(str(exc))
-    roles = {k.removeprefix("realized_precision_"): v for k, v in loaded.precision_map.role_params().items()
-             if k.startswith("realized_precision_")}
-    click.echo(f"loaded {loaded.recipe['model']} ({loaded.recipe['quant']}) from run {run_id}: "
-               f"{loaded.verified_tensors} tensors bit-identical to the logged checkpoint")
+    roles = {
+        k.removeprefix("realized_precision_"): v
+        for k, v in loaded.precision_map.role_params().items()
+        if k.startswith("realized_precision_")
+    }
+    click.echo(
+        f"loaded {loaded.recipe['model']} ({loaded.recipe['quant']}) from run {run_id}: "
+        f"{loaded.verified_tensors} tensors bit-identical to the logged checkpoint"
+    )
     for role, precision in roles.items():
         click.echo(f"  {role:<10} {precision}")
     if check is not None:

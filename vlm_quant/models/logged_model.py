@@ -52,8 +52,15 @@ class LoadedLoggedModel:
     verified_tensors: int  # tensors found bit-identical to the logged weight files (0: not checked)
 
 
-def rebuild_recipe(cfg: Any, loaded: Any, plan: Any, dtype: torch.dtype, device: str, precision_map: Any,
-                   generation: dict[str, Any]) -> dict[str, Any]:
+def rebuild_recipe(
+    cfg: Any,
+    loaded: Any,
+    plan: Any,
+    dtype: torch.dtype,
+    device: str,
+    precision_map: Any,
+    generation: dict[str, Any],
+) -> dict[str, Any]:
     """What `load_logged_model` needs to rebuild this run's model (written beside its weights)."""
     return {
         "format": RECIPE_FORMAT,
@@ -104,12 +111,22 @@ def load_checkpoint_dir(folder: Path, *, device: str | None = None, verify: bool
     if plan.calibrated_roles or plan.prequantized:
         return _load_self_describing(folder, recipe, plan, dtype, device)
     loaded = load_vlm(
-        recipe["model"], weights=recipe["weights"], revision=recipe["revision"], dtype=dtype, device=device,
-        trust_remote_code=recipe["trust_remote_code"], seed=recipe["seed"],
+        recipe["model"],
+        weights=recipe["weights"],
+        revision=recipe["revision"],
+        dtype=dtype,
+        device=device,
+        trust_remote_code=recipe["trust_remote_code"],
+        seed=recipe["seed"],
     )
     apply_plan(
-        loaded.model, loaded.family, plan, device=torch.device(device), compute_dtype=dtype,
-        int8_threshold=recipe["int8_threshold"], double_quant=recipe["double_quant"],
+        loaded.model,
+        loaded.family,
+        plan,
+        device=torch.device(device),
+        compute_dtype=dtype,
+        int8_threshold=recipe["int8_threshold"],
+        double_quant=recipe["double_quant"],
     )
     precision_map = audit_precision(loaded.model, loaded.family, plan)
     verify_plan(plan, precision_map, dtype=dtype)
@@ -123,8 +140,9 @@ def load_checkpoint_dir(folder: Path, *, device: str | None = None, verify: bool
 
 
 def _load_self_describing(folder: Path, recipe: dict[str, Any], plan: Any, dtype: torch.dtype, device: str):
-    """AutoRound exports and published checkpoints carry their own ``quantization_config``: the library's
-    own serialisation reads them back through ``from_pretrained``; the audit must find the logged precision."""
+    """AutoRound exports and published checkpoints carry their own ``quantization_config``: the
+    library's own serialisation reads them back through ``from_pretrained``; the audit must find the
+    logged precision."""
     from vlm_quant.models.loading import load_vlm
     from vlm_quant.quantize.audit import audit_precision, verify_plan
 
@@ -170,8 +188,9 @@ def compare_weights(model: Any, processor: Any, logged: Path) -> int:
         ours, theirs = _weights(Path(tmp)), _weights(logged)
         if set(ours) != set(theirs):
             missing, extra = sorted(set(theirs) - set(ours))[:3], sorted(set(ours) - set(theirs))[:3]
-            raise UserError(f"rebuilt model's tensors differ from the logged ones: missing {missing}, "
-                            f"extra {extra}")
+            raise UserError(
+                f"rebuilt model's tensors differ from the logged ones: missing {missing}, extra {extra}"
+            )
         for name, tensor in theirs.items():
             if tensor.dtype != ours[name].dtype or not torch.equal(tensor, ours[name]):
                 raise UserError(f"rebuilt tensor {name} differs from the logged checkpoint's")

@@ -42,7 +42,11 @@ class CalibrationSettings:
     seed: int
 
     def to_params(self) -> dict[str, Any]:
-        return {"ar_group_size": self.group_size, "ar_iters": self.iters, "ar_calibration_samples": self.n_samples}
+        return {
+            "ar_group_size": self.group_size,
+            "ar_iters": self.iters,
+            "ar_calibration_samples": self.n_samples,
+        }
 
 
 @dataclass(frozen=True)

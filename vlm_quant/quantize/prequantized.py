@@ -35,7 +35,10 @@ class PrequantizedCheckpoint:
     details: dict[str, Any]
 
     def to_params(self) -> dict[str, Any]:
-        return {"prequantized_method": self.method, **{f"prequantized_{k}": v for k, v in self.details.items()}}
+        return {
+            "prequantized_method": self.method,
+            **{f"prequantized_{k}": v for k, v in self.details.items()},
+        }
 
 
 def check_prequantized(config: Any, *, model: str, weights: str) -> PrequantizedCheckpoint:

@@ -41,7 +41,13 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
     inputs = [_model_inputs(prepared, loaded, sample_id) for sample_id in ids]
     inputs = [x for x in inputs if x is not None]
     tracker.log_json(
-        {"ids": ids, "n": len(inputs), "seed": cfg.seed, "iters": settings.iters, "disjoint_from": "evaluated ids"},
+        {
+            "ids": ids,
+            "n": len(inputs),
+            "seed": cfg.seed,
+            "iters": settings.iters,
+            "disjoint_from": "evaluated ids",
+        },
         ARTIFACT_CALIBRATION_IDS,
     )
     export_dir = Path(tempfile.mkdtemp(prefix="vlmq-autoround-"))

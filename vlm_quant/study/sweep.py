@@ -75,7 +75,9 @@ def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
 
 
-def run_sweep(base: ExperimentConfig, quants: list[str], tracker: Any, *, force: bool = False) -> SweepOutcome:
+def run_sweep(
+    base: ExperimentConfig, quants: list[str], tracker: Any, *, force: bool = False
+) -> SweepOutcome:
     """Run each quant preset of ``base`` as a child of ``tracker``'s (parent) run."""
     import mlflow
 
@@ -84,7 +86,9 @@ def run_sweep(base: ExperimentConfig, quants: list[str], tracker: Any, *, force:
     outcome = SweepOutcome(tracker.run_id)
     shared = dataclasses.replace(base, experiment=client.get_experiment(experiment_id).name, run_name="")
     tracker.set_tags({run_schema.TAG_KIND: "sweep", "vlm_quant.sweep_quants": ",".join(quants)})
-    tracker.log_params({k: v for k, v in shared.to_dict().items() if k != "quant"} | {"quants": ",".join(quants)})
+    tracker.log_params(
+        {k: v for k, v in shared.to_dict().items() if k != "quant"} | {"quants": ",".join(quants)}
+    )
     with tempfile.TemporaryDirectory(prefix="vlmq-sweep-") as tmp:
         config_file = Path(tmp) / "sweep_config.yaml"
         config_file.write_text(shared.to_yaml())
@@ -93,13 +97,23 @@ def run_sweep(base: ExperimentConfig, quants: list[str], tracker: Any, *, force:
             run_one(client, experiment_id, shared, quant, config_file, tracker, outcome, force)
     counts = {s: sum(v == s for v in outcome.status.values()) for s in ("finished", "failed", "skipped")}
     tracker.log_metrics({f"n_{status}": n for status, n in counts.items()})
-    tracker.log_json({"status": outcome.status, "run_ids": outcome.run_ids, "reasons": outcome.reasons},
-                     "sweep/outcome.json")
+    tracker.log_json(
+        {"status": outcome.status, "run_ids": outcome.run_ids, "reasons": outcome.reasons},
+        "sweep/outcome.json",
+    )
     return outcome
 
 
-def run_one(client: Any, experiment_id: str, shared: ExperimentConfig, quant: str, config_file: Path,
-            tracker: Any, outcome: SweepOutcome, force: bool) -> None:
+def run_one(
+    client: Any,
+    experiment_id: str,
+    shared: ExperimentConfig,
+    quant: str,
+    config_file: Path,
+    tracker: Any,
+    outcome: SweepOutcome,
+    force: bool,
+) -> None:
     """One configuration: skip a finished twin, else evaluate it in a child process."""
     config_hash = dataclasses.replace(shared, quant=quant).config_hash()
     twin = None if force else finished_twin(client, experiment_id, config_hash)
@@ -109,8 +123,12 @@ def run_one(client: Any, experiment_id: str, shared: ExperimentConfig, quant: st
         print(f"[sweep] {quant}: skipped, {outcome.reasons[quant]}", flush=True)
         return
     print(f"[sweep] {quant}: evaluating in a child process", flush=True)
-    done = subprocess.run(child_command(config_file, quant, tracker.run_id, tracker.tracking_uri),
-                          env=child_environment(), stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        child_command(config_file, quant, tracker.run_id, tracker.tracking_uri),
+        env=child_environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     sys.stderr.write(done.stderr[-20000:])
     child = latest_child(client, experiment_id, tracker.run_id, config_hash)
     if done.returncode == 0 and child is not None:
@@ -127,19 +145,29 @@ def run_one(client: Any, experiment_id: str, shared: ExperimentConfig, quant: st
 def latest_child(client: Any, experiment_id: str, parent_run_id: str, config_hash: str) -> str | None:
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{run_schema.TAG_CONFIG_HASH}` = '{config_hash}'",
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent_run_id}' "
+            f"and tags.`{run_schema.TAG_CONFIG_HASH}` = '{config_hash}'"
+        ),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
-def record_failed_child(client: Any, experiment_id: str, parent_run_id: str, quant: str, config_hash: str,
-                        reason: str) -> str:
-    run = client.create_run(experiment_id, run_name=f"{quant} (failed)", tags={
-        "mlflow.parentRunId": parent_run_id, run_schema.TAG_KIND: "evaluate", run_schema.TAG_CONFIG_HASH: config_hash,
-        run_schema.TAG_FAILURE: reason[:5000],
-    })
+def record_failed_child(
+    client: Any, experiment_id: str, parent_run_id: str, quant: str, config_hash: str, reason: str
+) -> str:
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{quant} (failed)",
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            run_schema.TAG_KIND: "evaluate",
+            run_schema.TAG_CONFIG_HASH: config_hash,
+            run_schema.TAG_FAILURE: reason[:5000],
+        },
+    )
     client.log_param(run.info.run_id, "quant", quant)
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id

@@ -73,7 +73,7 @@ def downscale(image: Image.Image, max_side: int) -> Image.Image:
 
 
 def read_local_coco(data_dir: str | Path, split: str = "val2017") -> CaptionSplit:
-    """Read ``<data_dir>/annotations/captions_<split>.json`` and index images under ``<data_dir>/<split>/``."""
+    """Read ``<data_dir>/annotations/captions_<split>.json``; index images under ``<data_dir>/<split>/``."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise UserError(

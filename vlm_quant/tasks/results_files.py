@@ -24,7 +24,8 @@ def read_results(path: Path, id_key: str, text_key: str, format_name: str) -> di
     entries = load_json(path)
     if not isinstance(entries, list):
         raise UserError(
-            f"{path}: expected a JSON list of {{'{id_key}', '{text_key}'}} objects ({format_name} results format)."
+            f"{path}: expected a JSON list of {{'{id_key}', '{text_key}'}} objects "
+            f"({format_name} results format)."
         )
     results: dict[Any, str] = {}
     for n, entry in enumerate(entries):
