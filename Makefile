@@ -25,11 +25,13 @@ $(BIN)/.installed: pyproject.toml requirements-lock.txt
 evaluate: $(BIN)/.installed
 	$(BIN)/vlm-quant evaluate --quant $(QUANT) $(EVAL_ARGS)
 
+# The suite, after the linter: `ruff check` (line length included) must be clean for `make test` to pass.
 test: $(BIN)/.installed
+	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check vlm_quant entrypoints tests
+	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools
 
 clean-venv:
 	rm -rf $(VENV)
