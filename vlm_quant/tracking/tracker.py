@@ -594,13 +594,13 @@ def check_launcher_run(
         with_retries(client.set_tag, attached, "mlflow.runName", redact(run_name))
 
 
-@contextmanager
 def install_mlflow_logging() -> None:
     """Import mlflow for its logging set-up only (its "mlflow" logger handler, which does not propagate
     to the root), so the terminal can filter that handler; no tracking call is made."""
     import mlflow  # noqa: F401
 
 
+@contextmanager
 def open_run(
     experiment: str,
     run_name: str,
