@@ -37,6 +37,7 @@ from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.run import distributed
 from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
+from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
@@ -264,7 +265,9 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     )
     check_shots_supported(loaded.family, cfg.shots)
     # Quantize the planned roles in place (exact module names), then audit what really loaded: a plan
-    # that did not take effect is an error, never a silent baseline.
+    # that did not take effect is an error, never a silent baseline. The unquantized outputs on the
+    # micro-set are kept first, for the fidelity metrics.
+    reference = FidelityPass.before_quantizing(prepared, loaded)
     applied = apply_plan(
         loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
         int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
@@ -277,7 +280,9 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         "model_family": loaded.family.name,
         **applied.to_params(), **precision_map.role_params(),
     })
+    fidelity_metrics = reference.after_quantizing(loaded, tracker) if reference else {}
     return loaded, {
+        **fidelity_metrics,
         "load_time_s": loaded.load_time_s,
         "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
         **applied.to_metrics(), **precision_map.footprint_mib_by_role(),

@@ -54,6 +54,12 @@ COST_COLUMNS = (
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
+# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model.
+FIDELITY_COLUMNS = (
+    ("fidelity_vision_cosine", "Fidelity vision cos", ".4f"),
+    ("fidelity_logits_kl", "Fidelity KL (nats)", ".3g"),
+    ("fidelity_top1_agreement", "Fidelity top-1", ".2f"),
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def numbers_table(
     out["n_paired_samples"] = [
         deltas[rid].n_samples if deltas.get(rid) else float("nan") for rid in runs["run_id"]
     ]
-    for metric in rs.COST_METRICS:
+    for metric in (*rs.COST_METRICS, *rs.FIDELITY_METRICS):
         out[metric] = _column(runs, f"metrics.{metric}")
     return out.reset_index(drop=True)
 
@@ -147,7 +153,7 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
             ]
         }
     )
-    for metric, header, fmt in COST_COLUMNS:
+    for metric, header, fmt in (*COST_COLUMNS, *FIDELITY_COLUMNS):
         table[header] = [fmt_number(v, fmt) for v in numbers[metric]]
     return table.reset_index(drop=True)
 
