@@ -20,7 +20,7 @@ class Precision:
     """One way of storing a role's weights."""
 
     name: str
-    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao"
+    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao", "onnxruntime"
     bits: int
     description: str
 
@@ -34,6 +34,9 @@ PRECISIONS: dict[str, Precision] = {
         Precision("nf4", "bitsandbytes", 4, "bitsandbytes 4-bit NormalFloat weights, 16-bit compute"),
         Precision("int8wo", "torchao", 8, "torchao int8 weight-only (per-channel scales), 16-bit activations"),
         Precision("w8a8", "torchao", 8, "torchao int8 dynamic activations + int8 weights"),
+        Precision("ort-fp32", "onnxruntime", 32, "vision tower in ONNX Runtime, float32"),
+        Precision("ort-int8", "onnxruntime", 8, "ONNX Runtime INT8 dynamic: int8 weights per channel"),
+        Precision("ort-int8-static", "onnxruntime", 8, "ONNX Runtime INT8 static QDQ (S8S8), calibrated"),
     )
 }
 HALF_PRECISIONS = ("fp16", "bf16")
@@ -63,6 +66,11 @@ PRESETS: dict[str, Preset] = {
         _preset("nf4", "bitsandbytes NF4 4-bit language model; rest fp16", language="nf4"),
         _preset("int8-ao", "torchao int8 weight-only language model (fast 8-bit path); rest fp16", language="int8wo"),
         _preset("w8a8-ao", "torchao int8 dynamic activation + int8 weight language model; rest fp16", language="w8a8"),
+        _preset("int8-vision-ort", "vision tower in ONNX Runtime INT8 dynamic; rest fp16", vision="ort-int8"),
+        _preset(
+            "int8-vision-ort-static", "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
+            vision="ort-int8-static",
+        ),
     )
 }
 

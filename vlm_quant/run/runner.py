@@ -39,6 +39,7 @@ from vlm_quant.run import distributed
 from vlm_quant.run.cost_pass import measure_latency, measure_throughput, resolve_cost_settings
 from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
+from vlm_quant.run.onnx_inputs import copy_onnx_files, ort_settings
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.resume import config_key
@@ -153,7 +154,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     if plan.quantized_roles:
         from vlm_quant.quantize.backends import check_plan_runnable
 
-        check_plan_runnable(plan, device)
+        check_plan_runnable(plan, device, cfg.ort_provider)
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
@@ -227,7 +228,8 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     # 3. Size on disk of the checkpoint as loaded; optionally the run's model artifact.
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp:
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp))
-        metrics["size_on_disk_mib"] = saved.weights_mib
+        onnx_mib = copy_onnx_files(loaded.model, Path(tmp))  # an ORT role's ONNX file is part of the model
+        metrics["size_on_disk_mib"] = None if saved.weights_mib is None else saved.weights_mib + onnx_mib
         tracker.log_params({"checkpoint_writer": saved.writer})
         if saved.reason:
             tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
@@ -271,6 +273,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     applied = apply_plan(
         loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
         int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+        ort=ort_settings(prepared, loaded),  # ONNX Runtime vision roles: example + calibration inputs
     )
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
