@@ -114,7 +114,7 @@ def export_vision(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _ExportWrapper(vision).eval()
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # concurrent runs never share a temp file
     dtype = next(vision.parameters()).dtype
     device = next(vision.parameters()).device
     args = tuple(

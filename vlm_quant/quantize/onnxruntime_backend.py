@@ -20,6 +20,7 @@ here; ``CUDAExecutionProvider``/``TensorrtExecutionProvider`` with the ``onnxrun
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -189,7 +190,7 @@ def quantized_file(precision: str, fp32: Path, settings: OrtSettings, key: dict[
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # concurrent runs never share a temp file
     if precision == "ort-int8":
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     else:
