@@ -44,7 +44,7 @@ FLAGS = {
     "AVX512-BF16": "avx512_bf16",
     "AMX": "amx_tile",
 }
-DEFAULT_PRESETS = "fp16,int8-ao,w8a8-ao,int8,int8-vision-ort,int8-vision-ort-static,cpu-fast"
+DEFAULT_PRESETS = "fp16;int8-ao;w8a8-ao;int8;int8-vision-ort;int8-vision-ort-static;cpu-fast"
 
 
 def parse_args() -> argparse.Namespace:
@@ -175,8 +175,9 @@ def preset_part(args, timed, calibration) -> list[dict]:
     )
     base = GenerationSettings(args.new_tokens, image_splitting=False)
     results = []
-    for preset in [p for p in args.presets.split(",") if p]:
-        plan = resolve_plan(preset)
+    for preset in [p for p in args.presets.split(";") if p]:
+        name, _, override = preset.partition(":")  # "fp16:vision=ort-int8,language=w8a8": a candidate plan
+        plan = resolve_plan(name, override)
         loaded = load_vlm(args.model, weights=args.weights, dtype=torch.float32, device="cpu")
         inputs = [model_inputs(loaded, im) for im in timed]
         reference = fidelity.capture(loaded.model, loaded.family, inputs)
