@@ -71,13 +71,12 @@ PRESETS: dict[str, Preset] = {
             "int8-vision-ort-static", "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
             vision="ort-int8-static",
         ),
-        # What measured fastest on the 2-core AVX512-VNNI CPU at vision cosine >= 0.99: the ONNX Runtime
-        # INT8 static tower, 3.4x the torch float32 tower at cosine 0.9986 (benchmarks/cpu_edge.py; README
-        # "CPU runs"). The language model stays float32 until a measured int8 path beats it there
-        # (bitsandbytes int8 decodes 2.5x slower on this CPU).
+        # What measured fastest per role on the idle 2-core AVX512-VNNI CPU (benchmarks/cpu_edge.py; README
+        # "CPU runs"): the ONNX Runtime INT8 dynamic tower (1.81x the torch float32 tower, cosine 0.9992)
+        # and the torchao int8 weight-only language model (decode 2.0x float32: decode is memory-bound).
         _preset(
-            "cpu-fast", "CPU: ONNX Runtime INT8 static vision tower; language model float32",
-            vision="ort-int8-static",
+            "cpu-fast", "CPU: ONNX Runtime INT8 vision tower + torchao int8 weight-only language model",
+            vision="ort-int8", language="int8wo",
         ),
     )
 }
