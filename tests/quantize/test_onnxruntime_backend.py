@@ -124,3 +124,19 @@ def test_ort_precision_on_another_role_or_a_missing_provider_is_a_clear_error():
         check_plan_runnable(resolve_plan("fp16", "language=ort-int8"), CPU)
     with pytest.raises(UserError, match="onnxruntime-gpu"):
         check_plan_runnable(resolve_plan("int8-vision-ort"), CPU, "tensorrt")
+
+
+def test_cpu_fast_mixes_onnxruntime_and_torchao_and_audits_both(tiny_vlm_dirs):
+    loaded = load_tiny(tiny_vlm_dirs["idefics3"])
+    plan = resolve_plan("cpu-fast")
+    check_plan_runnable(plan, CPU)
+    applied = apply_plan(
+        loaded.model, loaded.family, plan, device=CPU, compute_dtype=torch.float32, ort=_settings(loaded)
+    )
+    assert {r: a.backend for r, a in applied.roles.items()} == {
+        "vision": "onnxruntime",
+        "language": "torchao",
+    }
+    precision_map = audit_precision(loaded.model, loaded.family, plan)
+    verify_plan(plan, precision_map, dtype=torch.float32)
+    assert precision_map.role_params()["realized_precision_language"] == "int8wo"
