@@ -221,9 +221,14 @@ def preset_part(args, timed, calibration) -> list[dict]:
         )
         del loaded
     for row in results:
-        row["ttft_speedup"] = results[0]["ttft_ms_p50"] / row["ttft_ms_p50"]
-        row["decode_speedup"] = results[0]["decode_ms_per_token_p50"] / row["decode_ms_per_token_p50"]
+        row["ttft_speedup"] = _ratio(results[0]["ttft_ms_p50"], row["ttft_ms_p50"])
+        # The cost pass clamps a negative (end-to-end - TTFT) to 0 under noise: no ratio then, not inf.
+        row["decode_speedup"] = _ratio(results[0]["decode_ms_per_token_p50"], row["decode_ms_per_token_p50"])
     return results
+
+
+def _ratio(base: float, value: float) -> float | None:
+    return base / value if value > 0 and base > 0 else None
 
 
 def fmt(value, spec=".3f") -> str:
@@ -259,9 +264,9 @@ def main() -> None:
     )
     for r in presets:
         print(
-            f"| {r['preset']} | {r['ttft_ms_p50']:.0f} | {r['ttft_speedup']:.2f}x "
+            f"| {r['preset']} | {r['ttft_ms_p50']:.0f} | {fmt(r['ttft_speedup'], '.2f')}x "
             f"| {r['decode_ms_per_token_p50']:.1f} "
-            f"| {r['decode_speedup']:.2f}x | {fmt(r.get('fidelity_vision_cosine'), '.4f')} "
+            f"| {fmt(r['decode_speedup'], '.2f')}x | {fmt(r.get('fidelity_vision_cosine'), '.4f')} "
             f"| {fmt(r.get('fidelity_projector_cosine'), '.4f')} | {fmt(r.get('fidelity_logits_kl'), '.3g')} "
             f"| {fmt(r.get('fidelity_top1_agreement'), '.2f')} | {r['loadavg_1min']:.1f} |"
         )
