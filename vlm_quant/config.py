@@ -31,6 +31,8 @@ SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager", "compiled")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SPLITTING_CHOICES = ("auto", "on", "off")
+ORT_CALIBRATION_CHOICES = ("minmax", "entropy", "percentile")
+ORT_PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
 def _param(default: Any, help: str, choices: tuple[str, ...] | None = None):
@@ -65,7 +67,7 @@ class ExperimentConfig:
     quant: str = _param(
         "fp16",
         "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao, ar-w4, ar-w8, "
-        "prequantized).",
+        "prequantized, int8-vision-ort, int8-vision-ort-static, cpu-fast).",
     )
     precision: str = _param(
         "", "Per-role override composed on top of the preset, e.g. 'vision=int8,language=nf4,projector=fp16'."
@@ -88,6 +90,20 @@ class ExperimentConfig:
         64,
         "AutoRound: image-prompt pairs to calibrate on, a seeded sample of the split disjoint from the "
         "evaluated ids and their images.",
+    )
+    ort_calibration_samples: int = _param(
+        4, "ort-int8-static: calibration images, a seeded draw from the split disjoint from the evaluated "
+        "ids.",
+    )
+    ort_calibration_method: str = _param(
+        "minmax", "ort-int8-static: ONNX Runtime calibration method of the activation ranges.",
+        ORT_CALIBRATION_CHOICES,
+    )
+    ort_provider: str = _param(
+        "auto",
+        "ONNX Runtime execution provider of ort-* roles: 'auto' (CUDA on a GPU when onnxruntime-gpu is "
+        "installed, else CPU), 'cpu', 'cuda' or 'tensorrt' (both need onnxruntime-gpu).",
+        ORT_PROVIDER_CHOICES,
     )
     # --- task and data ----------------------------------------------------------------------
     task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)

@@ -17,10 +17,15 @@ from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan
 # family runs two mixed plans that, between them, put each backend and each quantized precision on
 # each role kind (two backends in one model included).
 MIXED = ("vision=int8,projector=nf4,language=int8wo", "vision=nf4,language=w8a8")
-# Presets applied in place after loading; calibrated (AutoRound) and prequantized ones replace the model
-# and have their own end-to-end tests (test_calibrated_and_published.py).
+# Presets applied in place after loading (linear layers swapped by bitsandbytes/torchao). Calibrated
+# (AutoRound) and prequantized ones replace the model (test_calibrated_and_published.py); ONNX Runtime
+# presets need example inputs (OrtSettings: test_onnxruntime_backend.py).
 IN_PLACE = [
-    name for name in PRESETS if not resolve_plan(name).calibrated_roles and not resolve_plan(name).prequantized
+    name
+    for name in PRESETS
+    if not resolve_plan(name).calibrated_roles
+    and not resolve_plan(name).prequantized
+    and "onnxruntime" not in resolve_plan(name).backends().values()
 ]
 CASES = [(family, preset, "") for family in ("idefics3", "qwen2_vl") for preset in IN_PLACE] + [
     (family, "fp16", override)

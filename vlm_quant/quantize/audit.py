@@ -181,7 +181,37 @@ def audit_precision(model: nn.Module, family: FamilySpec, plan: PrecisionPlan | 
         if name not in roles:
             continue
         modules[name] = _record(name, roles[name], module, owner)
+    modules.update(_onnx_records(model, family))
     return PrecisionMap(family.name, modules)
+
+
+def _onnx_records(model: nn.Module, family: FamilySpec) -> dict[str, ModuleRecord]:
+    """A record per ONNX Runtime stand-in (it holds no torch parameters): what ran and its file's bytes.
+
+    It counts as the role's one "linear" (``is_linear``), so the role's realized precision is the ORT
+    precision, and its bytes are the ONNX file's initializers per dtype (what is loaded and stored).
+    """
+    from vlm_quant.models.families import role_of
+
+    records = {}
+    for name, module in model.named_modules():
+        summary = getattr(module, "onnx_summary", None)
+        if summary is None:
+            continue
+        by_dtype = summary["bytes_by_dtype"].items()
+        tensors = tuple(StoredTensor(f"onnx.initializers.{dtype}", dtype, (), n) for dtype, n in by_dtype)
+        records[name] = ModuleRecord(
+            name=name,
+            role=role_of(name, family) or "vision",
+            module_type=type(module).__name__,
+            is_linear=True,
+            weight_type=f"onnxruntime.InferenceSession({summary['execution_provider']})",
+            precision=summary["precision"],
+            params=int(summary["elements"]),
+            bytes=int(summary["file_bytes"]),
+            tensors=tensors,
+        )
+    return records
 
 
 def _first_owner_of_each_tensor(model: nn.Module) -> dict[int, str]:

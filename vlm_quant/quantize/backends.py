@@ -32,7 +32,7 @@ from torch import nn
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
-from vlm_quant.quantize import bitsandbytes_backend, torchao_backend
+from vlm_quant.quantize import bitsandbytes_backend, onnx_export, onnxruntime_backend, torchao_backend
 from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 
 
@@ -59,6 +59,8 @@ BACKENDS: dict[str, Backend] = {
     # AutoRound 0.16 quantizes on CPU and CUDA; its exported auto_round format reloads through
     # transformers' AutoRound quantizer with the torch_zp kernels on either device.
     "auto-round": Backend("auto-round", "auto-round>=0.16", "0.16.0", cpu_since=None, module="auto_round"),
+    # The vision tower as an ONNX Runtime session (onnxruntime_backend.py); CPU EP in every build.
+    "onnxruntime": Backend("onnxruntime", "onnxruntime>=1.20", "1.20.0", cpu_since=None),
 }
 EXTRA = "pip install 'vlm-quant[quant]'"
 _HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -67,7 +69,7 @@ _HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # --- before loading -----------------------------------------------------------------------------
 
 
-def check_plan_runnable(plan: PrecisionPlan, device: torch.device) -> None:
+def check_plan_runnable(plan: PrecisionPlan, device: torch.device, ort_provider: str = "auto") -> None:
     """UserError (naming the fix) when ``plan`` cannot run on ``device`` with the installed libraries.
 
     Checks, in order: the device kind; each backend the plan needs is importable and recent enough;
@@ -80,11 +82,14 @@ def check_plan_runnable(plan: PrecisionPlan, device: torch.device) -> None:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device {device.type!r} is not supported for quantized plans; use cpu or cuda.")
     for backend, roles in _roles_by_backend(plan).items():
+        if backend == "onnxruntime":  # a whole-module swap, not a linear layer: checked on its own
+            onnxruntime_backend.check_runnable(roles, ort_provider, device)
         version = installed_version(backend, roles)
         _check_version(backend, version, roles, device)
     probe_dtype = torch.float32 if device.type == "cpu" else _HALF_DTYPES[plan.half_dtype_name]
     for precision in sorted(set(plan.in_place_roles.values())):  # calibrated precisions: no layer probe
-        probe(precision, device, probe_dtype)
+        if PRECISIONS[precision].backend != "onnxruntime":  # a session, not a layer: checked when exported
+            probe(precision, device, probe_dtype)
 
 
 def installed_version(backend: str, roles: dict[str, str]) -> str:
@@ -201,12 +206,15 @@ def apply_plan(
     compute_dtype: torch.dtype,
     int8_threshold: float = 6.0,
     double_quant: bool = True,
+    ort: onnxruntime_backend.OrtSettings | None = None,
 ) -> AppliedPlan:
     """Quantize, in place, the ``nn.Linear`` modules of every quantized role of ``plan``.
 
     Call it on the model as loaded (16-bit, or float32 on CPU) on ``device``: each layer is quantized
     where its weights are. Unquantized roles are left untouched. Raises UserError for a quantized role
-    that owns no linear layer or a quantized ``lm_head`` tied to the token embeddings.
+    that owns no linear layer or a quantized ``lm_head`` tied to the token embeddings. ONNX Runtime
+    precisions (vision only) replace the whole role module by a session and need ``ort`` (the example
+    and calibration inputs: ``vlm_quant/run/onnx_inputs.py`` builds them).
     """
     started = time.perf_counter()
     by_role = linear_modules_by_role(model, family)
@@ -224,6 +232,10 @@ def apply_plan(
     applied: dict[str, AppliedRole] = {}
     for role, precision in plan.in_place_roles.items():
         names = by_role[role]
+        if PRECISIONS[precision].backend == "onnxruntime":
+            device = torch.device(device)
+            applied[role] = _apply_ort(model, family, role, precision, ort, device, compute_dtype)
+            continue
         _quantize(model, names, precision, settings)
         applied[role] = AppliedRole(
             role,
@@ -236,6 +248,21 @@ def apply_plan(
     _synchronize(device)
     versions = {b: installed_version(b, {}) for b in sorted({a.backend for a in applied.values()})}
     return AppliedPlan(plan, applied, versions, time.perf_counter() - started)
+
+
+def _apply_ort(model, family, role, precision, ort, device, compute_dtype) -> AppliedRole:
+    """Swap the role's module for an ONNX Runtime session (onnxruntime_backend.apply)."""
+    if ort is None:
+        raise ValueError(f"{role}={precision} needs OrtSettings (example inputs) passed as ort=")
+    if family.name not in onnx_export.SUPPORTED_FAMILIES:
+        raise UserError(
+            f"{role}={precision} is implemented for {', '.join(onnx_export.SUPPORTED_FAMILIES)} (SmolVLM), "
+            f"not {family.name!r}: its vision tower has another call signature. Use vision=int8wo or int8."
+        )
+    path = family.roles[role][0]
+    settings = onnxruntime_backend.apply(model, path, precision, ort, device, compute_dtype)
+    quantizer = onnxruntime_backend.QUANTIZERS[precision]
+    return AppliedRole(role, precision, "onnxruntime", quantizer, (path,), settings)
 
 
 def _quantize(model: nn.Module, names: list[str], precision: str, settings: bitsandbytes_backend.BnbSettings):
@@ -273,6 +300,8 @@ def _settings(compute_dtype: torch.dtype, int8_threshold: float, double_quant: b
 
 
 def _quantizer_name(precision: str) -> str:
+    if PRECISIONS[precision].backend == "onnxruntime":
+        return onnxruntime_backend.QUANTIZERS[precision]
     if PRECISIONS[precision].backend == "bitsandbytes":
         return bitsandbytes_backend.QUANTIZERS[precision]
     return f"torchao.{torchao_backend.CONFIGS[precision]}"

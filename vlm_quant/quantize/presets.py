@@ -20,7 +20,7 @@ class Precision:
     """One way of storing a role's weights."""
 
     name: str
-    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao", "auto-round"
+    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao", "auto-round", "onnxruntime"
     bits: int
     description: str
     roles: tuple[str, ...] = ROLES  # the roles this precision can be applied to
@@ -42,6 +42,9 @@ PRECISIONS: dict[str, Precision] = {
                   roles=("language",), calibrated=True),
         Precision("ar-w8", "auto-round", 8, "AutoRound (SignRound) 8-bit weights, group-wise, calibrated",
                   roles=("language",), calibrated=True),
+        Precision("ort-fp32", "onnxruntime", 32, "vision tower in ONNX Runtime, float32"),
+        Precision("ort-int8", "onnxruntime", 8, "ONNX Runtime INT8 dynamic: int8 weights per channel"),
+        Precision("ort-int8-static", "onnxruntime", 8, "ONNX Runtime INT8 static QDQ (S8S8), calibrated"),
     )
 }
 # quant=prequantized: a published checkpoint whose config carries a quantization_config, loaded as it is
@@ -80,6 +83,18 @@ PRESETS: dict[str, Preset] = {
                 language="ar-w8"),
         _preset(PREQUANTIZED, "a published quantized checkpoint (compressed-tensors, GPTQ, AWQ, AutoRound) "
                 "loaded as it is; its quantization_config decides every role"),
+        _preset("int8-vision-ort", "vision tower in ONNX Runtime INT8 dynamic; rest fp16", vision="ort-int8"),
+        _preset(
+            "int8-vision-ort-static", "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
+            vision="ort-int8-static",
+        ),
+        # What measured fastest per role on the idle 2-core AVX512-VNNI CPU (benchmarks/cpu_edge.py; README
+        # "CPU runs"): the ONNX Runtime INT8 dynamic tower (1.81x the torch float32 tower, cosine 0.9992)
+        # and the torchao int8 weight-only language model (decode 2.0x float32: decode is memory-bound).
+        _preset(
+            "cpu-fast", "CPU: ONNX Runtime INT8 vision tower + torchao int8 weight-only language model",
+            vision="ort-int8", language="int8wo",
+        ),
     )
 }
 

@@ -37,11 +37,13 @@ from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.run import distributed, mlflow_views
+from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
+from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
+from vlm_quant.run.onnx_inputs import copy_onnx_files, ort_settings
 from vlm_quant.run.partial_predictions import PredictionStream
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
-from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.resume import config_key
 from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
@@ -167,7 +169,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     if plan.quantized_roles:
         from vlm_quant.quantize.backends import check_plan_runnable
 
-        check_plan_runnable(plan, device)
+        check_plan_runnable(plan, device, cfg.ort_provider)
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
@@ -243,11 +245,13 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     tracker.set_tags(instruments.tags)
     tracker.log_params(instruments.params)
 
-    # 3. Size on disk of the checkpoint as loaded; optionally the run's logged model (loads back).
+    # 3. Size on disk of the checkpoint as loaded (an ORT role's ONNX file is part of the model);
+    #    optionally the run's logged model (loads back).
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp, stage("checkpoint"):
         recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
-        metrics["size_on_disk_mib"] = saved.weights_mib
+        onnx_mib = copy_onnx_files(loaded.model, Path(tmp))
+        metrics["size_on_disk_mib"] = None if saved.weights_mib is None else saved.weights_mib + onnx_mib
         tracker.log_params({"checkpoint_writer": saved.writer})
         if saved.reason:
             tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
@@ -286,6 +290,8 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
             seed=cfg.seed,
         )
     check_shots_supported(loaded.family, cfg.shots)
+    # The unquantized outputs on the micro-set are kept first, for the fidelity metrics.
+    reference = FidelityPass.before_quantizing(prepared, loaded)
     calibration_metrics: dict[str, float] = {}
     if prepared.plan.calibrated_roles:  # AutoRound: quantize, export, and evaluate the reloaded export
         loaded, calibration_metrics = quantize_calibrated(prepared, loaded, tracker)
@@ -295,6 +301,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         applied = apply_plan(
             loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
             int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+            ort=ort_settings(prepared, loaded),  # ONNX Runtime vision roles: example + calibration inputs
         )
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
     tracker.log_json(precision_map.to_dict(), run_schema.ARTIFACT_PRECISION_MAP)  # kept if verify fails
@@ -308,7 +315,9 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         "model_family": loaded.family.name,
         **applied.to_params(), **precision_map.role_params(), **published,
     })
+    fidelity_metrics = reference.after_quantizing(loaded, tracker) if reference else {}
     return loaded, {
+        **fidelity_metrics,
         "load_time_s": loaded.load_time_s,
         "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
         **applied.to_metrics(), **precision_map.footprint_mib_by_role(), **calibration_metrics,

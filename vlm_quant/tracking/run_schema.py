@@ -48,6 +48,13 @@ COST_METRICS = (
     "energy_j_per_token",
     "co2e_kg",
 )
+# Fidelity to the unquantized model on the micro-set (quantized runs only; vlm_quant/quantize/fidelity.py).
+FIDELITY_METRICS = (
+    "fidelity_vision_cosine",
+    "fidelity_projector_cosine",
+    "fidelity_logits_kl",
+    "fidelity_top1_agreement",
+)
 
 # --- artifact paths inside a run ------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.yaml"

@@ -61,6 +61,12 @@ COST_COLUMNS = (
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
+# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model.
+FIDELITY_COLUMNS = (
+    ("fidelity_vision_cosine", "Fidelity vision cos", ".4f"),
+    ("fidelity_logits_kl", "Fidelity KL (nats)", ".3g"),
+    ("fidelity_top1_agreement", "Fidelity top-1", ".2f"),
+)
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ def numbers_table(
         deltas[rid].n_samples if deltas.get(rid) else float("nan") for rid in runs["run_id"]
     ]
     if with_cost:
-        for metric in (*rs.COST_METRICS, *cost_cells.EXTRA_METRICS):
+        for metric in (*rs.COST_METRICS, *rs.FIDELITY_METRICS, *cost_cells.EXTRA_METRICS):
             out[metric] = _column(runs, f"metrics.{metric}")
         for param in cost_cells.EXTRA_PARAMS:
             out[param] = _column(runs, f"params.{param}")
@@ -192,6 +198,8 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
             table[header] = cost_cells.metric_cells(numbers, metric, fmt)
         if metric == "energy_j_per_image" and cost_cells.needs_codecarbon_column(numbers):
             table[cost_cells.CODECARBON_HEADER] = cost_cells.codecarbon_cells(numbers)
+    for metric, header, fmt in FIDELITY_COLUMNS:  # absent for unquantized runs: "n/a", never a number
+        table[header] = cost_cells.metric_cells(numbers, metric, fmt)
     return table.reset_index(drop=True)
 
 

@@ -1,0 +1,43 @@
+"""The runner logs fidelity to the unquantized model for a quantized plan, and nothing for a baseline."""
+
+from __future__ import annotations
+
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tracking import run_schema
+from vlm_quant.tracking.tracker import InMemoryTracker
+
+FAST = dict(
+    n_samples=3,
+    batch_size=1,
+    max_new_tokens=3,
+    log_model=False,
+    cost_samples=2,
+    cost_iterations=1,
+    cost_warmup=0,
+    cost_new_tokens=2,
+    idle_seconds=0,
+)
+
+
+def _run(model_dir, coco_dir, quant):
+    cfg = ExperimentConfig.from_mapping(
+        dict(model=str(model_dir), data_dir=str(coco_dir), quant=quant, **FAST)
+    )
+    tracker = InMemoryTracker()
+    run_experiment(prepare_experiment(cfg), tracker, progress=False)
+    return tracker
+
+
+def test_quantized_run_logs_fidelity_and_baseline_does_not(tiny_vlm_dirs, coco_dir):
+    quantized = _run(tiny_vlm_dirs["idefics3"], coco_dir, "w8a8-ao")
+    metrics = quantized.metrics
+    assert set(run_schema.FIDELITY_METRICS) <= set(metrics)
+    # Only the language model is quantized: the vision tower and projector are untouched.
+    assert metrics["fidelity_vision_cosine"] == 1.0 or abs(metrics["fidelity_vision_cosine"] - 1) < 1e-12
+    assert metrics["fidelity_logits_kl"] > 0.0
+    artifact = quantized.artifacts["fidelity/fidelity.json"]
+    assert len(artifact["ids"]) == 2 and len(artifact["rows"]) == 2
+
+    baseline = _run(tiny_vlm_dirs["idefics3"], coco_dir, "fp16")
+    assert not set(run_schema.FIDELITY_METRICS) & set(baseline.metrics)

@@ -1,0 +1,113 @@
+"""The inputs an ONNX Runtime vision role is built from: the processor's real input and calibration images.
+
+* Example: the first evaluated image that can be read, through the task's prompt and the processor,
+  exactly as generation will see it (so the exported shape is the real one: 512x512 for SmolVLM
+  without tiling).
+* Calibration (``ort-int8-static``): ``ort_calibration_samples`` images drawn with ``seed`` from the
+  split's samples whose image file is not among the evaluated ones (a VQA image with several questions
+  counts once), so no evaluated image informs the activation ranges. The ids are logged.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from vlm_quant.engines.generate import prepare_inputs
+from vlm_quant.errors import UserError
+from vlm_quant.quantize import onnx_export
+from vlm_quant.quantize.onnxruntime_backend import OrtSettings
+from vlm_quant.quantize.presets import PRECISIONS
+from vlm_quant.run.quality_pass import load_image
+
+
+def calibration_ids(data: Any, n: int, seed: int) -> list[Any]:
+    """``n`` sample ids (seeded) whose images are disjoint from the evaluated ids' images."""
+    evaluated_files = {getattr(data.samples[i], "image_file", i) for i in data.ids}
+    pool, seen = [], set(evaluated_files)
+    for sample_id in sorted(data.samples):
+        image = getattr(data.samples[sample_id], "image_file", sample_id)
+        if image not in seen:
+            seen.add(image)
+            pool.append(sample_id)
+    return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def _vision_inputs(prepared: Any, loaded: Any, sample_id: Any) -> onnx_export.VisionInputs | None:
+    cfg, data = prepared.cfg, prepared.data
+    _, image, _ = load_image(data, data.samples[sample_id], cfg.max_image_side)
+    if image is None:
+        return None
+    request = prepared.task.request(data, data.samples[sample_id], image)
+    device = next(loaded.model.parameters()).device
+    inputs = prepare_inputs(
+        loaded.processor, [request], device=device, dtype=prepared.dtype, settings=prepared.settings
+    )
+    return onnx_export.capture_vision_inputs(loaded.model, loaded.family.roles["vision"][0], inputs)
+
+
+def ort_settings(prepared: Any, loaded: Any) -> OrtSettings | None:
+    """The OrtSettings of the plan's ONNX Runtime role; None when the plan has none."""
+    ort_roles = [p for p in prepared.plan.quantized_roles.values() if PRECISIONS[p].backend == "onnxruntime"]
+    if not ort_roles:
+        return None
+    cfg, data = prepared.cfg, prepared.data
+    example = next(filter(None, (_vision_inputs(prepared, loaded, i) for i in data.ids)), None)
+    if example is None:
+        raise UserError("no evaluated image could be read, so the vision tower cannot be exported to ONNX.")
+    calibration: list[onnx_export.VisionInputs] = []
+    ids: list[Any] = []
+    if "ort-int8-static" in ort_roles:
+        for sample_id in calibration_ids(data, cfg.ort_calibration_samples, cfg.seed):
+            inputs = _vision_inputs(prepared, loaded, sample_id)
+            if inputs is not None:
+                calibration.append(inputs)
+                ids.append(sample_id)
+        if not calibration:
+            raise UserError(
+                "ort-int8-static needs calibration images outside the evaluated ids, and the split has "
+                f"none left (n_samples={cfg.n_samples} of {len(data.samples)}); lower n_samples."
+            )
+    return OrtSettings(
+        example=example,
+        calibration=tuple(calibration),
+        calibration_ids=tuple(ids),
+        calibration_method=cfg.ort_calibration_method,
+        provider=cfg.ort_provider,
+        model_key={
+            "model": cfg.model,
+            "weights": cfg.weights,
+            "seed": cfg.seed if cfg.weights == "random" else None,
+            "revision": loaded.revision or cfg.revision,
+            "source": loaded.source_dir,
+            "files": _weights_signature(loaded.source_dir),
+        },
+    )
+
+
+def _weights_signature(source_dir: str | None) -> list[tuple[str, int, int]]:
+    """(name, bytes, mtime) of the weight files: a local checkpoint rewritten in place gets a new export."""
+    from pathlib import Path
+
+    if not source_dir or not Path(source_dir).is_dir():
+        return []
+    return [
+        (p.name, p.stat().st_size, int(p.stat().st_mtime))
+        for p in sorted(Path(source_dir).glob("*.safetensors"))
+    ]
+
+
+def copy_onnx_files(model: Any, out_dir: Any) -> float:
+    """Copy the ONNX files the model runs into ``out_dir/onnx/`` (the checkpoint); their size in MiB."""
+    import shutil
+    from pathlib import Path
+
+    from vlm_quant.quantize.onnxruntime_backend import ort_modules
+
+    total = 0
+    for name, module in ort_modules(model).items():
+        target = Path(out_dir) / "onnx" / f"{name}.onnx"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(module.onnx_path, target)
+        total += target.stat().st_size
+    return total / 2**20
