@@ -92,11 +92,12 @@ class ExperimentConfig:
         "evaluated ids and their images.",
     )
     ort_calibration_samples: int = _param(
-        4, "ort-int8-static: calibration images, a seeded draw from the split disjoint from the evaluated "
-        "ids.",
+        4,
+        "ort-int8-static: calibration images, a seeded draw from the split disjoint from the evaluated ids.",
     )
     ort_calibration_method: str = _param(
-        "minmax", "ort-int8-static: ONNX Runtime calibration method of the activation ranges.",
+        "minmax",
+        "ort-int8-static: ONNX Runtime calibration method of the activation ranges.",
         ORT_CALIBRATION_CHOICES,
     )
     ort_provider: str = _param(
@@ -164,11 +165,14 @@ class ExperimentConfig:
     )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
-    max_new_tokens: int = _param(32, "Greedy decoding stops at EOS or after this many new tokens (task=vqa: 16).")
+    max_new_tokens: int = _param(
+        32, "Greedy decoding stops at EOS or after this many new tokens (task=vqa: 16)."
+    )
     engine: str = _param(
         "eager",
-        "'eager' (HF generate, dynamic cache) or 'compiled' (static KV cache + torch.compile/CUDA graphs on GPU, "
-        "falling back to eager with a logged reason). All configurations of a study must use the same.",
+        "'eager' (HF generate, dynamic cache) or 'compiled' (static KV cache + torch.compile/CUDA graphs "
+        "on GPU; engine_resolved=static-cache where nothing compiled, e.g. on CPU; eager with a logged "
+        "reason where the probe fails). All configurations of a study must use the same.",
         ENGINE_CHOICES,
     )
     device: str = _param("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", DEVICE_CHOICES)
@@ -179,7 +183,9 @@ class ExperimentConfig:
     )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
-    cost_warmup: int = _param(-1, "Warm-up rounds before timing, each over every micro-set batch (-1: 3 on GPU, 1 on CPU).")
+    cost_warmup: int = _param(
+        -1, "Warm-up rounds before timing, each over every micro-set batch (-1: 3 on GPU, 1 on CPU)."
+    )
     cost_iterations: int = _param(-1, "Minimum timed iterations per measurement (-1: 20 on GPU, 3 on CPU).")
     cost_seconds: float = _param(-1.0, "Minimum timed seconds per measurement (-1: 5 on GPU, 0 on CPU).")
     cost_new_tokens: int = _param(
@@ -223,7 +229,14 @@ class ExperimentConfig:
                 raise UserError(
                     f"{f.name}={getattr(self, f.name)!r} is not valid; choose one of {', '.join(choices)}."
                 )
-        positive = ("n_samples", "batch_size", "max_new_tokens", "max_image_side", "cost_samples", "processes")
+        positive = (
+            "n_samples",
+            "batch_size",
+            "max_new_tokens",
+            "max_image_side",
+            "cost_samples",
+            "processes",
+        )
         for name in positive:
             minimum = 0 if name == "n_samples" else 1
             if getattr(self, name) < minimum:
@@ -234,9 +247,15 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
-        if self.ar_group_size in (0,) or self.ar_group_size < -1 or self.ar_iters < 0 \
-                or self.ar_calibration_samples < 1:
-            raise UserError("ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, ar_iters >= 0.")
+        if (
+            self.ar_group_size in (0,)
+            or self.ar_group_size < -1
+            or self.ar_iters < 0
+            or self.ar_calibration_samples < 1
+        ):
+            raise UserError(
+                "ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, ar_iters >= 0."
+            )
         if self.shots and self.task != "vqa":
             raise UserError(f"shots={self.shots} applies to task=vqa only.")
         if self.task == "captioning" and self.dataset not in ("", "coco"):

@@ -415,7 +415,9 @@ def _verify_prequantized(precision_map: PrecisionMap) -> None:
     """A published quantized checkpoint must hold quantized linears somewhere: otherwise its
     quantization_config did not take effect and the run would measure a 16-bit model."""
     quantized = [
-        r.name for r in precision_map.modules.values() if r.is_linear and r.precision not in PLAIN_NAMES.values()
+        r.name
+        for r in precision_map.modules.values()
+        if r.is_linear and r.precision not in PLAIN_NAMES.values()
     ]
     if not quantized:
         raise PlanNotRealizedError(

@@ -32,16 +32,35 @@ PRECISIONS: dict[str, Precision] = {
     for p in (
         Precision("fp16", "torch", 16, "float16 weights and compute"),
         Precision("bf16", "torch", 16, "bfloat16 weights and compute"),
-        Precision("int8", "bitsandbytes", 8, "bitsandbytes LLM.int8(): int8 weights, fp16 outliers above the threshold"),
+        Precision(
+            "int8",
+            "bitsandbytes",
+            8,
+            "bitsandbytes LLM.int8(): int8 weights, fp16 outliers above the threshold",
+        ),
         Precision("nf4", "bitsandbytes", 4, "bitsandbytes 4-bit NormalFloat weights, 16-bit compute"),
-        Precision("int8wo", "torchao", 8, "torchao int8 weight-only (per-channel scales), 16-bit activations"),
+        Precision(
+            "int8wo", "torchao", 8, "torchao int8 weight-only (per-channel scales), 16-bit activations"
+        ),
         Precision("w8a8", "torchao", 8, "torchao int8 dynamic activations + int8 weights"),
         # AutoRound (SignRound) quantizes the language model's decoder blocks as a whole, calibrated on
         # the study's own image-prompt pairs; it has no per-layer entry point for the other roles.
-        Precision("ar-w4", "auto-round", 4, "AutoRound (SignRound) 4-bit weights, group-wise, calibrated",
-                  roles=("language",), calibrated=True),
-        Precision("ar-w8", "auto-round", 8, "AutoRound (SignRound) 8-bit weights, group-wise, calibrated",
-                  roles=("language",), calibrated=True),
+        Precision(
+            "ar-w4",
+            "auto-round",
+            4,
+            "AutoRound (SignRound) 4-bit weights, group-wise, calibrated",
+            roles=("language",),
+            calibrated=True,
+        ),
+        Precision(
+            "ar-w8",
+            "auto-round",
+            8,
+            "AutoRound (SignRound) 8-bit weights, group-wise, calibrated",
+            roles=("language",),
+            calibrated=True,
+        ),
         Precision("ort-fp32", "onnxruntime", 32, "vision tower in ONNX Runtime, float32"),
         Precision("ort-int8", "onnxruntime", 8, "ONNX Runtime INT8 dynamic: int8 weights per channel"),
         Precision("ort-int8-static", "onnxruntime", 8, "ONNX Runtime INT8 static QDQ (S8S8), calibrated"),
@@ -73,27 +92,52 @@ PRESETS: dict[str, Preset] = {
         _preset("bf16", "everything bfloat16 (baseline)", base="bf16"),
         _preset("int8", "LLM.int8() on the language model's linears; rest fp16", language="int8"),
         _preset("int8-vision", "vision tower's linears in LLM.int8(); rest fp16", vision="int8"),
-        _preset("int8-all", "language model and vision tower in LLM.int8(); rest fp16", vision="int8", language="int8"),
+        _preset(
+            "int8-all",
+            "language model and vision tower in LLM.int8(); rest fp16",
+            vision="int8",
+            language="int8",
+        ),
         _preset("nf4", "bitsandbytes NF4 4-bit language model; rest fp16", language="nf4"),
-        _preset("int8-ao", "torchao int8 weight-only language model (fast 8-bit path); rest fp16", language="int8wo"),
-        _preset("w8a8-ao", "torchao int8 dynamic activation + int8 weight language model; rest fp16", language="w8a8"),
-        _preset("ar-w4", "AutoRound 4-bit language model, calibrated on the split's own images; rest fp16",
-                language="ar-w4"),
-        _preset("ar-w8", "AutoRound 8-bit language model, calibrated on the split's own images; rest fp16",
-                language="ar-w8"),
-        _preset(PREQUANTIZED, "a published quantized checkpoint (compressed-tensors, GPTQ, AWQ, AutoRound) "
-                "loaded as it is; its quantization_config decides every role"),
+        _preset(
+            "int8-ao",
+            "torchao int8 weight-only language model (fast 8-bit path); rest fp16",
+            language="int8wo",
+        ),
+        _preset(
+            "w8a8-ao",
+            "torchao int8 dynamic activation + int8 weight language model; rest fp16",
+            language="w8a8",
+        ),
+        _preset(
+            "ar-w4",
+            "AutoRound 4-bit language model, calibrated on the split's own images; rest fp16",
+            language="ar-w4",
+        ),
+        _preset(
+            "ar-w8",
+            "AutoRound 8-bit language model, calibrated on the split's own images; rest fp16",
+            language="ar-w8",
+        ),
+        _preset(
+            PREQUANTIZED,
+            "a published quantized checkpoint (compressed-tensors, GPTQ, AWQ, AutoRound) "
+            "loaded as it is; its quantization_config decides every role",
+        ),
         _preset("int8-vision-ort", "vision tower in ONNX Runtime INT8 dynamic; rest fp16", vision="ort-int8"),
         _preset(
-            "int8-vision-ort-static", "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
+            "int8-vision-ort-static",
+            "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
             vision="ort-int8-static",
         ),
         # What measured fastest per role on the idle 2-core AVX512-VNNI CPU (benchmarks/cpu_edge.py; README
         # "CPU runs"): the ONNX Runtime INT8 dynamic tower (1.81x the torch float32 tower, cosine 0.9992)
         # and the torchao int8 weight-only language model (decode 2.0x float32: decode is memory-bound).
         _preset(
-            "cpu-fast", "CPU: ONNX Runtime INT8 vision tower + torchao int8 weight-only language model",
-            vision="ort-int8", language="int8wo",
+            "cpu-fast",
+            "CPU: ONNX Runtime INT8 vision tower + torchao int8 weight-only language model",
+            vision="ort-int8",
+            language="int8wo",
         ),
     )
 }
@@ -138,7 +182,10 @@ class PrecisionPlan:
 
     def to_params(self) -> dict[str, str]:
         if self.prequantized:  # what each role holds is the audit's answer (realized_precision_<role>)
-            return {**{f"precision_{r}": "checkpoint" for r in ROLES}, **{f"backend_{r}": "checkpoint" for r in ROLES}}
+            return {
+                **{f"precision_{r}": "checkpoint" for r in ROLES},
+                **{f"backend_{r}": "checkpoint" for r in ROLES},
+            }
         params = {f"precision_{role}": p for role, p in self.roles.items()}
         params.update({f"backend_{role}": b for role, b in self.backends().items()})
         return params
@@ -154,7 +201,9 @@ def parse_override(text: str) -> dict[str, str]:
         if role not in ROLES:
             raise UserError(f"unknown role {role!r} in precision override; roles: {', '.join(ROLES)}.")
         if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r} for role {role}; choose one of {', '.join(PRECISIONS)}.")
+            raise UserError(
+                f"unknown precision {precision!r} for role {role}; choose one of {', '.join(PRECISIONS)}."
+            )
         if role in roles:
             raise UserError(f"role {role!r} is given twice in the precision override.")
         if role not in PRECISIONS[precision].roles:

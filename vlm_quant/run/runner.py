@@ -90,7 +90,10 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
     if device.type == "cpu" and plan.calibrated_roles:
         # AutoRound's reloaded QuantLinear kernels compute in 16-bit only (it would cast the model to
         # float16 itself); bfloat16 has fast CPU kernels where AVX512-BF16/AMX exist.
-        return torch.bfloat16, f"{plan.half_dtype_name} requested; bfloat16 on CPU (AutoRound's kernels are 16-bit)"
+        return (
+            torch.bfloat16,
+            f"{plan.half_dtype_name} requested; bfloat16 on CPU (AutoRound's kernels are 16-bit)",
+        )
     if device.type == "cpu":
         return torch.float32, f"{plan.half_dtype_name} requested; float32 on CPU (no fast 16-bit CPU kernels)"
     return wanted, f"{plan.half_dtype_name} as planned"
@@ -299,8 +302,13 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     # that did not take effect is an error, never a silent baseline.
     with stage(f"quantize ({prepared.plan.preset})"):
         applied = apply_plan(
-            loaded.model, loaded.family, prepared.plan, device=device, compute_dtype=prepared.dtype,
-            int8_threshold=cfg.int8_threshold, double_quant=cfg.double_quant,
+            loaded.model,
+            loaded.family,
+            prepared.plan,
+            device=device,
+            compute_dtype=prepared.dtype,
+            int8_threshold=cfg.int8_threshold,
+            double_quant=cfg.double_quant,
             ort=ort_settings(prepared, loaded),  # ONNX Runtime vision roles: example + calibration inputs
         )
     precision_map = audit_precision(loaded.model, loaded.family, prepared.plan)
@@ -308,19 +316,26 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     verify_plan(prepared.plan, precision_map, dtype=prepared.dtype)
     published = (
         check_prequantized(loaded.model.config, model=cfg.model, weights=cfg.weights).to_params()
-        if prepared.plan.prequantized else {}
+        if prepared.plan.prequantized
+        else {}
     )
-    tracker.log_params({
-        "revision": resolved_revision(loaded, cfg),
-        "model_family": loaded.family.name,
-        **applied.to_params(), **precision_map.role_params(), **published,
-    })
+    tracker.log_params(
+        {
+            "revision": resolved_revision(loaded, cfg),
+            "model_family": loaded.family.name,
+            **applied.to_params(),
+            **precision_map.role_params(),
+            **published,
+        }
+    )
     fidelity_metrics = reference.after_quantizing(loaded, tracker) if reference else {}
     return loaded, {
         **fidelity_metrics,
         "load_time_s": loaded.load_time_s,
         "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
-        **applied.to_metrics(), **precision_map.footprint_mib_by_role(), **calibration_metrics,
+        **applied.to_metrics(),
+        **precision_map.footprint_mib_by_role(),
+        **calibration_metrics,
     }
 
 
