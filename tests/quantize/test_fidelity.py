@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from quant_helpers import load_tiny
 
-from vlm_quant.engines.generate import GenerationSettings, build_inputs, single_image_request
+from vlm_quant.engines.generate import GenerationSettings, prepare_inputs, single_image_request
 from vlm_quant.quantize import fidelity
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import resolve_plan
@@ -17,7 +17,7 @@ def _inputs(loaded, n=2):
     images = [Image.new("RGB", (64, 48), (40 * i, 200 - 30 * i, 90)) for i in range(n)]
     requests = [single_image_request(image, "Describe the image") for image in images]
     return [
-        build_inputs(
+        prepare_inputs(
             loaded.processor,
             [r],
             device=torch.device("cpu"),

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from quant_helpers import load_tiny
 
-from vlm_quant.engines.generate import GenerationSettings, build_inputs, generate, single_image_request
+from vlm_quant.engines.generate import GenerationSettings, generate, prepare_inputs, single_image_request
 from vlm_quant.errors import UserError
 from vlm_quant.quantize import fidelity, onnx_export
 from vlm_quant.quantize.audit import audit_precision, verify_plan
@@ -34,7 +34,7 @@ def _onnx_cache(tmp_path_factory):
 def _inputs(loaded, colours):
     requests = [single_image_request(Image.new("RGB", (64, 48), c), "Describe the image") for c in colours]
     return [
-        build_inputs(loaded.processor, [r], device=CPU, dtype=torch.float32, settings=GenerationSettings(3))
+        prepare_inputs(loaded.processor, [r], device=CPU, dtype=torch.float32, settings=GenerationSettings(3))
         for r in requests
     ]
 
