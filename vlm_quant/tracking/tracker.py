@@ -202,7 +202,7 @@ class MlflowTracker:
         self.experiment_id: str | None = None
         self.model_id: str | None = None  # the run's logged model, once logged (metrics link to it)
         self._evaluation_dataset: Any = None  # metrics are logged against the evaluated split
-        self._logged: dict[str, float] = {}
+        self._logged: dict[tuple[str, str | None], float] = {}  # (metric, linked model) -> value
 
     @property
     def journal_key(self) -> str:
@@ -251,11 +251,15 @@ class MlflowTracker:
         quality scores are logged as soon as they exist, then again with the run's other metrics). Once a
         model and the evaluated split are logged, the metrics are linked to both (the logged model's page
         then lists them, per dataset)."""
-        cleaned = {k: v for k, v in clean_metrics(metrics).items() if self._logged.get(k) != v}
+        # Keyed by the linked model too: the early quality scores are logged again, once, linked to the
+        # logged model, so its page lists them.
+        cleaned = {
+            k: v for k, v in clean_metrics(metrics).items() if self._logged.get((k, self.model_id)) != v
+        }
         if cleaned:
             links = {"model_id": self.model_id, "dataset": self._evaluation_dataset} if self.model_id else {}
             with_retries(self._mlflow.log_metrics, cleaned, **links)
-            self._logged.update(cleaned)
+            self._logged.update({(k, self.model_id): v for k, v in cleaned.items()})
 
     def log_datasets(self, inputs: Sequence[DatasetInput]) -> None:
         """Each input as an MLflow dataset of the run (runs list: Dataset column; run page: Datasets)."""
