@@ -2,7 +2,8 @@
 
 Reads the run's resolved config and predictions from the store, loads the logged model back
 (`models.logged_model`), regenerates the first ``n`` images of the run's split with the run's own
-generation settings, and reports, per image, whether the prediction is identical.
+generation settings, inside the same batches as the run, and reports, per image, whether the
+prediction is identical.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None
     values = yaml.safe_load(run_artifact_text(run_id, run_schema.ARTIFACT_CONFIG, tracking_uri))
     cfg = ExperimentConfig.from_mapping({**values, "resume": ""})
     prepared = prepare_experiment(cfg)
-    data = dataclasses.replace(prepared.data, ids=prepared.data.ids[:n])
+    # Whole batches, composed as the quality pass composed them: a batch's padding (and LLM.int8()'s
+    # outlier columns, chosen over the whole batch) change greedy outputs, so the first n images are
+    # regenerated inside their own first batch(es), not as a smaller batch of their own.
+    whole = -(-n // cfg.batch_size) * cfg.batch_size
+    data = dataclasses.replace(prepared.data, ids=prepared.data.ids[:whole])
     engine = loaded.recipe.get("generation", {}).get("engine") or prepared.settings.engine
     settings = dataclasses.replace(prepared.settings, engine=engine)
     again = run_quality_pass(
@@ -56,4 +61,4 @@ def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None
     rows = [json.loads(line) for line in
             run_artifact_text(run_id, run_schema.ARTIFACT_PREDICTIONS_JSONL, tracking_uri).splitlines()]
     logged = {r.get("question_id", r.get("image_id")): r["prediction"] for r in rows}
-    return ReloadCheck({i: (logged.get(i, ""), again.predictions.get(i, "")) for i in data.ids})
+    return ReloadCheck({i: (logged.get(i, ""), again.predictions.get(i, "")) for i in data.ids[:n]})
