@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vlm_quant.engines.generate import prepare_inputs
 from vlm_quant.models.families import linear_modules_by_role
 from vlm_quant.models.loading import LoadedVLM, load_vlm
 from vlm_quant.quantize.calibrated import (
@@ -23,7 +22,7 @@ from vlm_quant.quantize.calibrated import (
     calibration_ids,
     resolve_group_size,
 )
-from vlm_quant.run.quality_pass import load_image
+from vlm_quant.run.sample_inputs import sample_inputs
 
 ARTIFACT_CALIBRATION_IDS = "split/calibration_ids.json"
 
@@ -38,7 +37,7 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
     group_size = resolve_group_size(cfg.ar_group_size, widths)
     settings = CalibrationSettings(group_size, cfg.ar_iters, cfg.ar_calibration_samples, cfg.seed)
     ids = [] if settings.iters == 0 else calibration_ids(data.samples, data.ids, settings.n_samples, cfg.seed)
-    inputs = [_model_inputs(prepared, loaded, sample_id) for sample_id in ids]
+    inputs = [sample_inputs(prepared, loaded, sample_id) for sample_id in ids]
     inputs = [x for x in inputs if x is not None]
     tracker.log_json(
         {
@@ -69,15 +68,3 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
         load_time_s=loaded.load_time_s,
     )
     return result, {**export.to_metrics(), "reload_time_s": reloaded.load_time_s}
-
-
-def _model_inputs(prepared: Any, loaded: LoadedVLM, sample_id: Any) -> dict[str, Any] | None:
-    """The processor outputs of one calibration sample (None when its image cannot be read)."""
-    data = prepared.data
-    sample, image, _error = load_image(data, data.samples[sample_id], prepared.cfg.max_image_side)
-    if image is None:
-        return None
-    request = prepared.task.request(data, sample, image)
-    return prepare_inputs(
-        loaded.processor, [request], device=prepared.device, dtype=prepared.dtype, settings=prepared.settings
-    )

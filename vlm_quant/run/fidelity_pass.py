@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vlm_quant.engines.generate import prepare_inputs
 from vlm_quant.quantize import fidelity
-from vlm_quant.run.quality_pass import load_image
+from vlm_quant.run.sample_inputs import sample_inputs
 
 ARTIFACT = "fidelity/fidelity.json"
 
@@ -36,20 +35,10 @@ class FidelityPass:
         for sample_id in data.ids:
             if len(ids) == cfg.cost_samples:
                 break
-            _, image, _ = load_image(data, data.samples[sample_id], cfg.max_image_side)
-            if image is None:
+            model_inputs = sample_inputs(prepared, loaded, sample_id)
+            if model_inputs is None:
                 continue
-            request = prepared.task.request(data, data.samples[sample_id], image)
-            device = next(loaded.model.parameters()).device
-            inputs.append(
-                prepare_inputs(
-                    loaded.processor,
-                    [request],
-                    device=device,
-                    dtype=prepared.dtype,
-                    settings=prepared.settings,
-                )
-            )
+            inputs.append(model_inputs)
             ids.append(sample_id)
         if not inputs:
             return None

@@ -13,12 +13,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from vlm_quant.engines.generate import prepare_inputs
 from vlm_quant.errors import UserError
 from vlm_quant.quantize import onnx_export
 from vlm_quant.quantize.onnxruntime_backend import OrtSettings
 from vlm_quant.quantize.presets import PRECISIONS
-from vlm_quant.run.quality_pass import load_image
+from vlm_quant.run.sample_inputs import sample_inputs
 
 
 def calibration_ids(data: Any, n: int, seed: int) -> list[Any]:
@@ -34,15 +33,9 @@ def calibration_ids(data: Any, n: int, seed: int) -> list[Any]:
 
 
 def _vision_inputs(prepared: Any, loaded: Any, sample_id: Any) -> onnx_export.VisionInputs | None:
-    cfg, data = prepared.cfg, prepared.data
-    _, image, _ = load_image(data, data.samples[sample_id], cfg.max_image_side)
-    if image is None:
+    inputs = sample_inputs(prepared, loaded, sample_id)
+    if inputs is None:
         return None
-    request = prepared.task.request(data, data.samples[sample_id], image)
-    device = next(loaded.model.parameters()).device
-    inputs = prepare_inputs(
-        loaded.processor, [request], device=device, dtype=prepared.dtype, settings=prepared.settings
-    )
     return onnx_export.capture_vision_inputs(loaded.model, loaded.family.roles["vision"][0], inputs)
 
 
