@@ -7,9 +7,10 @@ exactly the pixel tensor and patch mask generation will feed it. Images of a bat
 split image) are run one after another by the ORT module; the tower attends within an image only, so
 that is exact.
 
-Exports are cached under ``$VLMQ_ONNX_CACHE`` (default ``~/.cache/vlm_quant/onnx``) by a key of the
-model (id, revision or weights source), the input shape, the opset, the precision and, for static
-quantization, the calibration ids and method: a second run of the same configuration reuses the file.
+Exports are cached under ``$VLMQ_ONNX_CACHE`` (default ``$XDG_CACHE_HOME/vlm-quant/onnx``, beside the
+random weights) by a key of the model (id, revision or weights source), the input shape, the opset, the
+precision and, for static quantization, the calibration ids and method: a second run of the same
+configuration reuses the file.
 Files are single ``.onnx`` files (weights inline; the SmolVLM tower is ~350 MB, under protobuf's 2 GB).
 """
 
@@ -24,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from vlm_quant.models.random_weights import default_cache_root
 
 OPSET = 18
 SUPPORTED_FAMILIES = ("idefics3",)  # vision tower called with (pixel_values, patch_attention_mask)
@@ -87,7 +90,7 @@ class _ExportWrapper(nn.Module):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("VLMQ_ONNX_CACHE", Path.home() / ".cache" / "vlm_quant" / "onnx"))
+    return Path(os.environ.get("VLMQ_ONNX_CACHE") or default_cache_root().parent / "onnx")
 
 
 def cache_path(parts: dict[str, Any]) -> Path:
