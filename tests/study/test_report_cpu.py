@@ -3,6 +3,8 @@ are absent, a resumed run marked in every table and kept off the Pareto front.""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 from latex_checks import check_booktabs
@@ -50,7 +52,8 @@ def test_cost_table_shows_rss_and_codecarbon_where_vram_and_nvml_are_absent(cpu_
         metrics = cpu_store.runs[label].metrics
         wh = (metrics["codecarbon_cpu_energy_kwh"] + metrics["codecarbon_ram_energy_kwh"]) * 1000
         key = label + ("‡" if label == MIXED else "")
-        assert cost.loc[key, "CPU+RAM energy, run (Wh, est.)"] == f"{wh:.3g} (est., constant)"
+        three_significant = f"{wh:.{max(0, 2 - math.floor(math.log10(wh)))}f}"  # 1003.3 -> 1003, never 1e+03
+        assert cost.loc[key, "CPU+RAM energy, run (Wh, est.)"] == f"{three_significant} (est., constant)"
     assert cost.loc[FP32, "Throughput (images/s)"] == "n/a (not logged)"
     assert not (cost == "0").any().any()
     md = (cpu_report.out_dir / "results.md").read_text()

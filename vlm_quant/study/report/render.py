@@ -8,6 +8,7 @@ measured" for "free".
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -45,9 +46,20 @@ def fmt_number(value: object, fmt: str = ".3f") -> str:
     number = float(value)  # type: ignore[arg-type]
     if math.isinf(number):
         return "inf" if number > 0 else "-inf"
-    text = format(number, fmt)
+    text = format(number, _fixed_point(fmt, number))
     # "-0.000" reads as a loss where there is none.
     return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _fixed_point(fmt: str, number: float) -> str:
+    """A ``.Ng`` spec as the fixed-point spec showing N significant digits: ``.3g`` prints 1003.3 as
+    "1003", not "1e+03" (a paper reads 1e+03 MiB as a rounding). Values below 1e-4 keep the exponent."""
+    match = re.fullmatch(r"\.(\d+)g", fmt)
+    if not match or number == 0 or abs(number) < 1e-4:
+        return fmt
+    digits = int(match.group(1))
+    magnitude = math.floor(math.log10(abs(number))) if number else 0
+    return f".{max(0, digits - 1 - magnitude)}f"
 
 
 def fmt_interval(delta: object, low: object, high: object, fmt: str = ".3f") -> str:
