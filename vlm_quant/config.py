@@ -31,6 +31,7 @@ SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager", "compiled")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SPLITTING_CHOICES = ("auto", "on", "off")
+IMAGE_PROCESSOR_CHOICES = ("auto", "torchvision", "pil")
 ORT_CALIBRATION_CHOICES = ("minmax", "entropy", "percentile")
 ORT_PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 
@@ -181,6 +182,18 @@ class ExperimentConfig:
         "SmolVLM/Idefics3 image tiling: 'on', 'off', or 'auto' (processor default on GPU, off on CPU).",
         SPLITTING_CHOICES,
     )
+    image_processor: str = _param(
+        "auto",
+        "Image-processor backend: 'torchvision' (tensor ops, several times faster; on the GPU when "
+        "num_workers=0), 'pil', or 'auto' (transformers' choice: torchvision when installed). The backend "
+        "that ran is logged as image_processor_backend; the two resize differently (see the README).",
+        IMAGE_PROCESSOR_CHOICES,
+    )
+    num_workers: int = _param(
+        -1,
+        "Input-pipeline worker processes preparing the next batches (images, chat template, processor) "
+        "while the model generates; 0: in the main process between batches; -1: CPU cores - 1, 1 to 8.",
+    )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
     cost_warmup: int = _param(
@@ -264,6 +277,8 @@ class ExperimentConfig:
             )
         if self.task == "pope" and self.dataset not in ("", "coco"):
             raise UserError(f"dataset={self.dataset!r}: task=pope asks about COCO images (dataset=coco).")
+        if self.num_workers < -1:
+            raise UserError(f"num_workers={self.num_workers}: use -1 (auto), 0 (in-process) or more.")
         if self.pope_objects < 1:
             raise UserError(f"pope_objects={self.pope_objects} must be >= 1.")
         if self.task == "vqa" and self.dataset == "coco":

@@ -102,6 +102,12 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
     assert m["n_samples_evaluated"] == 4 and 0 <= m["bleu_4"] <= 1 and m["size_on_disk_mib"] > 0
     assert "peak_vram_allocated_mib" not in m and "energy_j_per_image" not in m  # absent on CPU, never 0
     assert "no CUDA" in t["vlm_quant.energy_absent_reason"]
+    # the input pipeline: which image-processor backend ran, with how many workers, and the time split
+    assert p["image_processor_backend"] in ("torchvision", "pil") and p["image_processor_device"] == "cpu"
+    assert int(p["num_workers_resolved"]) >= 1  # -1 (auto): at least one worker
+    assert 0 < m["quality_pass_model_s"] <= m["quality_pass_s"] and m["quality_pass_wait_s"] >= 0
+    model_share = m["quality_pass_model_s"] / m["quality_pass_s"]
+    assert m["harness_overhead_fraction"] == pytest.approx(1 - model_share)
 
     artifacts = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
     rows = [

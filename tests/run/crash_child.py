@@ -11,7 +11,7 @@ import vlm_quant.run.quality_pass as quality_pass
 from vlm_quant.cli.commands import main
 
 DELAY_S = float(os.environ.get("VLMQ_TEST_GENERATE_DELAY_S", "0"))
-_generate = quality_pass.generate
+_generate = quality_pass.generate_prepared
 
 
 def slow_generate(*args, **kwargs):
@@ -19,7 +19,7 @@ def slow_generate(*args, **kwargs):
     return _generate(*args, **kwargs)
 
 
-quality_pass.generate = slow_generate
+quality_pass.generate_prepared = slow_generate
 
 if __name__ == "__main__":
     main()

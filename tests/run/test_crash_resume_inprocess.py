@@ -27,7 +27,7 @@ CAPTION_KEYS = ("cider", "bleu_1", "bleu_4", "meteor", "rouge_l", "n_samples_eva
 
 def failing_generate(fail_on_call: int, error: BaseException):
     """generate() that raises ``error`` on its n-th call (1-based) and works otherwise."""
-    real, calls = quality_pass.generate, []
+    real, calls = quality_pass.generate_prepared, []
 
     def generate(*args, **kwargs):
         calls.append(1)
@@ -44,8 +44,9 @@ def test_crash_keeps_predictions_then_resume_auto_equals_an_uninterrupted_run(
     args = evaluate_args(
         tiny_vlm_dirs["llava"], coco_dir, experiment="crash", task="captioning", n_samples=N, batch_size=1
     )
-    real = quality_pass.generate
-    monkeypatch.setattr(quality_pass, "generate", failing_generate(3, RuntimeError("simulated crash")))
+    real = quality_pass.generate_prepared
+    crash = failing_generate(3, RuntimeError("simulated crash"))
+    monkeypatch.setattr(quality_pass, "generate_prepared", crash)
     crashed = CliRunner().invoke(main, args)
     assert isinstance(crashed.exception, RuntimeError)
     client = mlflow.MlflowClient(tracking_uri)
@@ -55,7 +56,7 @@ def test_crash_keeps_predictions_then_resume_auto_equals_an_uninterrupted_run(
     rows = partial_rows(run)
     assert [r["sample_id"] for r in rows] == _ids(client, run)[:2]  # the 2 predictions made before it
 
-    monkeypatch.setattr(quality_pass, "generate", real)  # (not undo(): that would drop the store's env too)
+    monkeypatch.setattr(quality_pass, "generate_prepared", real)  # not undo(): it drops the store's env
     resumed = CliRunner().invoke(main, [*args, "--resume", "auto"])
     assert resumed.exit_code == 0, resumed.output
     assert last_json(resumed.output)["run_id"] == run.info.run_id
@@ -84,7 +85,7 @@ def test_a_signal_mid_pass_finishes_the_batch_marks_killed_and_restores_handlers
     tiny_vlm_dirs, coco_dir, tracking_uri, monkeypatch
 ):
     before = signal.getsignal(signal.SIGTERM)
-    real, calls = quality_pass.generate, []
+    real, calls = quality_pass.generate_prepared, []
 
     def generate(*args, **kwargs):  # SIGTERM arrives while the 2nd batch is being generated
         calls.append(1)
@@ -92,7 +93,7 @@ def test_a_signal_mid_pass_finishes_the_batch_marks_killed_and_restores_handlers
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(quality_pass, "generate", generate)
+    monkeypatch.setattr(quality_pass, "generate_prepared", generate)
     args = evaluate_args(
         tiny_vlm_dirs["llava"], coco_dir, experiment="sig", task="captioning", n_samples=6, batch_size=2
     )
@@ -112,10 +113,10 @@ def test_resume_refuses_a_different_config_a_finished_run_and_an_unknown_id(
     args = evaluate_args(
         tiny_vlm_dirs["llava"], coco_dir, experiment="refuse", task="captioning", n_samples=3, batch_size=1
     )
-    real = quality_pass.generate
-    monkeypatch.setattr(quality_pass, "generate", failing_generate(2, RuntimeError("boom")))
+    real = quality_pass.generate_prepared
+    monkeypatch.setattr(quality_pass, "generate_prepared", failing_generate(2, RuntimeError("boom")))
     CliRunner().invoke(main, args)
-    monkeypatch.setattr(quality_pass, "generate", real)
+    monkeypatch.setattr(quality_pass, "generate_prepared", real)
     client = mlflow.MlflowClient(tracking_uri)
     (run,) = runs_of(client, "refuse")
     assert run.info.status == "FAILED"
@@ -174,8 +175,9 @@ def test_a_crash_after_the_pass_resumes_without_generating_again(
 
     monkeypatch.setattr(VqaTask, "score", real_score)
     calls = []
-    real_generate = quality_pass.generate
-    monkeypatch.setattr(quality_pass, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    real_generate = quality_pass.generate_prepared
+    counted = lambda *a, **k: calls.append(1) or real_generate(*a, **k)  # noqa: E731
+    monkeypatch.setattr(quality_pass, "generate_prepared", counted)
     resumed = CliRunner().invoke(main, [*args, "--resume", run.info.run_id])
     assert resumed.exit_code == 0, resumed.output
     assert calls == []  # every prediction came from the partial file

@@ -118,7 +118,7 @@ if os.environ.get("RANK") == "1":
     import vlm_quant.run.quality_pass as qp
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure on rank 1")
-    qp.generate = boom
+    qp.generate_prepared = boom
 '''
 
 

@@ -24,20 +24,21 @@ def vqa_dir(tmp_path_factory, coco_dir):
 
 def oom_above(limit: int, seen: list[int]):
     """generate() that raises torch.OutOfMemoryError for batches larger than ``limit``."""
-    real = quality_pass.generate
+    real = quality_pass.generate_prepared
 
-    def generate(model, processor, requests, settings, **kwargs):
-        seen.append(len(requests))
-        if len(requests) > limit:
-            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {len(requests)} GiB")
-        return real(model, processor, requests, settings, **kwargs)
+    def generate(model, inputs, settings, **kwargs):
+        rows = inputs["input_ids"].shape[0]
+        seen.append(rows)
+        if rows > limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {rows} GiB")
+        return real(model, inputs, settings, **kwargs)
 
     return generate
 
 
 def test_oom_halves_the_batch_down_to_what_fits_and_logs_it(tiny_vlm_dirs, vqa_dir, monkeypatch):
     seen: list[int] = []
-    monkeypatch.setattr(quality_pass, "generate", oom_above(1, seen))
+    monkeypatch.setattr(quality_pass, "generate_prepared", oom_above(1, seen))
     cfg = ExperimentConfig.from_mapping(
         dict(
             model=str(tiny_vlm_dirs["llava"]),
@@ -67,7 +68,7 @@ def test_oom_halves_the_batch_down_to_what_fits_and_logs_it(tiny_vlm_dirs, vqa_d
 def test_oom_at_batch_size_one_fails_the_run_with_a_clear_message(
     tiny_vlm_dirs, vqa_dir, tracking_uri, monkeypatch
 ):
-    monkeypatch.setattr(quality_pass, "generate", oom_above(0, []))
+    monkeypatch.setattr(quality_pass, "generate_prepared", oom_above(0, []))
     args = evaluate_args(tiny_vlm_dirs["llava"], vqa_dir, experiment="oom", n_samples=3, batch_size=2)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2

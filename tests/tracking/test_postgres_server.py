@@ -183,7 +183,7 @@ def test_evaluate_resume_and_compare_against_a_postgres_backed_server(
         assert result.exit_code == 0, result.output
 
     # a crash, then resume=auto, through the server's artifact proxy
-    real, calls = quality_pass.generate, []
+    real, calls = quality_pass.generate_prepared, []
 
     def crash_on_second(*a, **k):
         calls.append(1)
@@ -192,9 +192,9 @@ def test_evaluate_resume_and_compare_against_a_postgres_backed_server(
         return real(*a, **k)
 
     args = evaluate_args(tiny_vlm_dirs["llava"], data, experiment="team-crash", n_samples=3, batch_size=1)
-    monkeypatch.setattr(quality_pass, "generate", crash_on_second)
+    monkeypatch.setattr(quality_pass, "generate_prepared", crash_on_second)
     assert isinstance(runner.invoke(main, args).exception, RuntimeError)
-    monkeypatch.setattr(quality_pass, "generate", real)
+    monkeypatch.setattr(quality_pass, "generate_prepared", real)
     resumed = runner.invoke(main, [*args, "--resume", "auto"])
     assert resumed.exit_code == 0, resumed.output
 

@@ -53,6 +53,43 @@ def single_image_request(image: Image.Image, text: str) -> Request:
     )
 
 
+def processor_inputs(
+    processor: Any,
+    requests: list[Request],
+    *,
+    dtype: torch.dtype,
+    settings: GenerationSettings,
+    device: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Model inputs of a batch, where the processor made them (CPU, or ``device`` for a torchvision
+    image processor): chat template per row, left padding, image processor, pixel tensors cast to
+    the model's ``dtype``. The host half of `prepare_inputs`; the input pipeline runs it in workers."""
+    processor.tokenizer.padding_side = "left"
+    texts = [
+        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+        for r in requests
+    ]
+    on_device = {"device": device} if device else {}  # only the torchvision backend takes a device
+    inputs = processor(
+        text=texts,
+        images=[r.images for r in requests],
+        padding=True,
+        return_tensors="pt",
+        **settings.processor_kwargs(),
+        **on_device,
+    )
+    inputs.pop("token_type_ids", None)  # some processors add them; the generate() of VLMs rejects them
+    return {
+        key: value.to(dtype=dtype) if value.is_floating_point() else value for key, value in inputs.items()
+    }
+
+
+def to_device(inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``inputs`` on ``device``; from pinned host memory the copy is asynchronous (``non_blocking``),
+    ordered before the model's kernels on the same stream."""
+    return {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
+
+
 def prepare_inputs(
     processor: Any,
     requests: list[Request],
@@ -61,25 +98,8 @@ def prepare_inputs(
     dtype: torch.dtype,
     settings: GenerationSettings,
 ) -> dict[str, torch.Tensor]:
-    """Model inputs of a batch, on ``device``: chat template per row, left padding, image processor,
-    pixel tensors cast to the model's dtype."""
-    processor.tokenizer.padding_side = "left"
-    texts = [
-        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-        for r in requests
-    ]
-    inputs = processor(
-        text=texts,
-        images=[r.images for r in requests],
-        padding=True,
-        return_tensors="pt",
-        **settings.processor_kwargs(),
-    )
-    inputs.pop("token_type_ids", None)  # some processors add them; the generate() of VLMs rejects them
-    return {
-        key: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
-        for key, value in inputs.items()
-    }
+    """Model inputs of a batch, on ``device`` (`processor_inputs`, then `to_device`), in this process."""
+    return to_device(processor_inputs(processor, requests, dtype=dtype, settings=settings), device)
 
 
 def stop_token_ids(model: Any) -> list[int]:
@@ -185,5 +205,10 @@ def generate(
     device = next(model.parameters()).device
     inputs = prepare_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
     new_ids = generate_prepared(model, inputs, settings, pad_token_id=pad_token_id(model, processor))
+    return decode_new_ids(model, processor, new_ids)
+
+
+def decode_new_ids(model: Any, processor: Any, new_ids: torch.Tensor) -> Generated:
+    """The text of each row's new tokens (special tokens dropped, stripped) and its token count."""
     texts = [t.strip() for t in processor.batch_decode(new_ids, skip_special_tokens=True)]
     return Generated(texts, count_new_tokens(new_ids, stop_token_ids(model)))

@@ -19,6 +19,7 @@ from vlm_quant.tracking.redact import redact_obj
 KEY_PACKAGES = (
     "vlm-quant",
     "torch",
+    "torchvision",
     "transformers",
     "accelerate",
     "tokenizers",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModelForImageTextToText,
     AutoProcessor,
     Qwen2_5_VLProcessor,
@@ -63,13 +64,15 @@ def load_vlm(
     quantization_config=None,
     seed: int = 0,
     local_files_only: bool = False,
+    image_backend: str = "auto",
 ) -> LoadedVLM:
     """Load a supported VLM and its processor, in eval mode.
 
     ``model_id`` is a Hub id (``"HuggingFaceTB/SmolVLM-256M-Instruct"``) or a local checkpoint
     directory. ``weights="random"`` builds the bundled architecture of ``model_id`` with random
     weights drawn from ``seed`` (cached on disk); ``seed`` is unused for pretrained weights.
-    ``device`` is passed as ``device_map`` ("cpu", "cuda", "cuda:0", "auto").
+    ``device`` is passed as ``device_map`` ("cpu", "cuda", "cuda:0", "auto"). ``image_backend``: the
+    image processor's backend, "torchvision", "pil" or "auto" (transformers' default), see `load_processor`.
     """
     if weights not in WEIGHT_SOURCES:
         raise UserError(f"Unknown weights {weights!r}; choose one of: {', '.join(WEIGHT_SOURCES)}.")
@@ -95,7 +98,9 @@ def load_vlm(
         model_kwargs["quantization_config"] = quantization_config
     model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
     model.eval()
-    processor = load_processor(source, model_type=config.model_type, **hub_kwargs)
+    processor = load_processor(
+        source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
+    )
     load_time_s = time.perf_counter() - started
 
     return LoadedVLM(
@@ -117,6 +122,7 @@ def load_processor(
     trust_remote_code: bool = False,
     local_files_only: bool = False,
     model_type: str | None = None,
+    image_backend: str = "auto",
 ):
     """``AutoProcessor.from_pretrained``, plus an image-only Qwen processor when torchvision is missing.
 
@@ -124,14 +130,28 @@ def load_processor(
     processor needs it). vlm-quant never feeds videos, so without torchvision the Qwen processors are
     built without their video part; images, text and chat templates behave exactly as usual.
     ``model_type`` (the config's) saves reading the config again when the caller has it.
+    ``image_backend`` "torchvision" or "pil" replaces the image processor by that backend's (loaded
+    alone: a Qwen processor's video part has no PIL backend); "auto" keeps transformers' choice.
     """
+    if image_backend not in ("auto", "torchvision", "pil"):
+        raise UserError(f"image_processor={image_backend!r}: choose auto, torchvision or pil.")
+    if image_backend == "torchvision" and not is_torchvision_available():
+        raise UserError(
+            "image_processor=torchvision, but torchvision is not installed (or does not import beside "
+            "this torch build); install the torchvision release matching torch, or use image_processor=pil."
+        )
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
     if not is_torchvision_available():
         if model_type is None:
             model_type = getattr(AutoConfig.from_pretrained(path_or_id, **hub_kwargs), "model_type", None)
         if model_type in _IMAGE_ONLY_PROCESSORS:
             return _IMAGE_ONLY_PROCESSORS[model_type].from_pretrained(path_or_id, **hub_kwargs)
-    return AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
+    processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
+    if image_backend != "auto" and hasattr(processor, "image_processor"):
+        processor.image_processor = AutoImageProcessor.from_pretrained(
+            path_or_id, backend=image_backend, **hub_kwargs
+        )
+    return processor
 
 
 def _hub_kwargs(revision: str | None, trust_remote_code: bool, local_files_only: bool) -> dict:

@@ -1,7 +1,11 @@
 """The quality pass: a prediction for every selected sample (greedy, EOS allowed), any task.
 
-Images of the next batch are decoded and downscaled in background threads while the model works on
-the current one. An image that cannot be read is skipped, counted and reported; the run goes on.
+The next batches' images are opened, downscaled and run through the processor by the input pipeline
+(`engines.pipeline`: DataLoader workers) while the model generates the current one. An image that
+cannot be read is skipped, counted and reported; the run goes on. The pass's wall time is split into
+the model's share (``model_s``: generate() alone, device-synchronised) and the time it waited for its
+next batch (``wait_s``); the rest of the wall time is the harness's bookkeeping (copies to the device,
+decoding text, saving predictions).
 
 Nothing lost: each prediction goes to a `PredictionStream`: a local journal synced after every batch
 (a SIGKILL loses at most the batch in flight) and the run's `predictions/partial.jsonl`, uploaded every
@@ -14,9 +18,9 @@ is saved.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +28,21 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from vlm_quant.engines.generate import GenerationSettings, generate
+from vlm_quant.engines.generate import (
+    GenerationSettings,
+    decode_new_ids,
+    generate_prepared,
+    pad_token_id,
+    prepare_inputs,
+    to_device,
+)
+from vlm_quant.engines.pipeline import CollateRequests, LoadedImage, PreparedBatch, prepared_batches
+from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.run import interrupts
 from vlm_quant.run.oom import BatchBackoff
 from vlm_quant.run.partial_predictions import PredictionStream, Restored
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import downscale
-
-LoadedImage = tuple[Any, Image.Image | None, str | None]  # sample, image, error
 
 
 @dataclass
@@ -52,6 +63,9 @@ class QualityPassResult:
     resumed_tokens: int = 0
     oom_retries: int = 0
     final_batch_size: int = 0
+    attempt_s: float = 0.0  # wall time of this attempt alone (``wall_s`` adds the earlier attempts')
+    model_s: float = 0.0  # of which generate() ran (device-synchronised), this attempt
+    wait_s: float = 0.0  # of which the model waited for its next batch of inputs, this attempt
 
     def this_attempt(self) -> tuple[int, int]:
         """(predictions, generated tokens) made by this attempt: what its energy window metered."""
@@ -60,6 +74,19 @@ class QualityPassResult:
     def oom_metrics(self) -> dict[str, float]:
         return {"oom_retries": self.oom_retries, "quality_pass_final_batch_size": self.final_batch_size}
 
+    def time_split_metrics(self) -> dict[str, float | None]:
+        """How this attempt's wall time split: the model's share, its wait for inputs, and
+        ``harness_overhead_fraction`` = 1 - model_s / attempt_s, the share of the wall time in which the
+        model was not generating (waiting, copies, decoding, saving); absent when nothing was generated."""
+        if self.attempt_s <= 0 or self.model_s <= 0:
+            return dict.fromkeys(("quality_pass_model_s", "quality_pass_wait_s", "harness_overhead_fraction"))
+        return {
+            "quality_pass_model_s": self.model_s,
+            "quality_pass_wait_s": self.wait_s,
+            # in [0, 1] by construction: every model span lies inside the attempt's wall time
+            "harness_overhead_fraction": 1.0 - self.model_s / self.attempt_s,
+        }
+
 
 def load_image(data: TaskData, sample: Any, max_side: int) -> LoadedImage:
     """Open and downscale one image; a failure is returned, not raised, so one bad file skips one sample."""
@@ -67,23 +94,6 @@ def load_image(data: TaskData, sample: Any, max_side: int) -> LoadedImage:
         return sample, downscale(data.open_image(sample), max_side), None
     except Exception as exc:  # PIL raises many types for corrupt, truncated or missing files
         return sample, None, f"{type(exc).__name__}: {exc}"
-
-
-def prefetched_batches(
-    samples: Sequence[Any], batch_size: int, load: Callable[[Any], LoadedImage]
-) -> Iterator[list[LoadedImage]]:
-    """Batches of loaded images; batch k+1 is decoded in worker threads while batch k is consumed."""
-    chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vlmq-images") as pool:
-
-        def submit(chunk: Sequence[Any]) -> list[Future]:
-            return [pool.submit(load, sample) for sample in chunk]
-
-        pending = submit(chunks[0]) if chunks else []
-        for index in range(len(chunks)):
-            current = pending
-            pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
-            yield [future.result() for future in current]
 
 
 def run_quality_pass(
@@ -99,14 +109,24 @@ def run_quality_pass(
     progress: bool = True,
     stream: PredictionStream | None = None,
     model_name: str = "",
+    num_workers: int = 0,
+    processor_device: str | None = None,
+    timer: DeviceTimer | None = None,
 ) -> QualityPassResult:
     """Greedy predictions for every id of ``data``, in evaluation order.
 
     With ``stream``, predictions already in the run's partial file are reused and new ones appended.
+    ``num_workers``: input-pipeline worker processes (0: inputs prepared in this process, between
+    batches); ``processor_device``: where a torchvision image processor works (in-process only);
+    ``timer``: times the model's spans (a `DeviceTimer` on the model's device by default); its clock
+    (seconds) also times the waits and the attempt, so the three share one time base.
     """
     restored = stream.restored if stream else Restored()
     result = resume_from(restored, data)
     backoff = BatchBackoff(batch_size, model=model_name)
+    device = next(model.parameters()).device
+    timer = timer or DeviceTimer(device)
+    clock = timer.clock
     done = set(result.predictions) | {row["sample_id"] for row in result.skipped}
     remaining = [data.samples[i] for i in data.ids if i not in done]
     bar = tqdm(
@@ -116,19 +136,38 @@ def run_quality_pass(
         unit="sample",
         disable=not progress,
     )
-    start = time.perf_counter()
+    pad = pad_token_id(model, processor)
+    request = functools.partial(task.request, data)
+    collate = CollateRequests(processor, request, settings, dtype, processor_device)
 
-    def generate_chunk(chunk: Sequence[tuple[Any, Image.Image]]) -> list[tuple[str, int]]:
-        requests = [task.request(data, sample, image) for sample, image in chunk]
-        out = generate(model, processor, requests, settings, dtype=dtype)
+    def generate_inputs(inputs: dict[str, torch.Tensor]) -> list[tuple[str, int]]:
+        inputs = to_device(inputs, device)
+        with timer.span() as span:
+            new_ids = generate_prepared(model, inputs, settings, pad_token_id=pad)
+        result.model_s += span.elapsed_s or 0.0
+        out = decode_new_ids(model, processor, new_ids)
         return list(zip(out.texts, out.new_tokens))
 
+    def generate_chunk(chunk: Sequence[tuple[Any, Image.Image]]) -> list[tuple[str, int]]:
+        """A smaller chunk after an OOM: its inputs are prepared here, in this process."""
+        requests = [request(sample, image) for sample, image in chunk]
+        inputs = prepare_inputs(processor, requests, device=device, dtype=dtype, settings=settings)
+        return generate_inputs(inputs)
+
+    start = clock()
     try:
         with interrupts.deferred():  # a signal takes effect between batches, after the flush
-            load = lambda s: load_image(data, s, max_image_side)  # noqa: E731
-            for batch in prefetched_batches(remaining, batch_size, load):
-                run_batch(batch, result, backoff, generate_chunk, stream)
-                bar.update(len(batch))
+            batches = prepared_batches(
+                remaining,
+                batch_size,
+                load=functools.partial(load_image, data, max_side=max_image_side),
+                collate=collate,
+                num_workers=num_workers,
+                pin_memory=device.type == "cuda",
+            )
+            for batch in waited(batches, result, clock):
+                run_batch(batch, result, backoff, generate_inputs, generate_chunk, stream)
+                bar.update(len(batch.loaded))
                 if stream:
                     stream.batch_done()
                 interrupts.raise_if_requested(f"{len(result.predictions)} of {len(data.ids)} samples saved")
@@ -137,23 +176,42 @@ def run_quality_pass(
         bar.close()
         if stream:
             stream.close()
+        result.attempt_s = clock() - start
     result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
-    result.wall_s += time.perf_counter() - start
+    result.wall_s += result.attempt_s
     result.oom_retries, result.final_batch_size = backoff.retries, backoff.batch_size
     return result
 
 
+def waited(
+    batches: Iterator[PreparedBatch], result: QualityPassResult, clock: Callable[[], float]
+) -> Iterator[PreparedBatch]:
+    """``batches``, adding to ``result.wait_s`` the time (s) each took to arrive: the model was idle."""
+    while True:
+        asked = clock()
+        batch = next(batches, None)
+        result.wait_s += clock() - asked
+        if batch is None:
+            return
+        yield batch
+
+
 def run_batch(
-    batch: list[LoadedImage],
+    batch: PreparedBatch,
     result: QualityPassResult,
     backoff: BatchBackoff,
+    generate_inputs: Callable[[dict[str, torch.Tensor]], list[tuple[str, int]]],
     generate_chunk: Callable[[Sequence[tuple[Any, Image.Image]]], list[tuple[str, int]]],
     stream: PredictionStream | None,
 ) -> None:
-    """One batch: record unreadable images, generate the rest (halving on OOM), stream every row."""
+    """One batch: record unreadable images, generate the rest (halving on OOM), stream every row.
+
+    The batch's prepared inputs are used while the backoff's batch size covers the whole batch; after
+    an OOM the smaller chunks are prepared in this process (``generate_chunk``).
+    """
     started = time.perf_counter()
-    good = [(sample, image) for sample, image, _ in batch if image is not None]
-    for sample, image, error in batch:
+    good = [(sample, image) for sample, image, _ in batch.loaded if image is not None]
+    for sample, image, error in batch.loaded:
         if image is None:
             row = {"sample_id": sample.sample_id, "image_file": sample.image_file, "reason": error}
             result.skipped.append(row)
@@ -161,7 +219,17 @@ def run_batch(
                 stream.add_skipped(sample.sample_id, sample.image_file, error or "")
     if not good:
         return
-    outputs = backoff.run(good, generate_chunk)
+    prepared = batch.inputs
+
+    def work(chunk: Sequence[tuple[Any, Image.Image]]) -> list[tuple[str, int]]:
+        nonlocal prepared
+        if prepared is not None and len(chunk) == len(good):
+            inputs, prepared = prepared, None  # once: a retry after an OOM prepares smaller chunks
+            return generate_inputs(inputs)
+        prepared = None
+        return generate_chunk(chunk)
+
+    outputs = backoff.run(good, work)
     seconds = (time.perf_counter() - started) / len(good)
     for (sample, _), (text, new_tokens) in zip(good, outputs):
         result.predictions[sample.sample_id] = text

@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import AutoConfig
 
 from vlm_quant.config import ExperimentConfig
+from vlm_quant.engines import pipeline
 from vlm_quant.engines.generate import GenerationSettings
 from vlm_quant.engines.selection import resolve_engine
 from vlm_quant.errors import UserError
@@ -291,6 +292,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
             device=device.type,
             trust_remote_code=cfg.trust_remote_code,
             seed=cfg.seed,
+            image_backend=cfg.image_processor,
         )
     check_shots_supported(loaded.family, cfg.shots)
     # The unquantized outputs on the micro-set are kept first, for the fidelity metrics.
@@ -359,6 +361,16 @@ def quality_pass(
     cfg, task, data, dtype = prepared.cfg, prepared.task, prepared.data, prepared.dtype
     memory = MemoryTracker(prepared.device)
     metrics: dict[str, float | None] = {}
+    workers = pipeline.resolve_num_workers(cfg.num_workers)
+    on_device = pipeline.processor_device(loaded.processor, prepared.device, workers)
+    tracker.log_params(
+        {
+            "num_workers_resolved": workers,
+            "image_processor_backend": pipeline.image_backend(loaded.processor),
+            "image_processor_class": type(getattr(loaded.processor, "image_processor", None)).__name__,
+            "image_processor_device": on_device or "cpu",
+        }
+    )
     instruments.meter.begin_window("quality_pass")
     quality = distributed.sharded_quality_pass(run_quality_pass, tracker, cfg.batch_size)(  # 1 process: as is
         loaded.model,
@@ -372,6 +384,9 @@ def quality_pass(
         progress=progress,
         stream=PredictionStream.open(tracker),  # predictions/partial.jsonl; resumes from it when present
         model_name=cfg.model,
+        num_workers=workers,
+        processor_device=on_device,
+        timer=instruments.timer,
     )
     window = instruments.meter.end_window("quality_pass")
     if window.absent_reason and instruments.gpu.available:
@@ -390,6 +405,7 @@ def quality_pass(
             "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
             "n_samples_resumed": quality.n_resumed,  # taken from an interrupted attempt of this run
             **quality.oom_metrics(),
+            **quality.time_split_metrics(),  # this attempt: the model's share, its wait for inputs
         }
     )
     # Per-image energy of this attempt's generation only: a resumed run's earlier attempts were not metered.
