@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch first, pinned: without the pin a resolver may pull a multi-GB CUDA build onto a CPU machine.
-TORCH ?= torch==2.13.0
+# torch and torchvision first, pinned as a pair (torchvision's compiled ops match one torch release; the
+# fast image processors need torchvision): without the pins a resolver may pull mismatched builds.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 
 # Default evaluation adapts to the machine and says what it chose (vlm_quant/cli/first_run.py): with the
@@ -16,10 +17,13 @@ QUANT ?= fp16
 
 .PHONY: evaluate test lint clean-venv
 
+# The lock's own torch pair is what TORCH defaults to; it is left out of the second install so that an
+# override stays.
 $(BIN)/.installed: pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -r requirements-lock.txt -e ".[dev]"
+	$(BIN)/pip install -q $(TORCH)
+	grep -v -E '^torch(vision)?==' requirements-lock.txt > $(VENV)/lock-without-torch.txt
+	$(BIN)/pip install -q -r $(VENV)/lock-without-torch.txt -e ".[dev]"
 	touch $@
 
 evaluate: $(BIN)/.installed
