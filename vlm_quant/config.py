@@ -192,7 +192,8 @@ class ExperimentConfig:
     num_workers: int = _param(
         -1,
         "Input-pipeline worker processes preparing the next batches (images, chat template, processor) "
-        "while the model generates; 0: in the main process between batches; -1: CPU cores - 1, 1 to 8.",
+        "while the model generates; 0: in the main process between batches; -1: CPU cores per evaluate "
+        "process - 1, 1 to 8.",
     )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")

@@ -83,9 +83,12 @@ def test_a_batch_without_a_readable_image_has_no_inputs(tiny_vlm_dirs, tmp_path)
     assert batch.inputs is None and "FileNotFoundError" in batch.loaded[0][2]
 
 
-@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (4, 3), (9, 8), (64, 8)])
-def test_auto_workers_leave_one_core_to_the_model(cores, workers):
-    assert default_num_workers(cores) == workers
+@pytest.mark.parametrize(
+    "cores, processes, workers",
+    [(1, 1, 1), (2, 1, 1), (4, 1, 3), (9, 1, 8), (64, 1, 8), (16, 2, 7), (16, 8, 1)],
+)
+def test_auto_workers_leave_one_core_to_each_evaluate_process(cores, processes, workers):
+    assert default_num_workers(cores, processes) == workers
 
 
 def test_num_workers_below_minus_one_is_refused():

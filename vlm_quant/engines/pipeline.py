@@ -34,10 +34,12 @@ LoadedImage = tuple[Any, Image.Image | None, str | None]  # sample, image, error
 MAX_AUTO_WORKERS = 8  # beyond this, collating batches is rarely the bottleneck and RAM use grows
 
 
-def default_num_workers(cpu_count: int | None = None) -> int:
-    """Workers for ``num_workers=-1``: every CPU core but one (the main process's), 1 to 8."""
+def default_num_workers(cpu_count: int | None = None, local_processes: int | None = None) -> int:
+    """Workers for ``num_workers=-1``: this process's share of the CPU cores (``local_processes``
+    evaluate processes on this machine, LOCAL_WORLD_SIZE by default) but one for itself, 1 to 8."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return max(1, min(MAX_AUTO_WORKERS, cores - 1))
+    processes = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, processes) - 1))
 
 
 def resolve_num_workers(requested: int) -> int:
