@@ -45,7 +45,8 @@ def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None
     from vlm_quant.run.runner import prepare_experiment
 
     values = yaml.safe_load(run_artifact_text(run_id, run_schema.ARTIFACT_CONFIG, tracking_uri))
-    cfg = ExperimentConfig.from_mapping({**values, "resume": ""})
+    # score=later: regenerating scores nothing, so a machine without Java may check a reload too
+    cfg = ExperimentConfig.from_mapping({**values, "resume": "", "score": "later"})
     prepared = prepare_experiment(cfg)
     # Whole batches, composed as the quality pass composed them: a batch's padding (and LLM.int8()'s
     # outlier columns, chosen over the whole batch) change greedy outputs, so the first n images are
