@@ -60,8 +60,9 @@ def score_logged_run(
         )
     data = task.prepare(cfg)
     check_same_ids(artifact_json(client, run_id, run_schema.ARTIFACT_IDS), data, run_id, data_dir)
-    predictions = logged_predictions(client, run_id, data)
     params = run.data.params
+    check_same_inputs(params, data, run_id, data_dir)
+    predictions = logged_predictions(client, run_id, data)
     with add_to_finished_run(
         run_id, failure_tag=scoring.TAG_SCORING_FAILURE, tracking_uri=tracking_uri
     ) as tracker:
@@ -146,6 +147,24 @@ def check_same_ids(logged: dict[str, Any], data: TaskData, run_id: str, data_dir
     raise UserError(
         f"run {run_id}: {where} gives another split than the run evaluated ({len(data.ids)} ids, hash "
         f"{ids_hash(data.ids)}; the run: {len(ids)} ids, hash {ids_hash(ids)}, {missing} not in this split). "
+        "Point --data-dir to the same dataset files the run used."
+    )
+
+
+def check_same_inputs(params: dict[str, str], data: TaskData, run_id: str, data_dir: str) -> None:
+    """The rebuilt data must have the scoring inputs the run had: no data param the run did not log, and
+    every annotation file it logged (``*_file`` params of the data, e.g. CHAIR's ``chair_instances_file``),
+    so that a folder without the instance annotations cannot silently drop CHAIR."""
+    config_keys = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    new = sorted(k for k in data.params if k not in params)
+    lost = sorted(k for k in params if k.endswith("_file") and k not in config_keys and k not in data.params)
+    if not new and not lost:
+        return
+    where = f"--data-dir {data_dir}" if data_dir else "the run's data_dir"
+    said = [f"the run had {k}={params[k]!r}, {where} has none" for k in lost]
+    said += [f"{where} adds {k}={data.params[k]!r}, which the run did not have" for k in new]
+    raise UserError(
+        f"run {run_id}: scoring from {where} would not score what the run evaluated: {'; '.join(said)}. "
         "Point --data-dir to the same dataset files the run used."
     )
 
