@@ -127,6 +127,7 @@ def test_score_later_then_score_run_logs_what_scoring_at_once_logs(tiny_vlm_dirs
     assert json.loads(result.output[result.output.index("{") :])["n_scored"] == 4
     scored = client.get_run(later_id)
     assert scored.info.status == "FINISHED"
+    assert scored.info.end_time == deferred.info.end_time  # the run's duration stays the evaluation's
     assert quality_keys(scored.data.metrics) == quality_keys(now.data.metrics)
     for key in scored_only:
         assert scored.data.metrics[key] == now.data.metrics[key], key

@@ -719,6 +719,7 @@ def add_to_finished_run(
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     attached = os.environ.get("MLFLOW_RUN_ID")
+    ended_ms = with_retries(client.get_run, run_id).info.end_time
     run = with_retries(mlflow.start_run, run_id=run_id)
     try:
         if attached and attached != run_id:
@@ -735,6 +736,22 @@ def add_to_finished_run(
         raise
     else:
         _close(mlflow, "FINISHED", {})
+    finally:
+        _restore_end_time(client, run_id, ended_ms)
+
+
+def _restore_end_time(client: Any, run_id: str, end_time_ms: int | None) -> None:
+    """Put back the run's own end time, which `end_run` moved to now: its duration stays the evaluation's,
+    not evaluation + however long it waited to be scored (the scoring time is in its own tag)."""
+    if end_time_ms is None:
+        return
+    from mlflow.entities import RunStatus
+
+    try:  # MlflowClient.update_run cannot set an end time; its store can (sqlite, REST alike)
+        store = client._tracking_client.store
+        with_retries(store.update_run_info, run_id, RunStatus.FINISHED, end_time_ms, None)
+    except Exception as error:  # cosmetic: the run is FINISHED and complete either way
+        log.warning("run %s keeps the scoring time as its end time: %s", run_id, error)
 
 
 def download_logged_model(run_id: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
