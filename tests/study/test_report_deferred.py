@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from vlm_quant.study.report import quality_cells
+from vlm_quant.study.report.hallucination import safety_table
 from vlm_quant.study.report.tables import numbers_table, quality_table
 from vlm_quant.tracking import run_schema as rs
 
@@ -29,10 +30,20 @@ def test_deferred_run_reads_absent_with_the_reason_not_blank_or_zero():
     table = quality_table(numbers, "captioning").set_index("Configuration")
     assert table.loc["fp16", "CIDEr"] == "0.512" and table.loc["fp16", "METEOR"] == "0.200"
     assert table.loc["int8", "CIDEr"] == quality_cells.DEFERRED_CELL == "n/a (scoring deferred, score=later)"
-    assert table.loc["int8", "METEOR"] == quality_cells.DEFERRED_CELL
+    assert table.loc["int8", "METEOR"] == table.loc["int8", "ΔCIDEr [95% CI]"] == quality_cells.DEFERRED_CELL
+    assert numbers.set_index("label").loc["int8", "scoring_absent_reason"] == "scoring deferred (score=later)"
     [line] = quality_cells.legend(numbers)
     assert line.startswith(quality_cells.DEFERRED_CELL) and "int8" in line and "vlm-quant score run" in line
     assert "fp16" not in line
+
+
+def test_deferred_run_has_no_safety_screen_yet_and_says_why():
+    runs = runs_frame()
+    runs["metrics.n_samples_evaluated"] = [4.0, 4.0]
+    runs["metrics.safety_flagged_n"] = [0.0, float("nan")]
+    safety = safety_table(runs, {"a": [], "b": None}).set_index("Configuration")
+    assert safety.loc["fp16", "Flagged"] == "0" and safety.loc["int8", "Screened"] == "4"
+    assert safety.loc["int8", "Flagged"] == safety.loc["int8", "Examples"] == quality_cells.DEFERRED_CELL
 
 
 def test_runs_without_the_tag_keep_plain_na():
