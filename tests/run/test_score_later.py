@@ -96,6 +96,8 @@ def test_score_later_then_score_run_logs_what_scoring_at_once_logs(tiny_vlm_dirs
     assert "cider: not measured (scoring deferred (score=later))" in deferred.data.tags["mlflow.note.content"]
     before = artifacts(client, later_id, tmp_path / "deferred")
     assert "predictions/partial.jsonl" in before and run_schema.ARTIFACT_PREDICTIONS_JSONL not in before
+    reloaded = CliRunner().invoke(main, ["load", later_id, "--check", "2"])  # reads partial.jsonl then
+    assert reloaded.exit_code == 0 and reloaded.output.count("  same  ") == 2, reloaded.output
 
     # Refusals, each before the run is touched.
     refused = score_run(now_id)
