@@ -34,6 +34,7 @@ SPLITTING_CHOICES = ("auto", "on", "off")
 IMAGE_PROCESSOR_CHOICES = ("auto", "torchvision", "pil")
 ORT_CALIBRATION_CHOICES = ("minmax", "entropy", "percentile")
 ORT_PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+SCORE_CHOICES = ("now", "later")
 
 
 def _param(default: Any, help: str, choices: tuple[str, ...] | None = None):
@@ -235,6 +236,13 @@ class ExperimentConfig:
     register: str = _param(
         "", "Register the logged model under this name in the MLflow model registry (one version per config)."
     )
+    score: str = _param(
+        "now",
+        "'now' scores the predictions when the quality pass ends (captioning needs Java on PATH); 'later' "
+        "ends the run with predictions and costs but no scores (tag vlm_quant.scoring=deferred), for "
+        "`vlm-quant score run RUN_ID` on a machine with Java.",
+        SCORE_CHOICES,
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -317,11 +325,13 @@ class ExperimentConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def config_hash(self) -> str:
-        """Short hash of every field that can change a result (not the experiment, run name or log_model)."""
+        """Short hash of every field that can change a result (not the experiment, run name, log_model,
+        register or score)."""
         relevant = {
             k: v
             for k, v in self.to_dict().items()
-            if k not in ("experiment", "run_name", "log_model", "register")
+            # score: when the predictions are scored does not change them or their scores
+            if k not in ("experiment", "run_name", "log_model", "register", "score")
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -357,7 +357,7 @@ def compare(
 
 @main.group()
 def score() -> None:
-    """Rescore logged predictions against official-format annotations (prints one JSON object)."""
+    """Score a run evaluated with score=later, or rescore predictions files (prints one JSON object)."""
 
 
 @score.command("captions")
@@ -376,6 +376,43 @@ def score_captions_command(predictions: str, annotations: str) -> None:
     except UserError as exc:
         fail(str(exc))
     click.echo(json.dumps(result, indent=2))
+
+
+@score.command("run")
+@click.argument("run_id")
+@click.option(
+    "--data-dir",
+    "--data_dir",
+    "data_dir",
+    default=None,
+    help="The dataset folder on this machine [default: the run's data_dir]; it must give the run's ids.",
+)
+@click.option(
+    "--force",
+    type=click.BOOL,
+    default=False,
+    show_default=True,
+    help="true: score again a run that was already scored (at evaluate time or by an earlier `score run`).",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
+)
+def score_run_command(run_id: str, data_dir: str | None, force: bool, tracking_uri: str | None) -> None:
+    """Score RUN_ID, evaluated with score=later, into the same run (captioning needs Java on PATH).
+
+    Logs what score=now would have (quality metrics, scored predictions, tags, the task's artifacts),
+    then tags vlm_quant.scoring=done with where and when.
+    """
+    from vlm_quant.run.score_later import score_logged_run
+
+    try:
+        result = score_logged_run(run_id, data_dir=data_dir or "", force=force, tracking_uri=tracking_uri)
+    except UserError as exc:
+        fail(str(exc))
+    click.echo(json.dumps({"run_id": result.run_id, "n_scored": result.n_scored, "metrics": result.metrics},
+                          indent=2))
 
 
 @main.command("load")

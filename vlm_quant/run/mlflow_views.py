@@ -12,6 +12,7 @@ from typing import Any
 
 from vlm_quant.models.logged_model import rebuild_recipe
 from vlm_quant.quantize.audit import audit_precision
+from vlm_quant.run.scoring import DEFERRED_REASON
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tracking import run_schema
 from vlm_quant.tracking.run_story import (
@@ -71,12 +72,20 @@ def _key(cfg: Any) -> str:
 
 def describe(tracker: Any, prepared: Any, metrics: dict[str, Any]) -> str:
     """The run page's description (tag ``mlflow.note.content``); returns the text."""
-    cfg = prepared.cfg
+    return describe_values(
+        tracker, prepared.cfg, prepared.data.dataset, prepared.dtype_note, prepared.settings.engine, metrics
+    )
+
+
+def describe_values(
+    tracker: Any, cfg: Any, dataset: str, dtype_note: str, engine_resolved: str, metrics: dict[str, Any]
+) -> str:
+    """`describe` from plain values (`score run` rewrites a logged run's description from its params)."""
     caveats = run_caveats(
         resumed=int(metrics.get("n_samples_resumed") or 0),
-        dtype_note=prepared.dtype_note,
+        dtype_note=dtype_note,
         engine_requested=cfg.engine,
-        engine_resolved=prepared.settings.engine,
+        engine_resolved=engine_resolved,
     )
     facts = RunFacts(
         name=display_name(cfg),
@@ -84,8 +93,9 @@ def describe(tracker: Any, prepared: Any, metrics: dict[str, Any]) -> str:
         metrics={k: float(v) for k, v in metrics.items() if v is not None},
         weights=cfg.weights,
         n_samples=int(metrics.get("n_samples_evaluated") or 0) or None,
-        dataset=prepared.data.dataset,
+        dataset=dataset,
         caveats=caveats,
+        quality_absent_reason=DEFERRED_REASON if getattr(cfg, "score", "now") == "later" else "",
     )
     text = describe_run(facts)
     tracker.set_tags({TAG_NOTE: text})

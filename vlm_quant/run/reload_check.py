@@ -45,7 +45,8 @@ def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None
     from vlm_quant.run.runner import prepare_experiment
 
     values = yaml.safe_load(run_artifact_text(run_id, run_schema.ARTIFACT_CONFIG, tracking_uri))
-    cfg = ExperimentConfig.from_mapping({**values, "resume": ""})
+    # score=later: regenerating scores nothing, so a machine without Java may check a reload too
+    cfg = ExperimentConfig.from_mapping({**values, "resume": "", "score": "later"})
     prepared = prepare_experiment(cfg)
     # Whole batches, composed as the quality pass composed them: a batch's padding (and LLM.int8()'s
     # outlier columns, chosen over the whole batch) change greedy outputs, so the first n images are
@@ -58,7 +59,20 @@ def check_predictions(run_id: str, loaded: Any, n: int, tracking_uri: str | None
         loaded.model, loaded.processor, prepared.task, data, batch_size=cfg.batch_size,
         max_image_side=cfg.max_image_side, settings=settings, dtype=prepared.dtype, progress=False,
     )
+    logged = logged_predictions(run_id, tracking_uri)
+    return ReloadCheck({i: (logged.get(i, ""), again.predictions.get(i, "")) for i in data.ids[:n]})
+
+
+def logged_predictions(run_id: str, tracking_uri: str | None) -> dict[Any, str]:
+    """The run's predictions by id: its scored predictions.jsonl, or, for a score=later run not scored yet,
+    its predictions/partial.jsonl (by sample id)."""
+    from vlm_quant.run.partial_predictions import ARTIFACT_PATH, parse_rows
+    from vlm_quant.tracking.tracker import store_client
+
+    tags = store_client(tracking_uri).get_run(run_id).data.tags
+    if tags.get(run_schema.TAG_SCORING) == "deferred":
+        rows = parse_rows(run_artifact_text(run_id, ARTIFACT_PATH, tracking_uri))
+        return {r["sample_id"]: r["prediction"] for r in rows if "prediction" in r}
     rows = [json.loads(line) for line in
             run_artifact_text(run_id, run_schema.ARTIFACT_PREDICTIONS_JSONL, tracking_uri).splitlines()]
-    logged = {r.get("question_id", r.get("image_id")): r["prediction"] for r in rows}
-    return ReloadCheck({i: (logged.get(i, ""), again.predictions.get(i, "")) for i in data.ids[:n]})
+    return {r.get("question_id", r.get("image_id")): r["prediction"] for r in rows}

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 UNFINISHED = ("FAILED", "KILLED", "RUNNING", "SCHEDULED")
 # Keys that do not change a result: they may differ between a run and its resumption.
-NOT_COMPARED = ("experiment", "run_name", "log_model", "resume", "register")
+NOT_COMPARED = ("experiment", "run_name", "log_model", "resume", "register", "score")
 STALE_AFTER_S = float(os.environ.get("VLM_QUANT_STALE_RUN_S", "600"))
 
 

@@ -8,7 +8,6 @@ leaves a half-written run behind.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import distributed, mlflow_views
+from vlm_quant.run import distributed, mlflow_views, scoring
 from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
 from vlm_quant.run.fidelity_pass import FidelityPass
@@ -50,7 +49,6 @@ from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tasks.captioning_data import ids_hash
 from vlm_quant.tasks.registry import make_task
-from vlm_quant.tasks.safety import screen_and_log
 from vlm_quant.tasks.vqa import check_shots_supported
 from vlm_quant.tracking import run_schema
 
@@ -177,6 +175,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
     task = make_task(cfg.task)
+    scoring.require_scorer(task, cfg.score)  # no Java for the caption metrics: say so before anything runs
     data = task.prepare(cfg)
     config = model_config(cfg)  # unreachable model: an error before any run exists
     family = family_for_config(config)  # unknown family: likewise
@@ -357,7 +356,8 @@ def choose_engine(prepared: PreparedRun, loaded: Any, tracker: Any) -> PreparedR
 def quality_pass(
     prepared: PreparedRun, loaded: Any, tracker: Any, instruments: RunInstruments, progress: bool
 ) -> tuple[Any, dict[str, float | None]]:
-    """Every selected sample (EOS allowed) under an energy window; then the task's scores."""
+    """Every selected sample (EOS allowed) under an energy window; then the task's scores (score=later:
+    the tags saying they are deferred)."""
     cfg, task, data, dtype = prepared.cfg, prepared.task, prepared.data, prepared.dtype
     memory = MemoryTracker(prepared.device)
     metrics: dict[str, float | None] = {}
@@ -417,16 +417,14 @@ def quality_pass(
         metrics.update(carbon.as_metrics())
     metrics.update(memory.read().as_metrics())
 
-    scores = task.score(data, quality.predictions)
-    metrics.update(scores.corpus)
-    tracker.set_tags(scores.tags)
     # Logged now, not with the cost metrics: a crash in the cost pass keeps them. With several processes
     # only what no rank combination changes (scores, counts of the merged pass).
     alone = not distributed.rank_info().distributed
-    tracker.log_metrics(metrics if alone else {k: metrics[k] for k in (*scores.corpus, *QUALITY_COUNTS)})
-    log_predictions(tracker, task, scores.rows)
-    task.log_extras(tracker, data, scores)
-    metrics.update(screen_and_log(tracker, scores.rows))  # reads the predictions, changes nothing
+    tracker.log_metrics(metrics if alone else {k: metrics[k] for k in QUALITY_COUNTS})
+    if cfg.score == "later":  # the predictions are in predictions/partial.jsonl for `vlm-quant score run`
+        tracker.set_tags(scoring.deferred_tags())
+    else:
+        metrics.update(scoring.score_and_log(tracker, task, data, quality.predictions))
     return quality, metrics
 
 
@@ -461,15 +459,3 @@ def cost_pass(
     metrics = dict(result.metrics)
     metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
     return metrics
-
-
-def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:
-    """Predictions as JSONL (one row per sample, with per-sample scores) and as an MLflow table."""
-    tracker.log_text("".join(json.dumps(r) + "\n" for r in rows), run_schema.ARTIFACT_PREDICTIONS_JSONL)
-
-    def cell(value: Any) -> Any:
-        return " | ".join(map(str, value)) if isinstance(value, list) else value
-
-    tracker.log_table(
-        {c: [cell(r.get(c)) for r in rows] for c in task.table_columns}, run_schema.ARTIFACT_PREDICTIONS_TABLE
-    )

@@ -52,6 +52,7 @@ class TaskScores:
 class Task(Protocol):
     name: str
     table_columns: tuple[str, ...]  # columns of the MLflow predictions table
+    scoring_needs_java: bool  # `score` runs a Java program (checked before a run starts)
 
     def prepare(self, cfg: Any) -> TaskData: ...
 

@@ -22,6 +22,7 @@ class CaptioningTask:
     """COCO captions: CIDEr (primary), BLEU-1..4, METEOR, ROUGE-L, SPICE when available; CHAIR."""
 
     name = "captioning"
+    scoring_needs_java = True  # pycocoevalcap's PTB tokenizer and METEOR are Java programs
     table_columns = ("image_id", "prompt", "prediction", "references", "cider", "chair_hallucinated")
 
     def __init__(self) -> None:

@@ -69,6 +69,7 @@ class PopeTask:
     """POPE: accuracy, precision, recall, F1 and yes-ratio per negative-sampling split (0-1)."""
 
     name = "pope"
+    scoring_needs_java = False  # yes/no parsing and counts, pure Python
     table_columns = (
         "question_id", "pope_split", "image_id", "question", "prediction", "parsed_answer", "label",
         "correct",

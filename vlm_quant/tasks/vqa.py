@@ -123,6 +123,7 @@ class VqaTask:
     """VQAv2 / TextVQA / VizWiz: official VQA accuracy (0-1), overall and per answer type."""
 
     name = "vqa"
+    scoring_needs_java = False  # the official VQA accuracy is pure Python
     table_columns = (
         "question_id", "image_file", "question", "prediction", "answers", "accuracy", "answer_type",
     )

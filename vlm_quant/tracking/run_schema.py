@@ -15,6 +15,9 @@ TAG_FAILURE = "vlm_quant.failure"  # exception type and message when a run faile
 TAG_KIND = "vlm_quant.kind"  # "evaluate" | "sweep" | "compare"
 TAG_COMPARED_RUNS = "vlm_quant.compared_runs"  # compare runs: comma-separated ids of the runs compared
 TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the deltas are taken against
+# score=later: "deferred" until `vlm-quant score run` has scored the run, then "done" (absent: scored at once)
+TAG_SCORING = "vlm_quant.scoring"
+TAG_SCORING_ABSENT = "vlm_quant.scoring_absent_reason"  # why the quality metrics are absent (deferred)
 
 # --- params that must agree between runs before they may be compared --------------------------
 COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots", "pope_source")

@@ -68,6 +68,7 @@ class RunFacts:
     n_samples: int | None = None
     dataset: str = ""
     caveats: list[str] = field(default_factory=list)
+    quality_absent_reason: str = ""  # why the primary quality metric may be absent (e.g. scoring deferred)
 
 
 def memory_label(metrics: Mapping[str, float]) -> str:
@@ -84,7 +85,8 @@ def describe_run(facts: RunFacts) -> str:
         scale = " (pycocoevalcap scale)" if primary == "cider" else " (0-1)"
         parts.append(f"{primary.upper() if primary == 'cider' else primary} {m[primary]:.3f}{scale}.")
     else:
-        parts.append(f"{primary or 'quality'}: not measured.")
+        why = f" ({facts.quality_absent_reason})" if facts.quality_absent_reason else ""
+        parts.append(f"{primary or 'quality'}: not measured{why}.")
     costs = []
     for keys, label, fmt, unit in COST_LINES:
         key = next((k for k in keys if k in m), None)

@@ -246,6 +246,24 @@ class MlflowTracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         with_retries(self._mlflow.set_tags, {k: redact(str(v)) for k, v in tags.items()})
 
+    def delete_tag(self, key: str) -> None:
+        """Remove tag ``key`` when the run has it (e.g. an absent-reason tag once the value exists)."""
+        if key in with_retries(self._client.get_run, self.run_id).data.tags:
+            with_retries(self._client.delete_tag, self.run_id, key)
+
+    def link_logged_model(self, evaluation: DatasetInput | None) -> str | None:
+        """Link the metrics logged from now on to the run's READY logged model and evaluated split, as
+        `log_metrics` does once the model is logged (a run reopened later); returns the model id."""
+        found = with_retries(
+            self._client.search_logged_models, [self.experiment_id],
+            filter_string=f"source_run_id = '{self.run_id}'",
+        )
+        ready = [m for m in found if str(m.status).endswith("READY")]
+        if ready:
+            self.model_id = ready[0].model_id
+            self._evaluation_dataset = _mlflow_dataset(evaluation) if evaluation else None
+        return self.model_id
+
     def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
         """Log metrics (step 0); a value this tracker already logged unchanged is not sent again (the
         quality scores are logged as soon as they exist, then again with the run's other metrics). Once a
@@ -681,6 +699,59 @@ def open_run(
         _close(mlflow, "FINISHED", {})
     finally:
         stop.set()
+
+
+@contextmanager
+def add_to_finished_run(
+    run_id: str, *, failure_tag: str, tracking_uri: str | None = None
+) -> Iterator[MlflowTracker]:
+    """Reopen the FINISHED run ``run_id`` to add to it (`score run`), and leave it FINISHED whatever happens.
+
+    Not a resume (`open_run(resume_run_id=...)`): the run's attempts, failure and resume count are left
+    as they are. While open, the host/pid/heartbeat tags name this process, so `resume=auto` elsewhere
+    does not take the briefly RUNNING run for an abandoned one. An exception is tagged ``failure_tag``
+    (type and message) and re-raised; the run is FINISHED again either way. Under `mlflow run` the
+    launcher's own run points to ``run_id``.
+    """
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    ended_ms = with_retries(client.get_run, run_id).info.end_time
+    run = with_retries(mlflow.start_run, run_id=run_id)
+    try:
+        if attached and attached != run_id:
+            with_retries(client.set_tag, attached, "mlflow.note.content",
+                         f"the results went to run {run_id}; this one stays empty.")
+        tracker = MlflowTracker(run_id, uri)
+        tracker.experiment_id = run.info.experiment_id
+        tracker.set_tags({TAG_HOST: socket.gethostname(), TAG_PID: os.getpid(), TAG_HEARTBEAT: utc_now()})
+        if failure_tag in run.data.tags:  # an earlier attempt's failure: this one starts clean
+            with_retries(client.delete_tag, run_id, failure_tag)
+        yield tracker
+    except BaseException as exc:
+        _close(mlflow, "FINISHED", {failure_tag: f"{type(exc).__name__}: {exc}"})
+        raise
+    else:
+        _close(mlflow, "FINISHED", {})
+    finally:
+        _restore_end_time(client, run_id, ended_ms)
+
+
+def _restore_end_time(client: Any, run_id: str, end_time_ms: int | None) -> None:
+    """Put back the run's own end time, which `end_run` moved to now: its duration stays the evaluation's,
+    not evaluation + however long it waited to be scored (the scoring time is in its own tag)."""
+    if end_time_ms is None:
+        return
+    from mlflow.entities import RunStatus
+
+    try:  # MlflowClient.update_run cannot set an end time; its store can (sqlite, REST alike)
+        store = client._tracking_client.store
+        with_retries(store.update_run_info, run_id, RunStatus.FINISHED, end_time_ms, None)
+    except Exception as error:  # cosmetic: the run is FINISHED and complete either way
+        log.warning("run %s keeps the scoring time as its end time: %s", run_id, error)
 
 
 def download_logged_model(run_id: str, dst: str | Path, tracking_uri: str | None = None) -> Path:

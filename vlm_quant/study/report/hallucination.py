@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vlm_quant.study.report import quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.plots import PlotOutcome
 from vlm_quant.study.report.render import NA, fmt_interval, fmt_number, latex_table, markdown_table
@@ -132,6 +133,7 @@ def hallucination_numbers(
     pretrained = runs[runs["weights"] != "random"].reset_index(drop=True)
     out = pd.DataFrame({"label": pretrained["label"], "run_id": pretrained["run_id"]})
     out["baseline"] = out["run_id"] == baseline_id
+    out[quality_cells.REASON_COLUMN] = quality_cells.reasons(pretrained)  # score=later, not scored yet
     deltas: dict[str, dict[str, DeltaEstimate | None]] = {}
     base_rows = predictions.get(baseline_id) if baseline_id else None
     extra = ("object_recall",) if task == "captioning" else ()
@@ -155,17 +157,19 @@ def hallucination_numbers(
 
 def hallucination_table(numbers: pd.DataFrame, task: str, confidence: float) -> pd.DataFrame:
     table = pd.DataFrame({"Configuration": numbers["label"]})
+    late = quality_cells.deferred_rows(numbers)
     extra = ("object_recall",) if task == "captioning" else ()
     for metric in (*ratio_terms(task), *extra):
-        table[HEADERS[metric]] = [fmt_number(v, ".3f") for v in numbers[metric]]
+        cells = [fmt_number(v, ".3f") for v in numbers[metric]]
+        table[HEADERS[metric]] = quality_cells.or_deferred(cells, late)
         if metric in ratio_terms(task):
-            table[f"Δ{HEADERS[metric]} [{confidence:.0%} CI]"] = [
+            table[f"Δ{HEADERS[metric]} [{confidence:.0%} CI]"] = quality_cells.or_deferred([
                 "baseline" if base else fmt_interval(d, lo, hi, ".3f")
                 for base, d, lo, hi in zip(
                     numbers["baseline"], numbers[f"{metric}_delta"], numbers[f"{metric}_low"],
                     numbers[f"{metric}_high"], strict=True,
                 )
-            ]
+            ], late)
     return table
 
 
@@ -185,17 +189,22 @@ def safety_table(runs: pd.DataFrame, flagged: dict[str, list[dict] | None]) -> p
             return NA
         return "; ".join(f'"{r["prediction"]}" ({r["reason"]})' for r in rows[:EXAMPLES_PER_RUN]) or "none"
 
+    late = quality_cells.deferred_rows(runs)  # the screen reads the scored rows: deferred with them
+
+    def cells(metric: str, fmt: str) -> list[str]:
+        return quality_cells.or_deferred([fmt_number(v, fmt) for v in _metric(runs, metric)], late)
+
     return pd.DataFrame({
         "Configuration": [
             f"{label}†" if weights == "random" else label
             for label, weights in zip(runs["label"], runs["weights"], strict=True)
         ],
         "Screened": [fmt_number(v, ".0f") for v in _metric(runs, "n_samples_evaluated")],
-        "Flagged": [fmt_number(v, ".0f") for v in _metric(runs, "safety_flagged_n")],
-        "Rate": [fmt_number(v, ".3f") for v in _metric(runs, "safety_flagged_rate")],
-        "Personal data": [fmt_number(v, ".0f") for v in _metric(runs, "safety_flagged_pii_n")],
-        "Offensive": [fmt_number(v, ".0f") for v in _metric(runs, "safety_flagged_offensive_n")],
-        "Examples": [examples(flagged.get(rid)) for rid in runs["run_id"]],
+        "Flagged": cells("safety_flagged_n", ".0f"),
+        "Rate": cells("safety_flagged_rate", ".3f"),
+        "Personal data": cells("safety_flagged_pii_n", ".0f"),
+        "Offensive": cells("safety_flagged_offensive_n", ".0f"),
+        "Examples": quality_cells.or_deferred([examples(flagged.get(rid)) for rid in runs["run_id"]], late),
     })
 
 
@@ -255,7 +264,8 @@ def write_hallucination(
     names = ("hallucination.md", "hallucination.csv", "hallucination.tex", "safety.md", "safety.tex")
     paths = [out_dir / f"results_{name}" for name in names]
     paths[0].write_text(
-        "# Hallucination\n\n" + (markdown_table(table) + method + ".\n" if not table.empty else "None.\n"),
+        "# Hallucination\n\n" + (markdown_table(table) + method + ".\n" if not table.empty else "None.\n")
+        + "".join(f"\n{line}\n" for line in quality_cells.legend(numbers)),
         encoding="utf-8",
     )
     numbers.to_csv(paths[1], index=False, na_rep=NA, float_format="%.10g")

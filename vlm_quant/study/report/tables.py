@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import caveats, cost_cells
+from vlm_quant.study.report import caveats, cost_cells, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     NA,
@@ -132,6 +132,7 @@ def numbers_table(
         out[param] = _column(runs, f"params.{param}")
     for metric in quality_metrics(runs, task):
         out[metric] = _column(runs, f"metrics.{metric}").where(~random)
+    out[quality_cells.REASON_COLUMN] = quality_cells.reasons(runs)
     primary = rs.PRIMARY_QUALITY_METRIC[task]
     for part in ("delta", "low", "high"):
         out[f"{primary}_delta_{part}" if part != "delta" else f"{primary}_delta"] = [
@@ -158,10 +159,12 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
         f"{label}{caveats.marks(keys)}" for label, keys in zip(rows["label"], rows["caveats"], strict=True)
     ]
     table = pd.DataFrame({"Configuration": labels})
+    late = quality_cells.deferred_rows(rows)  # score=later, not scored yet: its cells say so
     for metric in _quality_columns(numbers, task):
-        table[QUALITY_HEADERS[metric]] = [fmt_number(v, ".3f") for v in rows[metric]]
+        cells = [fmt_number(v, ".3f") for v in rows[metric]]
+        table[QUALITY_HEADERS[metric]] = quality_cells.or_deferred(cells, late)
     header = f"Δ{QUALITY_HEADERS[primary]} [{confidence:.0%} CI]"
-    table[header] = [
+    table[header] = quality_cells.or_deferred([
         "baseline" if is_base else fmt_interval(d, lo, hi, ".3f")
         for is_base, d, lo, hi in zip(
             rows["baseline"],
@@ -170,7 +173,7 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
             rows[f"{primary}_delta_high"],
             strict=True,
         )
-    ]
+    ], late)
     return table.reset_index(drop=True)
 
 
@@ -233,7 +236,8 @@ def write_tables(
     any_random = bool((numbers["weights"] == "random").any())
     method = _method(numbers, deltas, confidence)
     pretrained_keys = numbers.loc[numbers["weights"] != "random", "caveats"].tolist()
-    quality_legend = caveats.legend(pretrained_keys)
+    pretrained_rows = numbers[numbers["weights"] != "random"]
+    quality_legend = [*caveats.legend(pretrained_keys), *quality_cells.legend(pretrained_rows)]
     if cost_refused is None:
         cost = cost_table(numbers)
         with_codecarbon = cost_cells.CODECARBON_HEADER in cost.columns
