@@ -1,0 +1,204 @@
+"""Batch invariance, measured: does the evaluated batch size change the greedy predictions?
+
+Left padding, batch-shaped kernels and LLM.int8()'s batch-wide outlier columns can change a greedy
+output when a sample is generated inside a batch instead of alone (other harnesses report Qwen2-VL
+OCRBench 0.763 -> 0.605 and LLaVA ScienceQA 69.6 -> 58.7 from batch 1 to batch > 1). After the quality
+pass a seeded subset of the predicted samples is generated again, one sample per ``generate()`` call,
+with the same model, engine, dtype and generation settings, and compared with the evaluated (batched)
+predictions:
+
+* ``batch_invariance_agreement`` (0-1): the share of the subset whose batch-1 prediction is identical
+  to its batched one;
+* ``batch_invariance_<primary>_delta`` (the primary metric's unit): the task's primary metric scored on
+  the subset with the batch-1 predictions minus scored on the same subset with the batched ones;
+* ``predictions/batch_invariance.jsonl``: one row per sample (id, both predictions, identical).
+
+Nothing is measured (the metrics are absent, tag ``vlm_quant.batch_invariance_absent_reason``) when the
+run was evaluated at batch 1 or ``invariance_samples=0``. The subset is a function of the seed and the
+predicted ids only (a seeded hash ranking), so runs at different batch sizes regenerate the same samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlm_quant.engines.generate import Request, generate
+from vlm_quant.run import distributed
+from vlm_quant.run.quality_pass import load_image
+from vlm_quant.run.stages import stage
+from vlm_quant.tasks.base import Task, TaskData
+from vlm_quant.tracking import run_schema as rs
+
+log = logging.getLogger(__name__)
+
+AT_BATCH_1 = "evaluated at batch 1"
+DISABLED = "disabled"
+
+
+def invariance_subset(predicted_ids: Sequence[Any], n: int, seed: int) -> list[Any]:
+    """``min(n, len(predicted_ids))`` ids, ranked by a hash of (seed, id), in the order given.
+
+    Depends on the seed and the set of ids only (not their order, not the batch size); a smaller
+    ``n`` picks a prefix of a larger one's ranking, so subsets of different sizes nest.
+    """
+    def rank(sample_id: Any) -> str:
+        return hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()
+
+    chosen = set(sorted(predicted_ids, key=rank)[:n])
+    return [i for i in predicted_ids if i in chosen]
+
+
+@dataclass(frozen=True)
+class InvarianceCheck:
+    """Batched and batch-1 predictions of the subset (same keys, evaluation order), and what they mean."""
+
+    batch_size: int  # the batch size the batched predictions were evaluated at
+    batched: dict[Any, str]
+    batch_1: dict[Any, str]
+    delta: float | None = None  # primary metric: batch-1 minus batched, on the subset
+    delta_absent_reason: str | None = None
+    skipped: dict[Any, str] = field(default_factory=dict)  # id -> why it could not be regenerated
+
+    @property
+    def n_identical(self) -> int:
+        return sum(self.batched[i] == self.batch_1[i] for i in self.batch_1)
+
+    @property
+    def agreement(self) -> float:
+        """Share (0-1) of the regenerated samples whose batch-1 prediction equals the batched one."""
+        return self.n_identical / len(self.batch_1)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = [
+            {"sample_id": i, "batched_prediction": self.batched[i], "batch_1_prediction": self.batch_1[i],
+             "identical": self.batched[i] == self.batch_1[i], "batch_size": self.batch_size}
+            for i in self.batch_1
+        ]
+        return rows + [{"sample_id": i, "skipped": reason} for i, reason in self.skipped.items()]
+
+
+def absent_reason(batch_size: int, n_samples: int) -> str | None:
+    """Why no agreement is measured (``None``: it is): nothing to compare, or switched off."""
+    if n_samples == 0:
+        return DISABLED
+    if batch_size <= 1:
+        return AT_BATCH_1
+    return None
+
+
+def regenerate(
+    ids: Sequence[Any],
+    data: TaskData,
+    task: Task,
+    generate_one: Callable[[Request], str],
+    max_image_side: int,
+) -> tuple[dict[Any, str], dict[Any, str]]:
+    """(batch-1 prediction by id, why by id for images that could not be read this time)."""
+    predictions, skipped = {}, {}
+    for sample_id in ids:
+        sample = data.samples[sample_id]
+        _, image, error = load_image(data, sample, max_image_side)  # as the quality pass loads it
+        if image is None:
+            skipped[sample_id] = error or "unreadable image"
+            continue
+        predictions[sample_id] = generate_one(task.request(data, sample, image))
+    return predictions, skipped
+
+
+def subset_delta(
+    task: Task, data: TaskData, batched: Mapping[Any, str], batch_1: Mapping[Any, str]
+) -> tuple[float | None, str | None]:
+    """(primary metric on the subset with the batch-1 predictions minus with the batched ones, or the
+    reason it is absent). Identical predictions score identically (scores are a function of the
+    predictions), so an all-identical subset is 0.0 without calling the scorer (Java for captions)."""
+    primary = rs.PRIMARY_QUALITY_METRIC.get(task.name)
+    if primary is None:
+        return None, f"task {task.name!r} has no primary metric"
+    if all(batched[i] == batch_1[i] for i in batch_1):
+        return 0.0, None
+    try:
+        with_batched = task.score(data, {i: batched[i] for i in batch_1}).corpus.get(primary)
+        with_batch_1 = task.score(data, dict(batch_1)).corpus.get(primary)
+    except Exception as error:  # e.g. no Java for the caption scorers: the agreement stands on its own
+        return None, f"the subset could not be scored: {type(error).__name__}: {error}"
+    if with_batched is None or with_batch_1 is None:
+        return None, f"{primary} is not defined on the subset"
+    return float(with_batch_1) - float(with_batched), None
+
+
+def check_batch_invariance(
+    model: Any,
+    processor: Any,
+    task: Task,
+    data: TaskData,
+    predictions: Mapping[Any, str],
+    *,
+    batch_size: int,
+    n_samples: int,
+    seed: int,
+    settings: Any,
+    dtype: Any,
+    max_image_side: int,
+) -> InvarianceCheck:
+    """Regenerate ``min(n_samples, len(predictions))`` seeded predicted samples at batch 1 and compare."""
+    ids = invariance_subset(list(predictions), n_samples, seed)
+
+    def generate_one(request: Request) -> str:
+        return generate(model, processor, [request], settings, dtype=dtype).texts[0]
+
+    batch_1, skipped = regenerate(ids, data, task, generate_one, max_image_side)
+    batched = {i: predictions[i] for i in batch_1}
+    delta, reason = subset_delta(task, data, batched, batch_1) if batch_1 else (None, "nothing regenerated")
+    return InvarianceCheck(batch_size, batched, batch_1, delta, reason, skipped)
+
+
+def evaluated_batch_size(configured: int, n_evaluated: int) -> int:
+    """Rows of the quality pass's first batch: the configured size, unless the split is smaller."""
+    return max(1, min(configured, n_evaluated))
+
+
+def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> dict[str, float | None]:
+    """The runner's call, after the quality pass (outside its time and energy window), before the cost
+    pass: log the agreement, the delta, their params and artifact; returns the metrics.
+
+    With several processes rank 0 alone regenerates, from the merged predictions: the other ranks'
+    non-cost metrics are not used (`distributed.combine_metrics` keeps rank 0's) and their trackers log
+    nothing.
+    """
+    cfg, task = prepared.cfg, prepared.task
+    batch_size = evaluated_batch_size(cfg.batch_size, len(prepared.data.ids))
+    reason = absent_reason(batch_size, cfg.invariance_samples)
+    if reason is not None:
+        tracker.set_tags({rs.TAG_BATCH_INVARIANCE_ABSENT: reason})
+        return {}
+    if not distributed.rank_info().is_main:
+        return {}
+    n = min(cfg.invariance_samples, len(quality.predictions))
+    with stage(f"batch invariance: {n} samples at batch 1 vs batch {batch_size}"):
+        check = check_batch_invariance(
+            loaded.model, loaded.processor, task, prepared.data, quality.predictions,
+            batch_size=batch_size, n_samples=cfg.invariance_samples, seed=cfg.seed,
+            settings=prepared.settings, dtype=prepared.dtype, max_image_side=cfg.max_image_side,
+        )
+    rows = "".join(json.dumps(row, default=str) + "\n" for row in check.rows())
+    tracker.log_text(rows, rs.ARTIFACT_BATCH_INVARIANCE)
+    tracker.log_params(
+        {rs.PARAM_BATCH_INVARIANCE_N: len(check.batch_1), rs.PARAM_BATCH_INVARIANCE_BATCH_SIZE: batch_size}
+    )
+    if not check.batch_1:
+        tracker.set_tags({rs.TAG_BATCH_INVARIANCE_ABSENT: "no subset image could be read again"})
+        return {}
+    metrics: dict[str, float | None] = {rs.METRIC_BATCH_INVARIANCE_AGREEMENT: check.agreement}
+    if check.delta is None:
+        tracker.set_tags({rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT: check.delta_absent_reason})
+    else:
+        metrics[rs.batch_invariance_delta_metric(task.name)] = check.delta
+    log.info("batch invariance: %d of %d identical at batch 1 vs batch %d", check.n_identical,
+             len(check.batch_1), batch_size)
+    tracker.log_metrics(metrics)  # now: a crash in the cost pass keeps them
+    return metrics
