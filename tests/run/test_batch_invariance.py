@@ -139,17 +139,18 @@ def prepared_run(data: TaskData, task, **cfg):
 
 
 @pytest.mark.parametrize(
-    ("cfg", "n", "reason"),
+    ("cfg", "n", "final", "reason"),
     [
-        ({"batch_size": 1}, 20, bi.AT_BATCH_1),
-        ({"batch_size": 8}, 1, bi.AT_BATCH_1),  # one sample: its batch had one row
-        ({"batch_size": 4, "invariance_samples": 0}, 20, bi.DISABLED),
+        ({"batch_size": 1}, 20, 1, bi.AT_BATCH_1),
+        ({"batch_size": 8}, 1, 8, bi.AT_BATCH_1),  # one sample: its batch had one row
+        ({"batch_size": 4}, 20, 1, bi.AT_BATCH_1),  # the OOM back-off went down to batch 1
+        ({"batch_size": 4, "invariance_samples": 0}, 20, 4, bi.DISABLED),
     ],
 )
-def test_nothing_compared_is_absent_with_a_reason(fake_generate, cfg, n, reason):
+def test_nothing_compared_is_absent_with_a_reason(fake_generate, cfg, n, final, reason):
     data = fake_data(n)
     tracker = InMemoryTracker()
-    quality = SimpleNamespace(predictions={i: f"{i} ok" for i in data.ids})
+    quality = SimpleNamespace(predictions={i: f"{i} ok" for i in data.ids}, final_batch_size=final)
     loaded = SimpleNamespace(model=None, processor=None)
     metrics = bi.measure_and_log(prepared_run(data, FakeTask(), **cfg), loaded, quality, tracker)
     assert metrics == {} and fake_generate.batch_sizes == []

@@ -157,9 +157,12 @@ def check_batch_invariance(
     return InvarianceCheck(batch_size, batched, batch_1, delta, reason, skipped)
 
 
-def evaluated_batch_size(configured: int, n_evaluated: int) -> int:
-    """Rows of the quality pass's first batch: the configured size, unless the split is smaller."""
-    return max(1, min(configured, n_evaluated))
+def evaluated_batch_size(configured: int, n_evaluated: int, final: int = 0) -> int:
+    """The batch size the predictions were made at: the configured one, unless the split is smaller, or
+    the OOM back-off lowered it (``final``, the size it ended at: every batch after the first OOM ran
+    at the lowered size, so the smallest is the one to compare with)."""
+    size = max(1, min(configured, n_evaluated))
+    return min(size, final) if final > 0 else size
 
 
 def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> dict[str, float | None]:
@@ -171,7 +174,8 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     nothing.
     """
     cfg, task = prepared.cfg, prepared.task
-    batch_size = evaluated_batch_size(cfg.batch_size, len(prepared.data.ids))
+    final = getattr(quality, "final_batch_size", 0)
+    batch_size = evaluated_batch_size(cfg.batch_size, len(prepared.data.ids), final)
     reason = absent_reason(batch_size, cfg.invariance_samples)
     if reason is not None:
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_ABSENT: reason})
