@@ -188,6 +188,7 @@ def test_a_tiny_vlm_run_logs_the_agreement_and_its_artifact(tiny_vlm_dirs, coco_
     tracker = InMemoryTracker()
     run_experiment(prepare_experiment(cfg), tracker, progress=False)
     assert 0.0 <= tracker.metrics[rs.METRIC_BATCH_INVARIANCE_AGREEMENT] <= 1.0
+    assert tracker.metrics["batch_invariance_s"] > 0
     delta = rs.batch_invariance_delta_metric("captioning")
     assert delta in tracker.metrics or rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT in tracker.tags
     assert tracker.params[rs.PARAM_BATCH_INVARIANCE_N] == "3"

@@ -11,7 +11,8 @@ predictions:
   to its batched one;
 * ``batch_invariance_<primary>_delta`` (the primary metric's unit): the task's primary metric scored on
   the subset with the batch-1 predictions minus scored on the same subset with the batched ones;
-* ``predictions/batch_invariance.jsonl``: one row per sample (id, both predictions, identical).
+* ``predictions/batch_invariance.jsonl``: one row per sample (id, both predictions, identical);
+* ``batch_invariance_s`` (s): the check's wall time (images, batch-1 generation, scoring the subset).
 
 Nothing is measured (the metrics are absent, tag ``vlm_quant.batch_invariance_absent_reason``) when the
 run was evaluated at batch 1 or ``invariance_samples=0``. The subset is a function of the seed and the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +185,7 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     if not distributed.rank_info().is_main:
         return {}
     n = min(cfg.invariance_samples, len(quality.predictions))
+    started = time.perf_counter()
     with stage(f"batch invariance: {n} samples at batch 1 vs batch {batch_size}"):
         check = check_batch_invariance(
             loaded.model, loaded.processor, task, prepared.data, quality.predictions,
@@ -197,7 +200,10 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     if not check.batch_1:
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_ABSENT: "no subset image could be read again"})
         return {}
-    metrics: dict[str, float | None] = {rs.METRIC_BATCH_INVARIANCE_AGREEMENT: check.agreement}
+    metrics: dict[str, float | None] = {
+        rs.METRIC_BATCH_INVARIANCE_AGREEMENT: check.agreement,
+        "batch_invariance_s": time.perf_counter() - started,  # its cost: images, generation, scoring
+    }
     if check.delta is None:
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT: check.delta_absent_reason})
     else:
