@@ -200,3 +200,15 @@ def test_a_tiny_vlm_run_logs_the_agreement_and_its_artifact(tiny_vlm_dirs, coco_
         assert row["batched_prediction"] == logged[row["sample_id"]]
         assert row["identical"] == (row["batched_prediction"] == row["batch_1_prediction"])
     assert len(rows) == 3
+
+
+def test_caption_subset_delta_is_scored_with_the_real_scorer(coco_dir):
+    from vlm_quant.tasks.captioning import CaptioningTask
+
+    task = CaptioningTask()
+    data = task.prepare(ExperimentConfig.from_mapping({"data_dir": str(coco_dir), "n_samples": 4, "seed": 1}))
+    batched = {i: data.samples[i].references[0] for i in data.ids}  # a human caption: high CIDEr
+    batch_1 = {**batched, data.ids[0]: "a a a a"}
+    delta, reason = bi.subset_delta(task, data, batched, batch_1)
+    assert reason is None and delta < 0
+    assert bi.subset_delta(task, data, batched, dict(batched)) == (0.0, None)
