@@ -196,6 +196,12 @@ class ExperimentConfig:
         "while the model generates; 0: in the main process between batches; -1: CPU cores per evaluate "
         "process - 1, 1 to 8.",
     )
+    invariance_samples: int = _param(
+        16,
+        "Batch invariance: predicted samples (a seeded subset) regenerated at batch 1 after the quality pass "
+        "and compared with their batched predictions (batch_invariance_agreement); 0: off. Only when "
+        "batch_size > 1.",
+    )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
     cost_warmup: int = _param(
@@ -269,6 +275,8 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
+        if self.invariance_samples < 0:
+            raise UserError(f"invariance_samples={self.invariance_samples} must be >= 0 (0: off).")
         if (
             self.ar_group_size in (0,)
             or self.ar_group_size < -1

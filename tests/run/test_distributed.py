@@ -173,6 +173,11 @@ def test_two_processes_equal_one_process_and_make_one_run(tiny_model, coco_dir, 
     assert m["throughput_images_per_s"] == pytest.approx(
         m["rank0_throughput_images_per_s"] + m["rank1_throughput_images_per_s"])
     assert "rank1_peak_rss_mib" in m and "rank1_latency_ms_p50" in m
+    # Batch invariance: rank 0 alone, on the merged predictions; the same samples as one process.
+    assert m["batch_invariance_agreement"] == one.data.metrics["batch_invariance_agreement"]
+    n_checked = "batch_invariance_n_samples"
+    assert two.data.params[n_checked] == one.data.params[n_checked] == "5"
+    assert not any(key.startswith("rank1_batch_invariance") for key in m)
     partial = artifact_rows(client, two.info.run_id, "predictions/partial.jsonl", tmp_path / "c")
     assert sorted(r["sample_id"] for r in partial) == sorted(r["image_id"] for r in rows1)  # all ranks' rows
 

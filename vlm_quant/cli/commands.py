@@ -342,6 +342,8 @@ def compare(
         compare_run = log_report_run(result, experiment=experiment, tracking_uri=uri) if log_run else None
     except UserError as exc:
         fail(str(exc))
+    for warning in result.warnings:  # low batch-1 agreement: on stderr, stdout stays one JSON object
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         json.dumps(
             {

@@ -36,7 +36,7 @@ from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import distributed, mlflow_views, scoring
+from vlm_quant.run import batch_invariance, distributed, mlflow_views, scoring
 from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
 from vlm_quant.run.fidelity_pass import FidelityPass
@@ -243,6 +243,8 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         with stage("quality pass"):
             quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
         metrics.update(quality_metrics)
+        # A seeded subset again at batch 1, outside the quality pass's time and energy window.
+        metrics.update(batch_invariance.measure_and_log(prepared, loaded, quality, tracker))
         metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
     metrics.update(instruments.log_to(tracker))
     tracker.set_tags(instruments.tags)

@@ -70,3 +70,16 @@ ARTIFACT_POWER_CSV = "power/gpu_power.csv"
 ARTIFACT_POWER_PNG = "power/gpu_power.png"
 ARTIFACT_MODEL_DIR = "model"
 METRIC_POWER_HISTORY = "gpu_power_w"  # metric history, step = ms since run start
+
+# --- batch invariance (vlm_quant/run/batch_invariance.py) ---------------------------------------
+METRIC_BATCH_INVARIANCE_AGREEMENT = "batch_invariance_agreement"  # 0-1, share identical at batch 1
+TAG_BATCH_INVARIANCE_ABSENT = "vlm_quant.batch_invariance_absent_reason"  # why no agreement was measured
+TAG_BATCH_INVARIANCE_DELTA_ABSENT = "vlm_quant.batch_invariance_delta_absent_reason"
+PARAM_BATCH_INVARIANCE_N = "batch_invariance_n_samples"  # samples regenerated at batch 1
+PARAM_BATCH_INVARIANCE_BATCH_SIZE = "batch_invariance_batch_size"  # the evaluated batch size compared
+ARTIFACT_BATCH_INVARIANCE = "predictions/batch_invariance.jsonl"
+
+
+def batch_invariance_delta_metric(task: str) -> str:
+    """The task's primary metric on the subset, batch-1 predictions minus batched ones (metric's unit)."""
+    return f"batch_invariance_{PRIMARY_QUALITY_METRIC[task]}_delta"

@@ -51,6 +51,7 @@ class ReportResult:
     qualitative: Qualitative | None
     notes: tuple[str, ...]  # what could not be shown, and why
     hallucination: HallucinationReport | None = None  # CHAIR / POPE F1 with Δ, the safety table
+    warnings: tuple[str, ...] = ()  # printed by `compare`: runs whose batch-1 agreement is low
 
 
 def compare(
@@ -138,6 +139,7 @@ def build_report(
         confidence=CONFIDENCE,
         cost_refused=cost_refused,
     )
+    notes += tables.warnings  # also under the quality table
     traces = (
         {label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)}
         if cost_refused is None
@@ -205,6 +207,7 @@ def build_report(
         qualitative,
         tuple(notes),
         hallucination,
+        tables.warnings,
     )
 
 

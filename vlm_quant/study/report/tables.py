@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import caveats, cost_cells, quality_cells
+from vlm_quant.study.report import batch_invariance, caveats, cost_cells, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     NA,
@@ -79,6 +79,7 @@ class Tables:
     paths: tuple[Path, ...]
     quality_legend: tuple[str, ...] = ()  # lines printed under the quality table (caveat marks)
     cost_legend: tuple[str, ...] = ()  # under the cost table: caveats, n/a reasons, estimates
+    warnings: tuple[str, ...] = ()  # runs whose batch-1 agreement is low (also in quality_legend)
     cost_refused: str | None = None  # why there is no cost table
 
 
@@ -141,6 +142,8 @@ def numbers_table(
     out["n_paired_samples"] = [
         deltas[rid].n_samples if deltas.get(rid) else float("nan") for rid in runs["run_id"]
     ]
+    for name, values in batch_invariance.number_columns(runs, task).items():
+        out[name] = values.where(~random) if name == batch_invariance.DELTA else values
     if with_cost:
         for metric in (*rs.COST_METRICS, *rs.FIDELITY_METRICS, *cost_cells.EXTRA_METRICS):
             out[metric] = _column(runs, f"metrics.{metric}")
@@ -174,6 +177,8 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
             strict=True,
         )
     ], late)
+    if batch_invariance.shown(rows):
+        table[batch_invariance.HEADER] = batch_invariance.cells(rows)
     return table.reset_index(drop=True)
 
 
@@ -236,8 +241,11 @@ def write_tables(
     any_random = bool((numbers["weights"] == "random").any())
     method = _method(numbers, deltas, confidence)
     pretrained_keys = numbers.loc[numbers["weights"] != "random", "caveats"].tolist()
-    pretrained_rows = numbers[numbers["weights"] != "random"]
-    quality_legend = [*caveats.legend(pretrained_keys), *quality_cells.legend(pretrained_rows)]
+    pretrained = numbers[numbers["weights"] != "random"]
+    quality_legend = [*caveats.legend(pretrained_keys), *quality_cells.legend(pretrained)]
+    warnings = batch_invariance.warnings(numbers, task)
+    invariance_lines = [batch_invariance.legend(), *warnings] if batch_invariance.shown(pretrained) else []
+    quality_legend += invariance_lines
     if cost_refused is None:
         cost = cost_table(numbers)
         with_codecarbon = cost_cells.CODECARBON_HEADER in cost.columns
@@ -260,8 +268,7 @@ def write_tables(
         md += ["Not tabulated, " + cost_refused.replace("\n", "\n    "), ""]
     paths[0].write_text("\n".join(md), encoding="utf-8")
     numbers.to_csv(paths[1], index=False, na_rep=NA, float_format="%.10g")
-    pretrained = numbers[numbers["weights"] != "random"]
-    paths[2].write_text(_quality_tex(quality, method, pretrained), encoding="utf-8")
+    paths[2].write_text(_quality_tex(quality, method, pretrained, invariance_lines), encoding="utf-8")
     if cost_refused is None:
         paths.append(out_dir / "results_cost.tex")
         paths[3].write_text(_cost_tex(numbers, any_random), encoding="utf-8")
@@ -273,6 +280,7 @@ def write_tables(
         quality_legend=tuple(quality_legend),
         cost_legend=tuple(cost_legend),
         cost_refused=cost_refused,
+        warnings=tuple(warnings),
     )
 
 
@@ -289,7 +297,9 @@ def _method(numbers: pd.DataFrame, deltas: dict[str, DeltaEstimate | None], conf
     )
 
 
-def _quality_tex(quality: pd.DataFrame, method: str, pretrained: pd.DataFrame) -> str:
+def _quality_tex(
+    quality: pd.DataFrame, method: str, pretrained: pd.DataFrame, notes: list[str]
+) -> str:
     table = quality.copy()
     caveat_keys = pretrained["caveats"].tolist()
     # Labels are escaped here so the caveat marks, already LaTeX, can be appended raw.
@@ -301,7 +311,7 @@ def _quality_tex(quality: pd.DataFrame, method: str, pretrained: pd.DataFrame) -
         table,
         caption=latex_escape(f"Quality per precision configuration. {method}."),
         label="tab:quality",
-        footnotes=_tex_legend(caveat_keys),
+        footnotes=[*_tex_legend(caveat_keys), *map(latex_escape, notes)],
         raw_columns=("Configuration",),
     )
     return text.replace("Δ", r"$\Delta$")
