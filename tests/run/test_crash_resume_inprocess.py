@@ -174,15 +174,22 @@ def test_a_crash_after_the_pass_resumes_without_generating_again(
     assert run.info.status == "FAILED" and len(partial_rows(run)) == 3
 
     monkeypatch.setattr(VqaTask, "score", real_score)
-    calls = []
+    rows_per_call = []
     real_generate = quality_pass.generate_prepared
-    counted = lambda *a, **k: calls.append(1) or real_generate(*a, **k)  # noqa: E731
+
+    def counted(model, inputs, *a, **k):
+        rows_per_call.append(inputs["input_ids"].shape[0])
+        return real_generate(model, inputs, *a, **k)
+
     monkeypatch.setattr(quality_pass, "generate_prepared", counted)
     resumed = CliRunner().invoke(main, [*args, "--resume", run.info.run_id])
     assert resumed.exit_code == 0, resumed.output
-    assert calls == []  # every prediction came from the partial file
+    # every prediction came from the partial file: the only generations are the batch-invariance check's
+    # (never reached by the crashed attempt), each of its 3 samples alone
+    assert rows_per_call == [1, 1, 1]
     done = mlflow.MlflowClient(tracking_uri).get_run(run.info.run_id)
     assert done.info.status == "FINISHED" and done.data.metrics["n_samples_resumed"] == 3
+    assert "batch_invariance_agreement" in done.data.metrics
     assert done.data.metrics["n_samples_evaluated"] == 3 and "vqa_accuracy" in done.data.metrics
 
 
