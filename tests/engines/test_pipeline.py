@@ -3,6 +3,7 @@ splits its wall time into the model's share and its wait for inputs (checked wit
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 import vlm_quant.run.quality_pass as quality_pass
 from vlm_quant.engines.generate import GenerationSettings, single_image_request
 from vlm_quant.engines.pipeline import (
+    WORKER_NICENESS,
     CollateRequests,
     default_num_workers,
     image_backend,
@@ -173,3 +175,24 @@ def test_no_generation_means_no_time_split():
     split = quality_pass.QualityPassResult(attempt_s=2.0).time_split_metrics()
     assert set(split) == {"quality_pass_model_s", "quality_pass_wait_s", "harness_overhead_fraction"}
     assert set(split.values()) == {None}  # absent, never 0
+
+
+def report_niceness(sample: Sample):
+    return sample, None, str(os.nice(0))  # the process's CPU priority, carried back as the "error"
+
+
+def test_workers_yield_the_cpu_to_the_model_process(tiny_vlm_dirs):
+    collate = CollateRequests(
+        load_processor(str(tiny_vlm_dirs["llava"])), caption_request, SETTINGS, torch.float32
+    )
+    samples = [Sample(i, "unused.jpg") for i in range(4)]
+
+    def niceness(workers: int) -> set[int]:
+        batches = prepared_batches(
+            samples, 2, load=report_niceness, collate=collate, num_workers=workers, pin_memory=False
+        )
+        return {int(error) for batch in batches for _, _, error in batch.loaded}
+
+    here = os.nice(0)
+    assert niceness(0) == {here}  # in-process: the main process's own priority
+    assert niceness(2) == {min(19, here + WORKER_NICENESS)}
