@@ -238,3 +238,14 @@ def test_caption_subset_delta_is_scored_with_the_real_scorer(coco_dir):
     delta, reason = bi.subset_delta(task, data, batched, batch_1)
     assert reason is None and delta < 0
     assert bi.subset_delta(task, data, batched, dict(batched)) == (0.0, None)
+
+
+def test_the_delta_is_recomputed_from_the_logged_rows(fake_generate):
+    """What `score run` does for a run whose subset could not be scored when it ran."""
+    task, data = FakeTask(), fake_data(20)
+    result = check(task, data, batched_predictions(task, data, batch_size=4), n=6)
+    logged = [*result.rows(), {"sample_id": 99, "skipped": "unreadable image"}]  # a skipped row is no pair
+    text = "".join(json.dumps(row) + "\n" for row in logged)
+    assert bi.delta_from_rows(task, data, text) == (pytest.approx(result.delta), None)
+    assert result.delta > 0  # the drifted samples score lower batched: a wrong pairing would show
+    assert bi.delta_from_rows(task, data, "") == (None, "the logged check compared no sample of this split")

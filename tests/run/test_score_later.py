@@ -229,3 +229,37 @@ def test_score_run_refuses_a_run_without_all_its_predictions():
         logged_predictions(FakeClient(two), "r1", data)
     skipped = two + '{"sample_id": 3, "image_file": "x.jpg", "skipped": "OSError"}\n'
     assert list(logged_predictions(FakeClient(skipped), "r1", data).items()) == [(1, "a"), (2, "b")]
+
+
+def test_score_run_fills_in_the_batch_invariance_delta_left_absent_without_java(
+    tiny_vlm_dirs, coco_dir, tracking_uri, monkeypatch
+):
+    """On a GPU node without Java the batch-1 subset of a caption run cannot be scored: its delta is absent
+    with a reason; `score run` scores the logged subset and logs the delta into the same run."""
+    from vlm_quant.run import batch_invariance
+
+    delta_metric = run_schema.batch_invariance_delta_metric("captioning")
+    with monkeypatch.context() as patch:  # the subset's scorer fails as it does without Java
+        patch.setattr(batch_invariance, "subset_delta", lambda *a: (None, "the subset could not be scored"))
+        run_id = evaluate(tiny_vlm_dirs, coco_dir, "later")
+    client = mlflow.MlflowClient(tracking_uri)
+    before = client.get_run(run_id).data
+    assert delta_metric not in before.metrics and "batch_invariance_agreement" in before.metrics
+    assert before.tags[run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT] == "the subset could not be scored"
+
+    assert score_run(run_id).exit_code == 0
+    after = client.get_run(run_id).data
+    rows = [json.loads(line) for line in artifact_lines(client, run_id, run_schema.ARTIFACT_BATCH_INVARIANCE)]
+    pairs = [(r["batched_prediction"], r["batch_1_prediction"]) for r in rows]
+    if all(a == b for a, b in pairs):  # identical predictions score identically: exactly 0
+        assert after.metrics[delta_metric] == 0.0
+    else:
+        assert delta_metric in after.metrics
+    assert run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT not in after.tags
+
+
+def artifact_lines(client, run_id: str, path: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_text().splitlines()

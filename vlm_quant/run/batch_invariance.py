@@ -164,6 +164,19 @@ def check_batch_invariance(
     return InvarianceCheck(batch_size, batched, batch_1, delta, reason, skipped)
 
 
+def delta_from_rows(task: Task, data: TaskData, rows_text: str) -> tuple[float | None, str | None]:
+    """`subset_delta` from a logged ``predictions/batch_invariance.jsonl`` (`InvarianceCheck.rows`), for a
+    run whose subset could not be scored when it ran (``score=later`` on a machine without Java)."""
+    by_key = {str(i): i for i in data.ids}
+    rows = [json.loads(line) for line in rows_text.splitlines() if line.strip()]
+    compared = [row for row in rows if "batch_1_prediction" in row and str(row["sample_id"]) in by_key]
+    if not compared:
+        return None, "the logged check compared no sample of this split"
+    batched = {by_key[str(r["sample_id"])]: r["batched_prediction"] for r in compared}
+    batch_1 = {by_key[str(r["sample_id"])]: r["batch_1_prediction"] for r in compared}
+    return subset_delta(task, data, batched, batch_1)
+
+
 def evaluated_batch_size(configured: int, n_evaluated: int, final: int = 0) -> int:
     """The batch size the predictions were made at: the configured one, unless the split is smaller, or
     the OOM back-off lowered it (``final``, the size it ended at: every batch after the first OOM ran

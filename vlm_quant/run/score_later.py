@@ -22,7 +22,7 @@ from typing import Any
 
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
-from vlm_quant.run import mlflow_views, scoring
+from vlm_quant.run import batch_invariance, mlflow_views, scoring
 from vlm_quant.run.partial_predictions import ARTIFACT_PATH, parse_rows, restore
 from vlm_quant.run.resume import logged_config
 from vlm_quant.tasks.base import TaskData
@@ -67,6 +67,7 @@ def score_logged_run(
         run_id, failure_tag=scoring.TAG_SCORING_FAILURE, tracking_uri=tracking_uri
     ) as tracker:
         metrics = clean_metrics(scoring.score_and_log(tracker, task, data, predictions))
+        metrics.update(invariance_delta(client, run, task, data, tracker))
         # evaluate logs every metric once more, linked to the logged model and the split, once both exist
         as_evaluated = dataclasses.replace(data, data_dir=logged.data_dir) if data_dir else data
         if tracker.link_logged_model(split_inputs(logged, as_evaluated, ids_hash)[0]):
@@ -82,6 +83,21 @@ def score_logged_run(
             scoring.TAG_SCORED_HOST: socket.gethostname(),
         })
     return ScoredRun(run_id, metrics, len(predictions))
+
+
+def invariance_delta(client: Any, run: Any, task: Any, data: TaskData, tracker: Any) -> dict[str, float]:
+    """The batch-invariance delta the run could not score when it ran (no Java then), from its logged
+    subset; logged into the run (its absent-reason tag removed) and returned. Nothing when it had one."""
+    if run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT not in run.data.tags:
+        return {}
+    rows = artifact_text(client, run.info.run_id, run_schema.ARTIFACT_BATCH_INVARIANCE)
+    delta, _ = batch_invariance.delta_from_rows(task, data, rows) if rows else (None, None)
+    if delta is None:
+        return {}
+    metric = {run_schema.batch_invariance_delta_metric(task.name): delta}
+    tracker.log_metrics(metric)
+    tracker.delete_tag(run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT)
+    return metric
 
 
 def fetch_run(client: Any, run_id: str) -> Any:
