@@ -62,8 +62,9 @@ def ui(tiny_vlm_dirs, coco_dir, tracking_uri, tmp_path):
         ))
         from vlm_quant.cli.commands import default_run_name
 
-        with open_run(cfg.experiment, default_run_name(cfg)) as tracker:
-            run_experiment(prepare_experiment(cfg), tracker, progress=False)
+        prepared = prepare_experiment(cfg)
+        with open_run(cfg.experiment, default_run_name(cfg, prepared)) as tracker:
+            run_experiment(prepared, tracker, progress=False)
         runs[quant] = tracker.run_id
     port = free_port()
     server = subprocess.Popen(
@@ -94,7 +95,8 @@ def test_mlflow_ui_shows_names_dataset_logged_model_and_description(ui, tiny_vlm
     eid = experiment["experiment_id"]
     found = api(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [eid]})["runs"]
     name = tiny_vlm_dirs["idefics3"].name
-    assert {r["info"]["run_name"] for r in found} == {f"{name} · fp16", f"{name} · int8"}
+    names = {f"{name} · fp16 (fp32 on cpu)", f"{name} · int8 (fp32 on cpu)"}  # float32 on this CPU
+    assert {r["info"]["run_name"] for r in found} == names
     for run in found:
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
@@ -107,6 +109,6 @@ def test_mlflow_ui_shows_names_dataset_logged_model_and_description(ui, tiny_vlm
 
     # The pages themselves, as a browser renders them (React; --dump-dom after the scripts ran).
     runs_page = chromium(f"{base}/#/experiments/{eid}/runs", tmp_path, "--dump-dom")
-    assert f"{name} · int8" in runs_page and "coco-val2017" in runs_page
+    assert f"{name} · int8 (fp32 on cpu)" in runs_page and "coco-val2017" in runs_page
     run_page = chromium(f"{base}/#/experiments/{eid}/runs/{runs['int8']}", tmp_path, "--dump-dom")
     assert f"{name} · int8" in run_page and "CIDER" in run_page  # the description box

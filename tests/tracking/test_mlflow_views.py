@@ -34,8 +34,9 @@ def evaluated(tiny_vlm_dirs, coco_dir, tracking_uri):
     )
     from vlm_quant.cli.commands import default_run_name
 
-    with open_run(cfg.experiment, default_run_name(cfg), system_metrics_interval_s=0.2) as tracker:
-        run_experiment(prepare_experiment(cfg), tracker, progress=False)
+    prepared = prepare_experiment(cfg)
+    with open_run(cfg.experiment, default_run_name(cfg, prepared), system_metrics_interval_s=0.2) as tracker:
+        run_experiment(prepared, tracker, progress=False)
         time.sleep(0.6)  # at least one system-metrics sample
     return mlflow.MlflowClient(tracking_uri), tracker.run_id
 
@@ -43,7 +44,8 @@ def evaluated(tiny_vlm_dirs, coco_dir, tracking_uri):
 def test_evaluate_run_is_named_has_its_split_a_logged_model_and_a_description(evaluated, tiny_vlm_dirs):
     client, run_id = evaluated
     run = client.get_run(run_id)
-    assert run.info.run_name == f"{tiny_vlm_dirs['idefics3'].name} · int8"
+    # the 16-bit roles of an int8 run computed in float32 on this CPU: the name says so, never "fp16"
+    assert run.info.run_name == f"{tiny_vlm_dirs['idefics3'].name} · int8 (fp32 on cpu)"
 
     inputs = {i.tags[0].value if i.tags else "": i.dataset for i in run.inputs.dataset_inputs}
     evaluation = inputs["evaluation"]

@@ -77,3 +77,24 @@ def test_dataset_inputs_share_a_digest_exactly_when_the_ids_agree(tmp_path):
     assert micro.context == "cost_micro_set" and micro.profile["num_samples"] == 2
     hub = SimpleNamespace(source="hf", data_dir="", hf_dataset="lmms-lab/COCO-Caption2017", seed=3)
     assert split_inputs(hub, data, ids_hash)[0].source_type == "hugging_face"
+
+
+def test_a_run_name_says_when_the_16_bit_roles_computed_in_another_dtype():
+    from types import SimpleNamespace
+
+    import torch
+
+    from vlm_quant.config import ExperimentConfig
+    from vlm_quant.quantize.presets import resolve_plan
+    from vlm_quant.run.mlflow_views import display_name
+
+    cfg = ExperimentConfig.from_mapping({"model": "org/M", "quant": "fp16", "data_dir": "unused"})
+
+    def ran(dtype, device):
+        return SimpleNamespace(plan=resolve_plan("fp16", ""), dtype=dtype, device=torch.device(device))
+
+    assert display_name(cfg, ran(torch.float16, "cuda")) == "M · fp16"  # as planned: nothing added
+    assert display_name(cfg, ran(torch.float32, "cpu")) == "M · fp16 (fp32 on cpu)"
+    assert display_name(cfg, ran(torch.bfloat16, "cpu")) == "M · fp16 (bf16 on cpu)"
+    named = ExperimentConfig.from_mapping({"model": "org/M", "run_name": "mine", "data_dir": "unused"})
+    assert display_name(named, ran(torch.float32, "cpu")) == "mine"  # the user's name is kept as given

@@ -128,7 +128,7 @@ def evaluate(
             graceful_signals(),
             distributed.main_only(open_run)(  # other ranks: a NullTracker
                 cfg.experiment,
-                default_run_name(cfg),
+                default_run_name(cfg, prepared),
                 tracking_uri=tracking_uri,
                 tags=tags,
                 resume_run_id=target.run_id if target else None,
@@ -155,7 +155,7 @@ def evaluate(
         print_summary(
             click.echo,
             summary.metrics,
-            run_name=default_run_name(cfg),
+            run_name=default_run_name(cfg, prepared),
             run_id=summary.run_id,
             weights=cfg.weights,
             tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
@@ -207,11 +207,12 @@ def chosen_experiment(cfg: ExperimentConfig, options: dict[str, Any]) -> str | N
     return cfg.experiment if "experiment" in given(options) or cfg.experiment != default else None
 
 
-def default_run_name(cfg: ExperimentConfig) -> str:
-    """``run_name``, else ``<model short name> · <preset>[+override]`` (see tracking/run_story.py)."""
+def default_run_name(cfg: ExperimentConfig, prepared: Any = None) -> str:
+    """``run_name``, else ``<model short name> · <preset>[+override]``, plus the dtype that really ran when
+    ``prepared`` says it differs from the preset's (see run/mlflow_views.py)."""
     from vlm_quant.run.mlflow_views import display_name
 
-    return display_name(cfg)
+    return display_name(cfg, prepared)
 
 
 @main.command()

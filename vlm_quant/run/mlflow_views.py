@@ -25,10 +25,21 @@ from vlm_quant.tracking.run_story import (
     split_inputs,
 )
 
+SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
-def display_name(cfg: Any) -> str:
-    """The run's name: the user's ``run_name``, else ``<model short name> · <preset>[+override]``."""
-    return cfg.run_name or run_display_name(cfg.model, cfg.quant, cfg.precision)
+
+def display_name(cfg: Any, prepared: Any = None) -> str:
+    """The run's name: the user's ``run_name``, else ``<model short name> · <preset>[+override]``, with
+    what the 16-bit roles really computed in when ``prepared`` (a PreparedRun) says it is not the preset's
+    dtype, e.g. ``· fp16 (fp32 on cpu)``: a name never says fp16 for a float32 run."""
+    if cfg.run_name:
+        return cfg.run_name
+    ran = ""
+    if prepared is not None:
+        computed = SHORT_DTYPES.get(str(prepared.dtype).removeprefix("torch."), str(prepared.dtype))
+        if computed != prepared.plan.half_dtype_name:
+            ran = f"{computed} on {prepared.device.type}"
+    return run_display_name(cfg.model, cfg.quant, cfg.precision, ran)
 
 
 def log_split(tracker: Any, cfg: Any, data: Any) -> None:

@@ -24,10 +24,12 @@ def model_short_name(model: str) -> str:
     return model.rstrip("/").split("/")[-1] or model
 
 
-def run_display_name(model: str, quant: str, precision_override: str = "") -> str:
-    """``<model short name> · <preset>[+override]``, e.g. ``SmolVLM-256M-Instruct · int8+vision=fp16``."""
+def run_display_name(model: str, quant: str, precision_override: str = "", ran: str = "") -> str:
+    """``<model short name> · <preset>[+override][ (ran)]``, e.g. ``SmolVLM-256M-Instruct · int8+vision=fp16``
+    (``ran``: what the 16-bit roles really computed in when it is not the preset's dtype:
+    ``SmolVLM-256M-Instruct · fp16 (fp32 on cpu)``)."""
     preset = quant + (f"+{precision_override.replace(' ', '')}" if precision_override else "")
-    return f"{model_short_name(model)}{SEPARATOR}{preset}"
+    return f"{model_short_name(model)}{SEPARATOR}{preset}" + (f" ({ran})" if ran else "")
 
 
 def sweep_display_name(model: str, quants: Sequence[str], split: str = "") -> str:
