@@ -102,6 +102,11 @@ def install_wheels(wheels: str, env: dict) -> str:
     return (done.stdout + done.stderr).strip() or f"installed {wheels} into {site}"
 
 
+def flags(**options: object) -> list[str]:
+    """``--key value`` pairs of a command line, ``key_name`` spelled ``--key-name``."""
+    return [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
 def plan_steps(args: argparse.Namespace, reduced: bool, out: Path) -> list[Step]:
     """The evaluate step, then the engines steps (bf16 of every model first, then the other presets)."""
     models = args.models or ([] if reduced else list(GPU_MODELS))
@@ -112,74 +117,25 @@ def plan_steps(args: argparse.Namespace, reduced: bool, out: Path) -> list[Step]
         if reduced
         else {"n": 128, "batch": 64, "tokens": 32, "latency": 10}
     )
-    weights = "pretrained" if Path(models[0]).is_dir() else "random"
-    evaluate = [
-        sys.executable,
-        "-m",
-        "vlm_quant",
-        "evaluate",
-        "--model",
-        models[0],
-        "--weights",
-        weights,
-        "--quant",
-        "fp16" if reduced else "bf16",
-        "--engine",
-        "compiled",
-        "--data-dir",
-        args.data_dir,
-        "--n-samples",
-        str(size["n"]),
-        "--batch-size",
-        str(size["batch"]),
-        "--max-new-tokens",
-        str(size["tokens"]),
-        "--cost-new-tokens",
-        str(size["tokens"]),
-        "--cost-batch-sizes",
-        f"1,{size['batch']}",
-        "--num-workers=-1",
-        "--score",
-        "later",
-        "--experiment",
-        "gpu-check",
-        "--run-name",
-        "gpu-check evaluate",
-        "--log-model",
-        "false",
-        *(["--cost-iterations", "1", "--cost-warmup", "0", "--idle-seconds", "0"] if reduced else []),
-    ]
+    evaluate = [sys.executable, "-m", "vlm_quant", "evaluate", "--num-workers=-1"] + flags(
+        model=models[0], weights="pretrained" if Path(models[0]).is_dir() else "random",
+        quant="fp16" if reduced else "bf16", engine="compiled", data_dir=args.data_dir, n_samples=size["n"],
+        batch_size=size["batch"], max_new_tokens=size["tokens"], cost_new_tokens=size["tokens"],
+        cost_batch_sizes=f"1,{size['batch']}", score="later", experiment="gpu-check",
+        run_name="gpu-check evaluate", log_model="false",
+        **({"cost_iterations": 1, "cost_warmup": 0, "idle_seconds": 0} if reduced else {}),
+    )
     steps = [Step("evaluate", evaluate)]
-    order = [(m, p) for p in args.presets[:1] for m in models] + [
-        (m, p) for p in args.presets[1:] for m in models
-    ]
+    first, *others = args.presets
+    order = [(m, first) for m in models] + [(m, p) for p in others for m in models]
     for model, preset in order:
-        engines = "model-card,eager,compiled" if preset == args.presets[0] else "eager,compiled"
-        command = [
-            sys.executable,
-            str(REPO / "benchmarks" / "engines.py"),
-            "--model",
-            model,
-            "--weights",
-            "pretrained" if Path(model).is_dir() else "random",
-            "--quant",
-            preset,
-            "--data-dir",
-            args.data_dir,
-            "--n-images",
-            str(size["batch"] * 2),
-            "--batch-size",
-            str(size["batch"]),
-            "--new-tokens",
-            str(size["tokens"]),
-            "--latency-iterations",
-            str(size["latency"]),
-            "--warmup",
-            "1",
-            "--engines",
-            engines,
-            *(["--device", "cpu"] if reduced else []),
-        ]
+        command = [sys.executable, str(REPO / "benchmarks" / "engines.py")] + flags(
+            model=model, weights="pretrained" if Path(model).is_dir() else "random", quant=preset,
+            data_dir=args.data_dir, n_images=size["batch"] * 2, batch_size=size["batch"],
+            new_tokens=size["tokens"], latency_iterations=size["latency"], warmup=1,
+            engines="model-card,eager,compiled" if preset == first else "eager,compiled",
+            **({"device": "cpu"} if reduced else {}),
+        )
         steps.append(Step(f"engines {Path(model).name} {preset}", command))
     return steps
 
