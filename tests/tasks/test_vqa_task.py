@@ -132,7 +132,8 @@ def test_score_matches_score_vqa_on_normalised_answers(vqa_dir):
     for i, row in rows.items():
         assert ROW_KEYS <= set(row)
         assert row["accuracy"] == pytest.approx(expected.per_question[i])
-        assert row["accuracy_official"] == pytest.approx(official.per_question[i]) <= row["accuracy"]
+        assert row["accuracy_official"] == pytest.approx(official.per_question[i])
+        assert row["accuracy_official"] <= row["accuracy"]
         assert row["prediction"] == predictions[i] and len(row["answers"]) == 10
         assert row["prompt"] == format_prompt(data.params["prompt"], row["question"])
         json.dumps(row)
