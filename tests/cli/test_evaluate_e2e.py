@@ -253,6 +253,38 @@ def test_score_captions_command_rescores_a_results_file(coco_dir, tmp_path):
     assert (
         printed["cider"] == pytest.approx(expected["cider"]) and printed["cider"] > 1.0
     )  # a human caption scores high
+    assert "chair_i" not in printed  # no --instances, no CHAIR
+
+
+def test_score_captions_with_instances_rescores_chair_from_files(coco_dir, tmp_path):
+    """CHAIR from files alone: the slice's 79 annotated images, first human caption as the candidate and
+    the other four as the references; the reference chair.py's counts (see tests/tasks/test_chair.py)."""
+    coco = json.loads((coco_dir / "annotations/captions_val2017.json").read_text())
+    instances = coco_dir / "annotations/instances_val2017.json"
+    annotated = {im["id"] for im in json.loads(instances.read_text())["images"]}
+    candidates, references = {}, []
+    for ann in coco["annotations"]:
+        if ann["image_id"] in annotated:
+            if ann["image_id"] in candidates:
+                references.append(ann)
+            else:
+                candidates[ann["image_id"]] = ann["caption"]
+    predictions = tmp_path / "results.json"
+    predictions.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in candidates.items()]))
+    annotations = tmp_path / "captions.json"
+    images = [im for im in coco["images"] if im["id"] in annotated]
+    annotations.write_text(json.dumps({"images": images, "annotations": references}))
+    result = CliRunner().invoke(main, [
+        "score", "captions", "--predictions", str(predictions), "--annotations", str(annotations),
+        "--instances", str(instances),
+    ])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output[result.output.index("{") :])
+    assert printed["n_images"] == printed["chair_n_images"] == 79
+    assert (printed["chair_n_hallucinated"], printed["chair_n_mentions"]) == (4, 131)
+    assert (printed["chair_n_recalled"], printed["chair_n_objects"]) == (125, 310)
+    assert printed["chair_i"] == 4 / 131 and printed["chair_s"] == 4 / 79
+    assert printed["object_recall"] == 125 / 310
 
 
 def test_quantized_run_logs_what_really_loaded(tiny_vlm_dirs, coco_dir):

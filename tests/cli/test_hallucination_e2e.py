@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from vlm_quant.cli.commands import main
 from vlm_quant.tasks.coco_instances import read_instances
+from vlm_quant.tasks.safety import KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_caption_run_logs_chair_and_the_screen(tiny_vlm_dirs, coco_dir, tracking
     assert {r["image_id"] for r in rows if r["chair_annotated"]} == {i for i in ids if i in annotated}
     assert all(r["chair_hallucinated"] is None for r in rows if not r["chair_annotated"])
     flagged = artifact_json(client, run, "safety/flagged.json", tmp_path)
-    assert flagged["columns"] == ["sample_id", "prediction", "reason", "matches"]
+    assert flagged["columns"] == ["sample_id", "prediction", "reason", "matches", *KINDS]
     assert len(flagged["data"]) == m["safety_flagged_n"]
     assert run.data.params["chair_instances_file"].endswith("instances_val2017.json")
 

@@ -37,6 +37,8 @@ def test_flags(text, kind, match):
         "A score board reading 3.14 and version 1.2.3.",  # no IPv4 with three dots
         "A class of children in a classroom.",  # "ass" inside a word is no match
         "Two people @ the beach, one holding a sign.",  # an @ is not an email
+        "Two gay men holding hands at a pride parade.",  # identity terms are not offensive
+        "A queer couple and lesbians marching with a banner.",
         "Card number 4111 1111 1111 1112 fails Luhn.",
         "",
     ],
@@ -66,3 +68,27 @@ def test_screen_reads_rows_without_changing_them_and_logs_reasons():
     from vlm_quant.tasks.safety import screen_and_log
 
     assert screen_and_log(tracker, rows)["safety_flagged_n"] == 1
+
+
+def test_identity_terms_are_out_of_the_list_and_slurs_stay():
+    from vlm_quant.tasks.safety import IDENTITY_TERMS
+
+    for term in IDENTITY_TERMS:
+        assert screen_text(f"a photo of {term} people") == [], term
+    assert [f.kind for f in screen_text("a sign that says fag")] == ["offensive"]
+
+
+def test_counts_are_predictions_not_findings():
+    """One prediction with four kinds of personal data counts once as flagged and once per kind."""
+    rows = [
+        {"sample_id": 1, "prediction": "Mail a@b.org, see www.x.com, call (212) 555-0199, host 10.0.0.1."},
+        {"sample_id": 2, "prediction": "Mail c@d.org and e@f.org."},  # two findings, one kind
+        {"sample_id": 3, "prediction": "A cat on a mat."},
+    ]
+    metrics = screen_rows(rows).metrics()
+    assert metrics["safety_flagged_n"] == 2 and metrics["safety_flagged_pii_n"] == 2
+    assert metrics["safety_flagged_email_n"] == 2 and metrics["safety_flagged_url_n"] == 1
+    assert metrics["safety_flagged_phone_n"] == 1 and metrics["safety_flagged_ip_address_n"] == 1
+    assert metrics["safety_flagged_credit_card_n"] == 0 and metrics["safety_flagged_offensive_n"] == 0
+    table = screen_rows(rows).table()
+    assert table["email"] == ["a@b.org", "c@d.org | e@f.org"] and table["url"] == ["www.x.com", ""]

@@ -116,8 +116,12 @@ def test_score_matches_score_vqa_on_normalised_answers(vqa_dir):
     assert scores.corpus["vqa_accuracy"] == pytest.approx(expected.accuracy)
     for answer_type, value in expected.per_answer_type.items():
         assert scores.corpus[f"vqa_accuracy_{answer_type.replace('/', '_')}"] == pytest.approx(value)
+    official = score_vqa(predictions, annotations)  # the official script on the raw answers
+    assert scores.corpus["vqa_accuracy_official"] == pytest.approx(official.accuracy)
+    assert scores.corpus["vqa_accuracy_official"] <= scores.corpus["vqa_accuracy"]  # never above
     assert set(scores.corpus) <= {
         "vqa_accuracy",
+        "vqa_accuracy_official",
         "vqa_accuracy_yes_no",
         "vqa_accuracy_number",
         "vqa_accuracy_other",
@@ -128,6 +132,8 @@ def test_score_matches_score_vqa_on_normalised_answers(vqa_dir):
     for i, row in rows.items():
         assert ROW_KEYS <= set(row)
         assert row["accuracy"] == pytest.approx(expected.per_question[i])
+        assert row["accuracy_official"] == pytest.approx(official.per_question[i])
+        assert row["accuracy_official"] <= row["accuracy"]
         assert row["prediction"] == predictions[i] and len(row["answers"]) == 10
         assert row["prompt"] == format_prompt(data.params["prompt"], row["question"])
         json.dumps(row)
@@ -136,7 +142,8 @@ def test_score_matches_score_vqa_on_normalised_answers(vqa_dir):
 def test_unanimous_humans_accept_a_chat_models_punctuated_answer(vqa_dir):
     task, data = prepared(vqa_dir, n_samples=0)
     unanimous = next(i for i, s in data.samples.items() if set(s.answers) == {"no"})
-    assert task.score(data, {unanimous: "No."}).rows[0]["accuracy"] == 1.0
+    row = task.score(data, {unanimous: "No."}).rows[0]
+    assert (row["accuracy"], row["accuracy_official"]) == (1.0, 0.0)
     assert score_vqa({unanimous: "No."}, {unanimous: data.samples[unanimous].annotation()}).accuracy == 0.0
 
 

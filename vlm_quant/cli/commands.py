@@ -370,12 +370,17 @@ def score() -> None:
 @click.option(
     "--annotations", required=True, type=click.Path(), help="COCO captions file (captions_val2017.json)."
 )
-def score_captions_command(predictions: str, annotations: str) -> None:
+@click.option(
+    "--instances", default=None, type=click.Path(),
+    help="COCO instances file (instances_val2017.json): adds CHAIR (chair_i, chair_s, object_recall and "
+    "their counts), computed as an evaluate run does, the captions file's references included.",
+)
+def score_captions_command(predictions: str, annotations: str, instances: str | None) -> None:
     """CIDEr, BLEU-1..4, METEOR, ROUGE-L (and SPICE when its jars are present) of the images in P."""
     from vlm_quant.tasks.caption_metrics import score_caption_files
 
     try:
-        result = score_caption_files(predictions, annotations)
+        result = score_caption_files(predictions, annotations, instances)
     except UserError as exc:
         fail(str(exc))
     click.echo(json.dumps(result, indent=2))

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from vlm_quant.errors import UserError
+from vlm_quant.tasks.chair import score_chair
+from vlm_quant.tasks.coco_instances import read_instances
 from vlm_quant.tasks.results_files import load_json, read_results
 
 ImageId = int | str
@@ -89,7 +91,9 @@ def score_captions(
     )
 
 
-def score_caption_files(predictions_path: str | Path, annotations_path: str | Path) -> dict[str, Any]:
+def score_caption_files(
+    predictions_path: str | Path, annotations_path: str | Path, instances_path: str | Path | None = None
+) -> dict[str, Any]:
     """Score a COCO results file against a COCO captions file; one JSON-ready dict.
 
     ``predictions_path``: ``[{"image_id": ..., "caption": ...}, ...]``, one entry per image.
@@ -97,6 +101,11 @@ def score_caption_files(predictions_path: str | Path, annotations_path: str | Pa
     the predictions are scored. Returns ``cider`` (~0-10), ``bleu_1``..``bleu_4``, ``meteor``,
     ``rouge_l`` (0-1), ``spice`` (0-1) or ``spice_skipped_reason``, ``n_images`` and
     ``n_empty_predictions``.
+    ``instances_path``: a COCO instances file; adds CHAIR exactly as an evaluate run computes it
+    (`vlm_quant.tasks.chair.score_chair`, the captions file's references as the image's mentioned
+    objects): ``chair_i``, ``chair_s``, ``object_recall`` (0-1; absent when nothing to divide by) and the
+    counts ``chair_n_images``, ``chair_n_unannotated``, ``chair_n_mentions``, ``chair_n_hallucinated``,
+    ``chair_n_objects``, ``chair_n_recalled``.
     """
     predictions = _read_coco_results(Path(predictions_path))
     references = _read_coco_captions(Path(annotations_path))
@@ -112,6 +121,10 @@ def score_caption_files(predictions_path: str | Path, annotations_path: str | Pa
         out["spice_skipped_reason"] = scores.spice_skipped_reason
     out["n_images"] = scores.n_images
     out["n_empty_predictions"] = scores.n_empty_predictions
+    if instances_path is not None:
+        chair = score_chair(predictions, read_instances(instances_path).objects, references)
+        out.update(chair.metrics())
+        out.update(chair.counts())
     return out
 
 

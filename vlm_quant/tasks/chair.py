@@ -135,6 +135,8 @@ class ChairResult:
     n_mentions: int
     n_hallucinated: int
     per_image: dict[int, ChairImage]
+    n_objects: int = 0  # ground-truth objects summed over the images (object_recall's denominator)
+    n_recalled: int = 0  # of those, mentioned by the caption (object_recall's numerator)
 
     def metrics(self) -> dict[str, float]:
         """Run metrics; a ratio with nothing to divide by is absent, never 0."""
@@ -148,6 +150,13 @@ class ChairResult:
             if value is not None:
                 out[name] = value
         return out
+
+    def counts(self) -> dict[str, int]:
+        """The numerators and denominators behind the three ratios, so a reader can check each one."""
+        return {
+            "chair_n_hallucinated": self.n_hallucinated, "chair_n_objects": self.n_objects,
+            "chair_n_recalled": self.n_recalled,
+        }
 
 
 def score_chair(
@@ -168,13 +177,16 @@ def score_chair(
     n_mentions = sum(len(r.mentioned) for r in per_image.values())
     n_hallucinated = sum(len(r.hallucinated) for r in per_image.values())
     n_truth = sum(len(r.ground_truth) for r in per_image.values())
+    n_recalled = sum(len(r.recalled) for r in per_image.values())
     return ChairResult(
         chair_i=n_hallucinated / n_mentions if n_mentions else None,
         chair_s=sum(bool(r.hallucinated) for r in per_image.values()) / len(per_image) if per_image else None,
-        object_recall=sum(len(r.recalled) for r in per_image.values()) / n_truth if n_truth else None,
+        object_recall=n_recalled / n_truth if n_truth else None,
         n_images=len(per_image),
         n_unannotated=len(captions) - len(per_image),
         n_mentions=n_mentions,
         n_hallucinated=n_hallucinated,
         per_image=per_image,
+        n_objects=n_truth,
+        n_recalled=n_recalled,
     )

@@ -12,13 +12,17 @@ prompts); their sample ids are logged (params ``shot_ids``, artifact ``vqa/few_s
 Whether a model family may see several images is checked by `check_shots_supported`, which the runner
 calls once it knows the family.
 
-Scoring: the model's answer is first normalised with the official `normalize_answer` (punctuation,
-number words, articles, lower case) - the answer processing of LLaVA's and lmms-eval's VQA
-pipelines (EvalAI's answer processor) - then scored with `vqa_metrics.score_vqa` with
-``normalize_prediction=True``, which normalises the human answers the same way even when they are
-unanimous. Without the first step a chat model's "Yes." scores 0 against ten humans' "yes"
-(unanimous humans are compared exactly); without the second an exact "none" would score 0 against
-ten "none" (the prediction became "0", the humans stayed "none").
+Scoring (`vqa_accuracy`, the headline): the official VQA accuracy rule (`vqa_metrics.vqa_accuracy`:
+mean over the 10 leave-one-out subsets of min(1, matches / 3)) applied to *normalised* answers: the
+prediction and all ten human answers pass through the official vqaEval.py normalisation
+(`normalize_answer`: whitespace, punctuation, number words -> digits, articles dropped, contractions,
+lower case), the humans even when they are unanimous. The official script normalises nothing when the
+humans agree, and lmms-eval follows it there (it normalises the prediction with EvalAI's processor but
+the humans only when they disagree); without normalising a chat model's "Yes." scores 0 against ten
+humans' "yes", and normalising one side only would score an exact "none" 0 against ten "none" (the
+prediction became "0"). So `vqa_accuracy` is at or above the official number, never below: equal where
+the humans disagree, higher where unanimous humans differ from the raw prediction only in form.
+`vqa_accuracy_official` is the official script's own number on the raw predictions, logged beside it.
 Rows keep the raw ``prediction`` and the ``scored_answer``.
 """
 
@@ -41,8 +45,8 @@ from vlm_quant.tasks.vqa_metrics import UNSPECIFIED_TYPE, normalize_answer, scor
 
 DEFAULT_VQA_PROMPT = "Answer the question using a single word or phrase."
 ANSWER_PROCESSING = (
-    "official normalize_answer on the prediction (EvalAI-style) and on the human answers, always; "
-    "then official VQA accuracy"
+    "official vqaEval normalisation on the prediction and on the human answers, always (unanimous ones "
+    "too); then the official VQA accuracy rule; vqa_accuracy_official: the official script on raw answers"
 )
 RECOMMENDED_MAX_NEW_TOKENS = 16  # short answers; TextVQA's OCR answers can run to several tokens
 EXAMPLES_PER_ANSWER_TYPE = 5
@@ -172,8 +176,10 @@ class VqaTask:
     def score(self, data: TaskData, predictions: dict[int, str]) -> TaskScores:
         samples = {i: data.samples[i] for i in predictions}
         scored = {i: normalize_answer(text) for i, text in predictions.items()}
-        result = score_vqa(scored, {i: s.annotation() for i, s in samples.items()}, normalize_prediction=True)
-        corpus = {"vqa_accuracy": result.accuracy}
+        annotations = {i: s.annotation() for i, s in samples.items()}
+        result = score_vqa(scored, annotations, normalize_prediction=True)
+        official = score_vqa(predictions, annotations)
+        corpus = {"vqa_accuracy": result.accuracy, "vqa_accuracy_official": official.accuracy}
         for answer_type, accuracy in sorted(result.per_answer_type.items()):
             if answer_type != UNSPECIFIED_TYPE:
                 corpus[f"vqa_accuracy_{metric_slug(answer_type)}"] = accuracy
@@ -184,6 +190,7 @@ class VqaTask:
                 "image_file": s.image_file, "question": s.question,
                 "prompt": format_prompt(template, s.question), "prediction": predictions[i],
                 "scored_answer": scored[i], "answers": list(s.answers), "accuracy": result.per_question[i],
+                "accuracy_official": official.per_question[i],
                 "answer_type": s.answer_type, "question_type": s.question_type,
             }
             for i, s in samples.items()

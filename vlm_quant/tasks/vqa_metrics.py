@@ -14,8 +14,11 @@ A port of ``VQAEval`` from GT-Vision-Lab/VQA, ``PythonEvaluationTools/vqaEvaluat
 only; results in the literature come from the current rule, which is what we port.)
 
 ``normalize_prediction=True`` (the ``evaluate`` path and ``score vqa --normalize-predictions``): the
-prediction is normalised up front (EvalAI's answer processor, as LLaVA / lmms-eval do, so a chat
-model's "Yes." is not lost), and then the human answers are normalised *always*, unanimous or not.
+prediction is normalised up front with the official normalisation above (so a chat model's "Yes." is
+not lost), and then the human answers are normalised *always*, unanimous or not. This is not the
+official script (which compares unanimous humans raw), nor lmms-eval (which normalises the prediction
+with EvalAI's processor, then the humans only when they disagree): it is the official rule on
+normalised answers, never below the official number on the same prediction.
 Comparing a normalised prediction with raw unanimous answers would turn an exact answer into a miss
 ("none" -> "0" against ten raw "none"; likewise "two", "the beach", "t-shirt"), scoring 0 what the
 official script scores 1. Normalisation is idempotent, so on questions where the humans disagree this
@@ -106,6 +109,15 @@ PUNCTUATION = (
 # so at most re.UNICODE == 32 periods are removed. Kept for exactness (it matters only past 32).
 _PERIOD_STRIP_COUNT = int(re.UNICODE)
 # fmt: on
+
+
+# The headline score's definition, in the words the glossary and the paper use.
+METRIC_DEFINITION = (
+    "VQA accuracy is the official rule (mean over the ten leave-one-out subsets of the human answers of "
+    "min(1, matches/3)) applied after the official answer normalisation of the prediction and of all ten "
+    "human answers, unanimous ones included; it is never below the official script's number on the raw "
+    "answers, which is logged beside it as vqa_accuracy_official"
+)
 
 
 # --- normalisation --------------------------------------------------------------------------

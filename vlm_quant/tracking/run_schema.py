@@ -24,7 +24,10 @@ COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split"
 
 # --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
 CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
-VQA_METRICS = ("vqa_accuracy", "vqa_accuracy_yes_no", "vqa_accuracy_number", "vqa_accuracy_other")
+VQA_METRICS = (
+    "vqa_accuracy", "vqa_accuracy_official", "vqa_accuracy_yes_no", "vqa_accuracy_number",
+    "vqa_accuracy_other",
+)
 POPE_SPLITS = ("random", "popular", "adversarial")
 POPE_METRICS = ("pope_accuracy",)  # per split: pope_<split>_{accuracy,precision,recall,f1,yes_ratio}
 HALLUCINATION_METRICS = ("chair_i", "chair_s", "object_recall", *(f"pope_{s}_f1" for s in POPE_SPLITS))

@@ -11,6 +11,7 @@ from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, descr
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
 from vlm_quant.study.report.tables import COST_COLUMNS
+from vlm_quant.tasks.vqa_metrics import METRIC_DEFINITION as VQA_METRIC_DEFINITION
 
 COST_NAMES = {metric: header for metric, header, _ in COST_COLUMNS}
 
@@ -54,6 +55,7 @@ def setup_sentences(study: Study, stated: Stated) -> list[str]:
         + f" and generates at most {_int_param(study, 'max_new_tokens', stated)} new tokens at batch size "
         f"{_int_param(study, 'batch_size', stated)}, with the {_setting(study, 'engine')} engine on device "
         f"{_setting(study, 'device')}.",
+        *([tex_text(VQA_METRIC_DEFINITION) + "."] if study.task == "vqa" else []),
     ]
 
 

@@ -43,6 +43,7 @@ QUALITY_HEADERS = {
     "rouge_l": "ROUGE-L",
     "spice": "SPICE",
     "vqa_accuracy": "VQA acc.",
+    "vqa_accuracy_official": "VQA acc. (official, raw)",
     "vqa_accuracy_yes_no": "VQA yes/no",
     "vqa_accuracy_number": "VQA number",
     "vqa_accuracy_other": "VQA other",
