@@ -32,7 +32,8 @@ from torch import nn
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
-from vlm_quant.quantize import bitsandbytes_backend, onnx_export, onnxruntime_backend, torchao_backend
+from vlm_quant.quantize import bitsandbytes_backend, onnxruntime_backend, torchao_backend
+from vlm_quant.quantize.plan_fit import check_in_place_roles
 from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 
 
@@ -76,8 +77,9 @@ def check_plan_runnable(plan: PrecisionPlan, device: torch.device, ort_provider:
     the backend runs on this device at this version; and then a probe: each planned precision is
     applied to a small ``nn.Linear`` on ``device`` through the very code ``apply_plan`` uses, and run
     once, so a missing CUDA binary, an unsupported GPU or a CPU path absent from this version fails
-    here, in milliseconds, instead of after a multi-gigabyte download. Combination rules that need the
-    model (a tied ``lm_head``) are checked by ``apply_plan``.
+    here, in milliseconds, instead of after a multi-gigabyte download. Rules that need the model's
+    structure (a tied ``lm_head``, group sizes, the family of an ONNX Runtime tower) are checked on the
+    meta-device model by ``plan_fit.check_plan_fits``.
     """
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device {device.type!r} is not supported for quantized plans; use cpu or cuda.")
@@ -212,22 +214,16 @@ def apply_plan(
 
     Call it on the model as loaded (16-bit, or float32 on CPU) on ``device``: each layer is quantized
     where its weights are. Unquantized roles are left untouched. Raises UserError for a quantized role
-    that owns no linear layer or a quantized ``lm_head`` tied to the token embeddings. ONNX Runtime
-    precisions (vision only) replace the whole role module by a session and need ``ort`` (the example
-    and calibration inputs: ``vlm_quant/run/onnx_inputs.py`` builds them).
+    that owns no linear layer or a quantized ``lm_head`` tied to the token embeddings (``plan_fit``).
+    ONNX Runtime precisions (vision only) replace the whole role module by a session and need ``ort``
+    (the example and calibration inputs: ``vlm_quant/run/onnx_inputs.py`` builds them).
     """
     started = time.perf_counter()
     by_role = linear_modules_by_role(model, family)
     # Calibrated roles (AutoRound) were quantized before this call (quantize/calibrated.py); the audit
     # checks them like every other role.
-    for role, precision in plan.in_place_roles.items():  # refuse before touching any module
-        if not by_role.get(role):
-            raise UserError(
-                f"role {role!r} of family {family.name!r} has no nn.Linear module, so {precision} "
-                f"cannot apply to it; keep {role}={plan.half_dtype_name}."
-            )
-        if role == "lm_head":
-            _refuse_tied_lm_head(model, by_role[role], precision, plan)
+    # Checked before the run opened on the meta-device model; again here, before touching any module.
+    check_in_place_roles(plan, model, family, by_role)
     settings = _settings(compute_dtype, int8_threshold, double_quant)
     applied: dict[str, AppliedRole] = {}
     for role, precision in plan.in_place_roles.items():
@@ -254,11 +250,6 @@ def _apply_ort(model, family, role, precision, ort, device, compute_dtype) -> Ap
     """Swap the role's module for an ONNX Runtime session (onnxruntime_backend.apply)."""
     if ort is None:
         raise ValueError(f"{role}={precision} needs OrtSettings (example inputs) passed as ort=")
-    if family.name not in onnx_export.SUPPORTED_FAMILIES:
-        raise UserError(
-            f"{role}={precision} is implemented for {', '.join(onnx_export.SUPPORTED_FAMILIES)} (SmolVLM), "
-            f"not {family.name!r}: its vision tower has another call signature. Use vision=int8wo or int8."
-        )
     path = family.roles[role][0]
     settings = onnxruntime_backend.apply(model, path, precision, ort, device, compute_dtype)
     quantizer = onnxruntime_backend.QUANTIZERS[precision]
@@ -279,20 +270,6 @@ def _quantize(model: nn.Module, names: list[str], precision: str, settings: bits
             )
     else:
         raise ValueError(f"precision {precision!r} has no quantization backend ({backend!r})")
-
-
-def _refuse_tied_lm_head(model: nn.Module, names: list[str], precision: str, plan: PrecisionPlan) -> None:
-    """A tied lm_head shares its matrix with the token embeddings: quantizing the head would untie
-    them and keep the matrix twice (once per precision), growing the model instead of shrinking it."""
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    embedding_weight = getattr(embeddings, "weight", None)
-    for name in names:
-        if embedding_weight is not None and model.get_submodule(name).weight is embedding_weight:
-            raise UserError(
-                f"lm_head={precision} is not possible for this model: its lm_head is tied to the token "
-                f"embeddings (tie_word_embeddings), and quantizing it would untie them and store the "
-                f"matrix twice. Keep lm_head={plan.half_dtype_name}."
-            )
 
 
 def _settings(compute_dtype: torch.dtype, int8_threshold: float, double_quant: bool):

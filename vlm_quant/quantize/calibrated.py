@@ -87,6 +87,16 @@ def resolve_group_size(requested: int, in_features: Sequence[int]) -> int:
     return requested
 
 
+def autoround_skipped_layers(shapes: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Names of the linears (``name -> (out_features, in_features)``) that AutoRound would keep at 16-bit.
+
+    AutoRound 0.16 (``compressors/layer_config_resolver.py``) leaves an integer weight-only layer in
+    16-bit floating point, with a log line only, when either dimension of its weight is not a multiple
+    of 32; a plan asking for the whole language model in 4 or 8 bits would then be partly 16-bit.
+    """
+    return sorted(name for name, (rows, cols) in shapes.items() if rows % 32 or cols % 32)
+
+
 def calibration_ids(samples: Mapping[int, Any], evaluated: Sequence[int], n: int, seed: int) -> list[int]:
     """A seeded sample of up to ``n`` split ids, none evaluated and none showing an evaluated image.
 

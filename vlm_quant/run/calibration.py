@@ -20,8 +20,8 @@ from vlm_quant.quantize.calibrated import (
     CalibrationSettings,
     autoround_export,
     calibration_ids,
-    resolve_group_size,
 )
+from vlm_quant.quantize.plan_fit import autoround_group_size
 from vlm_quant.run.sample_inputs import sample_inputs
 
 ARTIFACT_CALIBRATION_IDS = "split/calibration_ids.json"
@@ -33,8 +33,7 @@ def quantize_calibrated(prepared: Any, loaded: LoadedVLM, tracker: Any) -> tuple
     (role, precision), *others = plan.calibrated_roles.items()
     assert not others, "calibrated precisions exist for the language role only"  # presets.Precision.roles
     names = linear_modules_by_role(loaded.model, loaded.family)[role]
-    widths = [loaded.model.get_submodule(name).in_features for name in names]
-    group_size = resolve_group_size(cfg.ar_group_size, widths)
+    group_size = autoround_group_size(loaded.model, names, cfg.ar_group_size)  # checked before the run too
     settings = CalibrationSettings(group_size, cfg.ar_iters, cfg.ar_calibration_samples, cfg.seed)
     ids = [] if settings.iters == 0 else calibration_ids(data.samples, data.ids, settings.n_samples, cfg.seed)
     inputs = [sample_inputs(prepared, loaded, sample_id) for sample_id in ids]

@@ -32,6 +32,21 @@ def calibration_ids(data: Any, n: int, seed: int) -> list[Any]:
     return random.Random(seed).sample(pool, min(n, len(pool)))
 
 
+def check_calibration_pool(cfg: Any, data: Any) -> None:
+    """UserError before the run when ``ort-int8-static`` would find no image outside the evaluated ones."""
+    if cfg.ort_calibration_samples < 1:
+        raise UserError("ort-int8-static needs calibration images (ort_calibration_samples >= 1).")
+    if not calibration_ids(data, cfg.ort_calibration_samples, cfg.seed):
+        raise UserError(no_calibration_images(cfg, data))
+
+
+def no_calibration_images(cfg: Any, data: Any) -> str:
+    return (
+        "ort-int8-static needs calibration images outside the evaluated ids, and the split has "
+        f"none left (n_samples={cfg.n_samples} of {len(data.samples)}); lower n_samples."
+    )
+
+
 def _vision_inputs(prepared: Any, loaded: Any, sample_id: Any) -> onnx_export.VisionInputs | None:
     inputs = sample_inputs(prepared, loaded, sample_id)
     if inputs is None:
@@ -57,10 +72,7 @@ def ort_settings(prepared: Any, loaded: Any) -> OrtSettings | None:
                 calibration.append(inputs)
                 ids.append(sample_id)
         if not calibration:
-            raise UserError(
-                "ort-int8-static needs calibration images outside the evaluated ids, and the split has "
-                f"none left (n_samples={cfg.n_samples} of {len(data.samples)}); lower n_samples."
-            )
+            raise UserError(no_calibration_images(cfg, data))
     return OrtSettings(
         example=example,
         calibration=tuple(calibration),

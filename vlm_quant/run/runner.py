@@ -43,6 +43,7 @@ from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.onnx_inputs import copy_onnx_files, ort_settings
 from vlm_quant.run.partial_predictions import PredictionStream
+from vlm_quant.run.plan_checks import check_plan_before_loading
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.resume import config_key
 from vlm_quant.run.stages import stage
@@ -182,6 +183,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     if plan.prequantized:  # no quantization_config, or its package missing: an error before any download
         check_prequantized(config, model=cfg.model, weights=cfg.weights)
     check_shots_supported(family, cfg.shots)
+    check_plan_before_loading(cfg, plan, config, family, data)  # on the meta-device model: no download
     settings = GenerationSettings(cfg.max_new_tokens, 0, image_splitting(cfg, device, family), cfg.engine)
     cost_settings = resolve_cost_settings(cfg, on_gpu=device.type == "cuda")
     return PreparedRun(cfg, plan, device, dtype, dtype_note, task, data, settings, cost_settings)

@@ -12,10 +12,10 @@ import pandas as pd
 
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
-from vlm_quant.study.report.render import fmt_number
+from vlm_quant.study.report.render import MIB_SPEC, fmt_number
 from vlm_quant.study.report.tables import COST_COLUMNS
 
-SPEC = {metric: spec for metric, _, spec in COST_COLUMNS} | {"peak_rss_mib": ".0f"}
+SPEC = {metric: spec for metric, _, spec in COST_COLUMNS} | {"peak_rss_mib": MIB_SPEC}
 QUALITY_SPEC = ".3f"
 # Lower-is-better costs a sentence compares: (metric, noun, unit). Host RSS stands in on CPU runs.
 AXES = (

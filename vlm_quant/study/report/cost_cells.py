@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vlm_quant.study.report.render import NA, fmt_number, is_missing
+from vlm_quant.study.report.render import MIB_SPEC, NA, fmt_number, is_missing
 
 J_PER_WH = 3600.0
 WH_PER_KWH = 1000.0
@@ -53,13 +53,13 @@ def memory_column(numbers: pd.DataFrame, header: str) -> tuple[str, list[str]]:
     vram = numbers.get("peak_vram_allocated_mib", pd.Series(float("nan"), index=numbers.index))
     rss = numbers.get("peak_rss_mib", pd.Series(float("nan"), index=numbers.index))
     if vram.isna().all():
-        return "Peak RSS (MiB)", [NOT_LOGGED if is_missing(v) else fmt_number(v, ".0f") for v in rss]
+        return "Peak RSS (MiB)", [NOT_LOGGED if is_missing(v) else fmt_number(v, MIB_SPEC) for v in rss]
     cells = []
     for v, r in zip(vram, rss, strict=True):
         if not is_missing(v):
-            cells.append(fmt_number(v, ".0f"))
+            cells.append(fmt_number(v, MIB_SPEC))
         elif not is_missing(r):
-            cells.append(f"{fmt_number(r, '.0f')} (RSS)")
+            cells.append(f"{fmt_number(r, MIB_SPEC)} (RSS)")
         else:
             cells.append(NOT_LOGGED)
     return header, cells

@@ -39,6 +39,11 @@ def is_missing(value: object) -> bool:
         return False
 
 
+# Sizes and memory in MiB: three significant digits ("0.550", "12.3", "4516"), so the 0.55 MiB checkpoint
+# of a tiny model does not read as 0 MiB and a 7B model's keeps every integer digit.
+MIB_SPEC = ".3g"
+
+
 def fmt_number(value: object, fmt: str = ".3f") -> str:
     """Format one number with a Python format spec (``.3f``, ``.2e``, ``.0f``); missing -> ``n/a``."""
     if is_missing(value):

@@ -20,6 +20,7 @@ from vlm_quant.models.families import ROLES
 from vlm_quant.study.report import batch_invariance, caveats, cost_cells, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
+    MIB_SPEC,
     NA,
     fmt_interval,
     fmt_number,
@@ -57,8 +58,8 @@ COST_COLUMNS = (
     ("latency_ms_p50", "Latency p50 (ms/image)", ".1f"),
     ("throughput_images_per_s", "Throughput (images/s)", ".2f"),
     ("throughput_tokens_per_s", "Throughput (tokens/s)", ".1f"),
-    ("peak_vram_allocated_mib", "Peak VRAM (MiB)", ".0f"),
-    ("size_on_disk_mib", "Size on disk (MiB)", ".0f"),
+    ("peak_vram_allocated_mib", "Peak VRAM (MiB)", MIB_SPEC),
+    ("size_on_disk_mib", "Size on disk (MiB)", MIB_SPEC),
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
