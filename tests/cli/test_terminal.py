@@ -56,3 +56,6 @@ def test_summary_has_units_random_weights_line_and_the_ui_command():
         )
     )
     assert "RANDOM" not in pretrained and "VQA accuracy" in pretrained and "latency" not in pretrained
+    tiny = "\n".join(summary_lines({"size_on_disk_mib": 0.0432}, run_name="x", run_id="r",
+                                   weights="pretrained", tracking_uri="sqlite:///a.db"))
+    assert "0.0432 MiB" in tiny  # a tiny model's size is not printed as 0.0

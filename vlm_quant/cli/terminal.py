@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vlm_quant.study.report.render import MIB_SPEC, fmt_number
+
 # (logger name prefix, text in the message): both must match; "" matches any message.
 KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("torchao", "Failed to load"),
@@ -78,18 +80,18 @@ def quiet_terminal() -> Path:
 
 # --- the summary printed at the end --------------------------------------------------------------
 
-# (label, unit, format, keys: the first one present is shown). Other helpers may rename cost keys;
-# whatever of these exists is printed.
+# (label, unit, format spec, keys: the first one present is shown). Other helpers may rename cost keys;
+# whatever of these exists is printed. MiB at 3 significant digits: a 0.04 MiB tiny model is not "0.0".
 SUMMARY_ROWS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("CIDEr", "", "{:.3f}", ("cider",)),
-    ("VQA accuracy", "0-1", "{:.3f}", ("vqa_accuracy",)),
-    ("latency p50 (batch 1)", "ms", "{:.1f}", ("latency_ms_p50", "latency_ms_mean")),
-    ("throughput", "images/s", "{:.2f}", ("throughput_images_per_s",)),
-    ("throughput", "tokens/s", "{:.1f}", ("throughput_tokens_per_s",)),
-    ("peak VRAM", "MiB", "{:.0f}", ("peak_vram_allocated_mib",)),
-    ("peak RSS", "MiB", "{:.0f}", ("peak_rss_mib",)),
-    ("size on disk", "MiB", "{:.1f}", ("size_on_disk_mib",)),
-    ("energy", "J/image", "{:.2f}", ("energy_j_per_image", "quality_pass_energy_j_per_image")),
+    ("CIDEr", "", ".3f", ("cider",)),
+    ("VQA accuracy", "0-1", ".3f", ("vqa_accuracy",)),
+    ("latency p50 (batch 1)", "ms", ".1f", ("latency_ms_p50", "latency_ms_mean")),
+    ("throughput", "images/s", ".2f", ("throughput_images_per_s",)),
+    ("throughput", "tokens/s", ".1f", ("throughput_tokens_per_s",)),
+    ("peak VRAM", "MiB", MIB_SPEC, ("peak_vram_allocated_mib",)),
+    ("peak RSS", "MiB", MIB_SPEC, ("peak_rss_mib",)),
+    ("size on disk", "MiB", MIB_SPEC, ("size_on_disk_mib",)),
+    ("energy", "J/image", ".2f", ("energy_j_per_image", "quality_pass_energy_j_per_image")),
 )
 
 
@@ -99,7 +101,7 @@ def summary_lines(
 ) -> list[str]:
     """The closing table (each value with its unit), the random-weights warning, where the run is."""
     lines = [f"{run_name}  (run {run_id})"]
-    shown = [(label, unit, fmt.format(metrics[key])) for label, unit, fmt, keys in SUMMARY_ROWS
+    shown = [(label, unit, fmt_number(metrics[key], fmt)) for label, unit, fmt, keys in SUMMARY_ROWS
              for key in [next((k for k in keys if k in metrics), None)] if key]
     width = max((len(label) for label, _, _ in shown), default=10)
     lines += [f"  {label:<{width}}  {value:>10} {unit}" for label, unit, value in shown]
