@@ -57,7 +57,8 @@ def test_a_float32_run_is_called_float32_in_the_methods_and_the_slides(cpu_study
     assert r"int8 (language): vision encoder \texttt{fp32}, projector \texttt{fp32}, language model " in text
     assert "fp16" not in text  # every run asked quant=fp16; none computed in it
     slides = plain((build_draft(cpu_study, "slides", compile=False).folder / "slides.tex").read_text())
-    assert "computing in \\texttt{float32}" in slides and "\\texttt{fp16}" not in slides
+    assert r"fp32 & \texttt{fp32} & \texttt{fp32} & \texttt{fp32} & \texttt{fp32} & float32 \\" in slides
+    assert "fp16" not in slides
 
 
 def test_static_cache_is_not_called_compiled(labels_study, labels_paper):
@@ -112,6 +113,18 @@ def test_the_run_computed_in_another_dtype_is_marked_and_the_prose_says_so(label
     assert said in labels_paper
     assert rp.describe(labels_study, row(labels_study, AR_W4)) == AR_W4 + " (other roles bf16, baseline fp32)"
     assert rp.describe(labels_study, row(labels_study, "int8wo (language)")) == "int8wo (language)"
+    slides = (build_draft(labels_study, "slides", compile=False).folder / "slides.tex").read_text()
+    # the deck's configurations table: realized roles, compute dtype, the marks
+    cells = r" & \texttt{bf16} & \texttt{bf16} & \texttt{ar-w4} & \texttt{bf16} & bfloat16"
+    assert AR_W4 + r"$^\P$$^\|$" + cells in slides
+    assert said in plain(slides)
+
+
+def test_a_front_with_every_configuration_caveated_is_said_empty_not_left_blank(labels_study):
+    assert rp.pareto_sentences(labels_study) == [
+        "On the CIDEr-versus-median latency plane no configuration is on the Pareto front: each carries "
+        "a caveat (marked in the tables) and is drawn hollow."
+    ]
 
 
 def test_random_weight_runs_are_counted_as_cost_only_runs_in_the_abstract(labels_store, tmp_path_factory):

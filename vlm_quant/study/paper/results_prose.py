@@ -163,6 +163,11 @@ def pareto_sentences(study: Study) -> list[str]:
         points = plot.data["points"]
         front = [tex_text(label) for label in points.loc[points["pareto"], "label"]]
         dominated = [tex_text(label) for label in points.loc[~points["pareto"], "label"]]
+        if not front:  # every configuration carries a caveat: drawn hollow, none on the front
+            return [
+                f"On the {study.primary_name}-versus-{noun} plane no configuration is on the Pareto front: "
+                "each carries a caveat (marked in the tables) and is drawn hollow."
+            ]
         text = f"On the {study.primary_name}-versus-{noun} plane the Pareto front is {_join(front)}"
         verb = "is" if len(dominated) == 1 else "are"
         tail = f"; {_join(dominated)} {verb} dominated." if dominated else "; no configuration is dominated."

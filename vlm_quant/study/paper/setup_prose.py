@@ -77,7 +77,7 @@ def role_precisions(study: Study, row: pd.Series) -> str:
     and ``dtype``). A run logged before the audit existed says its roles are the request."""
     realized = {role: study.realized(row, role) for role, _ in ROLES}
     if any(realized.values()):
-        roles = [f"{noun} {_realized_text(realized[role])}" for role, noun in ROLES]
+        roles = [f"{noun} {realized_text(realized[role])}" for role, noun in ROLES]
     else:
         roles = [f"{noun} {tt(study.param(row, 'precision_' + role) or 'n/a')}" for role, noun in ROLES]
         roles[-1] += " (as requested: the run logged no precision audit)"
@@ -85,10 +85,14 @@ def role_precisions(study: Study, row: pd.Series) -> str:
     return ", ".join(roles) + (f", computing in {tt(dtype)}" if dtype else "")
 
 
-def _realized_text(value: str | None) -> str:
+def realized_text(value: str | None, *, breakable: bool = True) -> str:
+    """A role's realized precision as printed: short (``int8+fp32``), ``n/a`` when not logged.
+    ``breakable=False`` for a table cell (no line-break hints)."""
     if value is None:
         return "n/a"
-    return "(no weights of its own)" if value == NO_LINEARS else tt(short_precision(value))
+    if value == NO_LINEARS:
+        return "(no weights of its own)"
+    return tt(short_precision(value)) if breakable else rf"\texttt{{{tex_text(short_precision(value))}}}"
 
 
 def precision_sentences(study: Study, stated: Stated) -> list[str]:
@@ -100,12 +104,15 @@ def precision_sentences(study: Study, stated: Stated) -> list[str]:
         weights = " (random weights: cost only)" if row["weights"] == "random" else ""
         clauses.append(f"{tex_text(row['label'])}{weights}: {role_precisions(study, row)}")
     n = stated.num(len(study.runs), ".0f", "count:runs")
-    base = study.baseline
-    baseline = (
-        f"The baseline is {tex_text(base['label'])}." if base is not None else "No pretrained baseline ran."
-    )
     compared = f"We compare {n} configurations. " + "; ".join(clauses) + "."
-    return [compared, baseline, *mixed_dtype_sentences(study)]
+    return [compared, baseline_sentence(study), *mixed_dtype_sentences(study)]
+
+
+def baseline_sentence(study: Study) -> str:
+    base = study.baseline
+    if base is None:
+        return "No pretrained baseline ran."
+    return f"The baseline is {tex_text(base['label'])}."
 
 
 def mixed_dtype_sentences(study: Study) -> list[str]:

@@ -117,6 +117,11 @@ def marks(keys: str, tex: bool = False) -> str:
     return "".join(c.mark_tex if tex else c.mark for c in parse_keys(keys))
 
 
+def row_marks(row: Mapping | pd.Series, tex: bool = False) -> str:
+    """The footnote symbols of one runs-frame row (`run_caveats`)."""
+    return "".join(c.mark_tex if tex else c.mark for c in run_caveats(row))
+
+
 def legend(keys: list[str], tex: bool = False) -> list[str]:
     """One legend line per caveat that occurs in ``keys`` (symbol, then sentence)."""
     present = {c.key for cell in keys for c in parse_keys(cell)}
