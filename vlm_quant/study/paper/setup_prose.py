@@ -67,8 +67,10 @@ def engine_phrase(study: Study) -> str:
     ran, asked = study.shared("engine_resolved"), study.shared("engine")
     if all(study.param(row, "engine_resolved") is None for _, row in study.runs.iterrows()):
         return f"{_setting(study, 'engine')} engine (as requested; the runs did not log which engine ran)"
-    requested = f" ({tt(asked)} requested)" if ran and asked and asked not in ("auto", ran) else ""
-    return f"{_setting(study, 'engine_resolved')} engine{requested}"
+    if ran is None:
+        return "engine that differs between runs (see the appendix)"
+    requested = f" ({tt(asked)} requested)" if asked and asked not in ("auto", ran) else ""
+    return f"{tt(ran)} engine{requested}"
 
 
 def role_precisions(study: Study, row: pd.Series) -> str:
