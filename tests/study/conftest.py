@@ -13,6 +13,7 @@ from report_store import (
     StoreWriter,
     build_caption_store,
     build_cpu_store,
+    build_labels_store,
     build_mismatch_store,
     build_other_gpu_store,
     build_vqa_store,
@@ -64,6 +65,11 @@ def mismatch_store(store_writer):
 @pytest.fixture(scope="session")
 def cpu_store(store_writer):
     return build_cpu_store(store_writer)
+
+
+@pytest.fixture(scope="session")
+def labels_store(store_writer):
+    return build_labels_store(store_writer)
 
 
 @pytest.fixture(scope="session")

@@ -464,3 +464,56 @@ def build_other_gpu_store(writer: StoreWriter) -> Store:
         run_id = writer.run(exp, quant, params=params, metrics=metrics, rows=rows, env=environment(gpu=gpu))
         runs[quant] = LoggedRun(run_id, quant, "pretrained", params, metrics, rows)
     return Store(writer.uri, root, "two-gpus", runs, "", data_dir)
+
+
+def build_labels_store(writer: StoreWriter) -> Store:
+    """Experiment 'labels': CPU runs whose presets' names say one thing and whose layers another.
+
+    Every run asked for 16-bit roles (quant=<preset>, precision_* as the preset plans) and the compiled
+    engine; on CPU nothing compiled (engine_resolved=static-cache) and the unquantized roles computed in
+    float32, except AutoRound's, which computes in bfloat16. Labels (from the realized precision):
+    "fp32" (quant=fp16), "int8wo (language)" (int8-ao), "w8a8 (language)" (w8a8-ao), "ort-int8 (vision)"
+    (int8-vision-ort), "int8wo (language) + ort-int8 (vision)" (cpu-fast), "ar-w4 (language)" (ar-w4,
+    other roles bf16). No bitsandbytes layer ran in any of them. Experiment 'labels-random': the same
+    presets fp16 and int8-ao with random weights only (a cost-only study).
+    """
+    root = writer.root
+    data_dir = root / "labels-data"
+    n = 6
+    rng = np.random.default_rng(11)
+    base = rng.uniform(0.3, 1.6, n)
+    # label -> (quant, realized per quantized role, compute dtype, remainder float, cider shift)
+    specs = {
+        "fp32": ("fp16", {}, "float32", "fp32", 0.0),
+        "int8wo (language)": ("int8-ao", {"language": "int8wo"}, "float32", "fp32", -0.02),
+        "w8a8 (language)": ("w8a8-ao", {"language": "w8a8"}, "float32", "fp32", -0.03),
+        "ort-int8 (vision)": ("int8-vision-ort", {"vision": "ort-int8"}, "float32", "fp32", -0.01),
+        "int8wo (language) + ort-int8 (vision)": (
+            "cpu-fast", {"vision": "ort-int8", "language": "int8wo"}, "float32", "fp32", -0.04,
+        ),
+        "ar-w4 (language)": ("ar-w4", {"language": "ar-w4"}, "bfloat16", "bf16", -0.05),
+    }
+    runs = {}
+    for experiment, weights, chosen in (
+        ("labels", "pretrained", specs),
+        ("labels-random", "random", {k: specs[k] for k in ("fp32", "int8wo (language)")}),
+    ):
+        exp = writer.experiment(experiment)
+        for label, (quant, realized, dtype, remainder, shift) in chosen.items():
+            params = _params(
+                quant, weights, data_dir, n_samples=str(n), device="cpu", dtype=dtype,
+                engine="compiled", engine_resolved="static-cache",
+            )
+            del params["gpu_name"]
+            params.update({f"precision_{role}": realized.get(role, "fp16") for role in ROLES})  # the plan
+            params.update({f"realized_precision_{role}": realized.get(role, remainder) for role in ROLES})
+            scores = base + shift if weights == "pretrained" else np.full(n, 0.01)
+            metrics = {"cider": float(np.mean(scores)), "latency_ms_p50": 900.0 + 10 * len(runs)}
+            rows = caption_rows(scores, [f"caption {i}" for i in range(n)])
+            run_id = writer.run(
+                exp, f"{experiment}-{len(runs)}", params=params, metrics=metrics, rows=rows,
+                env=environment(gpu="none"),
+            )
+            key = label if weights == "pretrained" else f"{label} (random)"
+            runs[key] = LoggedRun(run_id, key, weights, params, metrics, rows)
+    return Store(writer.uri, root, "labels", runs, "", data_dir)

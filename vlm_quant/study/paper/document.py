@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
+from vlm_quant.study.paper.citations import method_citations
 from vlm_quant.study.paper.examples import examples_table, shown_examples
 from vlm_quant.study.paper.references import BIBTEX
 from vlm_quant.study.paper.study import Study
@@ -136,12 +137,7 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
     captioning = study.task == "captioning"
     data_cite = r"~\cite{lin2014coco}" if captioning else r"~\cite{antol2015vqa}"
     metric_cite = r"~\cite{vedantam2015cider}" if captioning else r"~\cite{antol2015vqa}"
-    quants = " ".join(str(q) for q in study.runs.get("params.quant", []))
-    quant_cite = []
-    if "int8" in quants:
-        quant_cite.append(r"LLM.int8()~\cite{dettmers2022llmint8}")
-    if "nf4" in quants:
-        quant_cite.append(r"NF4~\cite{dettmers2023qlora}")
+    quant_cite = method_citations(study.runs)  # the quantizers that ran (audit), never the preset's name
     parts = [
         r"\begin{document}",
         rf"\title{{{_title(study)}}}",

@@ -1,8 +1,9 @@
 """The bibliography the generated paper cites (written to ``references.bib``).
 
 Only works the generated text actually relies on: the data set, the metric, the quantization
-methods of the presets, the bootstrap, and the carbon accounting. Entries the text does not cite
-are ignored by BibTeX, so the list can stay fixed.
+methods whose layers can run (`citations` picks those that did, from the precision audit), the
+bootstrap, and the carbon accounting. Entries the text does not cite are ignored by BibTeX, so the
+list can stay fixed.
 """
 
 BIBTEX = r"""@inproceedings{lin2014coco,
@@ -40,6 +41,58 @@ BIBTEX = r"""@inproceedings{lin2014coco,
   author    = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
   booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
   year      = {2023}
+}
+
+@misc{or2025torchao,
+  title         = {{TorchAO}: {PyTorch}-Native Training-to-Serving Model Optimization},
+  author        = {Or, Andrew and Jain, Apurva and Vega-Myhre, Daniel and Cai, Jesse and
+                   Hernandez, Charles David and Zheng, Zhenrui and Guessous, Driss and Kuznetsov, Vasiliy and
+                   Puhrsch, Christian and Saroufim, Mark and Rao, Supriya and Tran, Thien and
+                   Samard{\v{z}}i{\'c}, Aleksandar},
+  year          = {2025},
+  eprint        = {2507.16099},
+  archivePrefix = {arXiv},
+  note          = {arXiv:2507.16099}
+}
+
+@misc{onnxruntime,
+  title        = {{ONNX Runtime}},
+  author       = {{ONNX Runtime developers}},
+  year         = {2021},
+  howpublished = {\url{https://onnxruntime.ai/}}
+}
+
+@inproceedings{cheng2023autoround,
+  title     = {Optimize Weight Rounding via Signed Gradient Descent for the Quantization of {LLMs}},
+  author    = {Cheng, Wenhua and Zhang, Weiwei and Shen, Haihao and Cai, Yiyang and He, Xin and Lv, Kaokao and
+               Liu, Yi},
+  booktitle = {Findings of the Association for Computational Linguistics: EMNLP 2024},
+  year      = {2024},
+  note      = {arXiv:2309.05516}
+}
+
+@inproceedings{frantar2023gptq,
+  title     = {{GPTQ}: Accurate Post-Training Quantization for Generative Pre-trained Transformers},
+  author    = {Frantar, Elias and Ashkboos, Saleh and Hoefler, Torsten and Alistarh, Dan},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2023},
+  note      = {arXiv:2210.17323}
+}
+
+@inproceedings{lin2024awq,
+  title     = {{AWQ}: Activation-aware Weight Quantization for On-Device {LLM} Compression and Acceleration},
+  author    = {Lin, Ji and Tang, Jiaming and Tang, Haotian and Yang, Shang and Chen, Wei-Ming and
+               Wang, Wei-Chen and Xiao, Guangxuan and Dang, Xingyu and Gan, Chuang and Han, Song},
+  booktitle = {Proceedings of Machine Learning and Systems (MLSys)},
+  year      = {2024},
+  note      = {arXiv:2306.00978}
+}
+
+@misc{llmcompressor2024,
+  title        = {{LLM Compressor}},
+  author       = {{vLLM Project}},
+  year         = {2024},
+  howpublished = {\url{https://github.com/vllm-project/llm-compressor}}
 }
 
 @book{efron1993bootstrap,

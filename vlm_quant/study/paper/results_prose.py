@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vlm_quant.study.paper.study import ROLES, Study
+from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, tex_text
+from vlm_quant.study.report.precision_labels import precision_label, realized_precisions, unnamed_remainder
 from vlm_quant.study.report.render import MIB_SPEC, fmt_number
 from vlm_quant.study.report.tables import COST_COLUMNS
 
@@ -29,23 +30,19 @@ SAFETY_PREFIXES = ("chair", "pope", "hallucination", "safety", "unsafe")
 
 
 def describe(study: Study, row: pd.Series) -> str:
-    """``int8 (int8 on the language model)``: the label, then the roles whose precision differs from
-    the baseline's. Falls back to the label alone when precisions were not logged."""
+    """The configuration's label, which names what the precision audit found in each quantized role
+    (`precision_labels`), plus what the label leaves unsaid when it differs from the baseline: the
+    float the other roles held, e.g. ``ar-w4 (language) (other roles bf16, baseline fp32)``."""
     label = tex_text(row["label"])
     base = study.baseline
-    if base is None:
+    if base is None or row["run_id"] == base["run_id"]:
         return label
-    changed: dict[str, list[str]] = {}
-    for param, role in ROLES:
-        mine, theirs = study.param(row, param), study.param(base, param)
-        if mine and mine != theirs:
-            changed.setdefault(mine, []).append(role)
-    if not changed:
-        return label
-    if len(changed) == 1 and sum(len(r) for r in changed.values()) == len(ROLES):
-        return f"{label} ({tex_text(next(iter(changed)))} throughout)"
-    parts = [f"{tex_text(p)} on the {_join(roles)}" for p, roles in changed.items()]
-    return f"{label} ({', '.join(parts)})"
+    mine, theirs = realized_precisions(row), realized_precisions(base)
+    rest = unnamed_remainder(mine) if mine else None
+    base_float = (unnamed_remainder(theirs) or precision_label(theirs)) if theirs else None
+    if rest and base_float and rest != base_float:
+        return f"{label} (other roles {tex_text(rest)}, baseline {tex_text(base_float)})"
+    return label
 
 
 def quality_clause(study: Study, row: pd.Series, stated: Stated) -> str:
@@ -166,6 +163,11 @@ def pareto_sentences(study: Study) -> list[str]:
         points = plot.data["points"]
         front = [tex_text(label) for label in points.loc[points["pareto"], "label"]]
         dominated = [tex_text(label) for label in points.loc[~points["pareto"], "label"]]
+        if not front:  # every configuration carries a caveat: drawn hollow, none on the front
+            return [
+                f"On the {study.primary_name}-versus-{noun} plane no configuration is on the Pareto front: "
+                "each carries a caveat (marked in the tables) and is drawn hollow."
+            ]
         text = f"On the {study.primary_name}-versus-{noun} plane the Pareto front is {_join(front)}"
         verb = "is" if len(dominated) == 1 else "are"
         tail = f"; {_join(dominated)} {verb} dominated." if dominated else "; no configuration is dominated."

@@ -7,9 +7,13 @@ A setting the runs disagree on is said to differ (the appendix lists each run's 
 
 from __future__ import annotations
 
+import pandas as pd
+
 from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, describe
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
+from vlm_quant.study.report import caveats
+from vlm_quant.study.report.precision_labels import NO_LINEARS, short_precision
 from vlm_quant.study.report.tables import COST_COLUMNS
 from vlm_quant.tasks.vqa_metrics import METRIC_DEFINITION as VQA_METRIC_DEFINITION
 
@@ -53,25 +57,81 @@ def setup_sentences(study: Study, stated: Stated) -> list[str]:
             else "The prompt differs between runs"
         )
         + f" and generates at most {_int_param(study, 'max_new_tokens', stated)} new tokens at batch size "
-        f"{_int_param(study, 'batch_size', stated)}, with the {_setting(study, 'engine')} engine on device "
+        f"{_int_param(study, 'batch_size', stated)}, with the {engine_phrase(study)} on device "
         f"{_setting(study, 'device')}.",
         *([tex_text(VQA_METRIC_DEFINITION) + "."] if study.task == "vqa" else []),
     ]
 
 
+def engine_phrase(study: Study) -> str:
+    """``static-cache engine (compiled requested)``: the engine that ran (``engine_resolved``), never
+    only the request; the request alone where no run logged what ran."""
+    ran, asked = study.shared("engine_resolved"), study.shared("engine")
+    if all(study.param(row, "engine_resolved") is None for _, row in study.runs.iterrows()):
+        return f"{_setting(study, 'engine')} engine (as requested; the runs did not log which engine ran)"
+    if ran is None:
+        return "engine that differs between runs (see the appendix)"
+    requested = f" ({tt(asked)} requested)" if asked and asked not in ("auto", ran) else ""
+    return f"{tt(ran)} engine{requested}"
+
+
+def role_precisions(study: Study, row: pd.Series) -> str:
+    """``vision encoder fp32, ..., LM head fp32, computing in float32``: what the precision audit found
+    in each role and the dtype the unquantized roles computed in (params ``realized_precision_<role>``
+    and ``dtype``). A run logged before the audit existed says its roles are the request."""
+    realized = {role: study.realized(row, role) for role, _ in ROLES}
+    if any(realized.values()):
+        roles = [f"{noun} {realized_text(realized[role])}" for role, noun in ROLES]
+    else:
+        roles = [f"{noun} {tt(study.param(row, 'precision_' + role) or 'n/a')}" for role, noun in ROLES]
+        roles[-1] += " (as requested: the run logged no precision audit)"
+    dtype = study.param(row, "dtype")
+    return ", ".join(roles) + (f", computing in {tt(dtype)}" if dtype else "")
+
+
+def realized_text(value: str | None, *, breakable: bool = True) -> str:
+    """A role's realized precision as printed: short (``int8+fp32``), ``n/a`` when not logged.
+    ``breakable=False`` for a table cell (no line-break hints)."""
+    if value is None:
+        return "n/a"
+    if value == NO_LINEARS:
+        return "(no weights of its own)"
+    return tt(short_precision(value)) if breakable else rf"\texttt{{{tex_text(short_precision(value))}}}"
+
+
 def precision_sentences(study: Study, stated: Stated) -> list[str]:
-    """One clause per configuration: its preset and the precision of each role as logged."""
+    """One clause per configuration: the precision each role really held and the compute dtype; the
+    baseline; and, per run computed in another dtype than the baseline, that its quality change mixes
+    the two (the tables mark it, see `caveats.MIXED_DTYPE`)."""
     clauses = []
     for _, row in study.runs.iterrows():
-        roles = [f"{role} {tt(study.param(row, p) or 'n/a')}" for p, role in ROLES]
         weights = " (random weights: cost only)" if row["weights"] == "random" else ""
-        clauses.append(f"{tex_text(row['label'])}{weights}: {', '.join(roles)}")
+        clauses.append(f"{tex_text(row['label'])}{weights}: {role_precisions(study, row)}")
     n = stated.num(len(study.runs), ".0f", "count:runs")
+    compared = f"We compare {n} configurations. " + "; ".join(clauses) + "."
+    return [compared, baseline_sentence(study), *mixed_dtype_sentences(study)]
+
+
+def baseline_sentence(study: Study) -> str:
     base = study.baseline
-    baseline = (
-        f"The baseline is {tex_text(base['label'])}." if base is not None else "No pretrained baseline ran."
-    )
-    return [f"We compare {n} configurations. " + "; ".join(clauses) + ".", baseline]
+    if base is None:
+        return "No pretrained baseline ran."
+    return f"The baseline is {tex_text(base['label'])}."
+
+
+def mixed_dtype_sentences(study: Study) -> list[str]:
+    """Runs whose unquantized roles computed in another dtype than the baseline's, said so."""
+    base = study.baseline
+    out = []
+    for _, row in study.runs.iterrows():
+        if base is None or not caveats.mixed_dtype(row):
+            continue
+        out.append(
+            f"{tex_text(row['label'])}{caveats.MIXED_DTYPE.mark_tex} computed its unquantized roles in "
+            f"{tt(study.param(row, 'dtype'))}, the baseline in {tt(study.param(base, 'dtype'))}: its "
+            "quality change mixes this compute-dtype change into the quantization effect."
+        )
+    return out
 
 
 def hardware_sentence(study: Study) -> str:
@@ -190,12 +250,7 @@ def abstract_sentences(study: Study, stated: Stated) -> list[str]:
     """What was compared and the headline trade-off of each configuration (first measured cost)."""
     from vlm_quant.study.paper.results_prose import cost_change, quality_clause
 
-    n = stated.num(len(study.pretrained), ".0f", "count:pretrained_runs")
-    out = [
-        f"We measure what post-training quantization does to {_setting(study, 'model')}: {n} precision "
-        f"configurations on {_int_param(study, 'n_samples', stated)} samples of {_setting(study, 'dataset')} "
-        f"{_setting(study, 'split')}, quality and cost from one tracked run each."
-    ]
+    out = [_abstract_scope(study, stated)]
     for _, row in study.others.iterrows():
         for metric, noun, unit in AXES:
             change = cost_change(study, row, metric, noun, unit, stated)
@@ -206,3 +261,34 @@ def abstract_sentences(study: Study, stated: Stated) -> list[str]:
                 )
                 break
     return out
+
+
+def _abstract_scope(study: Study, stated: Stated) -> str:
+    """What was measured: pretrained configurations (quality and cost) and random-weight ones (cost
+    only), each counted only when there is one; never "0 configurations"."""
+    n_pre, n_random = len(study.pretrained), len(study.random)
+    data = (
+        f"{_int_param(study, 'n_samples', stated)} samples of {_setting(study, 'dataset')} "
+        f"{_setting(study, 'split')}"
+    )
+    random = ""
+    if n_random:
+        k = stated.num(n_random, ".0f", "count:random_runs")
+        plural = "s" if n_random > 1 else ""
+        random = (
+            f"{k} random-weight configuration{plural} measured as cost-only run{plural} (speed, memory, "
+            "size and energy; random weights make quality meaningless)"
+        )
+    if not n_pre:
+        return (
+            f"We measure what post-training quantization costs on {_setting(study, 'model')}: {random}, "
+            f"on the inputs of {data}, one tracked run each."
+        )
+    n = stated.num(n_pre, ".0f", "count:pretrained_runs")
+    plural = "s" if n_pre > 1 else ""
+    return (
+        f"We measure what post-training quantization does to {_setting(study, 'model')}: {n} precision "
+        f"configuration{plural} on {data}, quality and cost from one tracked run each"
+        + (f", and {random}" if random else "")
+        + "."
+    )

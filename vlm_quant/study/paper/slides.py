@@ -15,8 +15,9 @@ import pandas as pd
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
 from vlm_quant.study.paper.document import SHRINK, Written, _title
-from vlm_quant.study.paper.study import Study
+from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
+from vlm_quant.study.report import caveats
 from vlm_quant.study.report.build import CONFIDENCE
 from vlm_quant.study.report.plots import PARETO_COSTS
 from vlm_quant.study.report.render import fmt_interval, fmt_number
@@ -65,7 +66,22 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
                 ]
             ),
         ),
-        _frame("Setup", _items(sp.setup_sentences(study, stated) + sp.precision_sentences(study, stated))),
+        _frame("Setup", _items(sp.setup_sentences(study, stated))),
+        _frame(
+            "Configurations",
+            SHRINK
+            + _configurations(study)
+            + "}\n\n"
+            + r"\medskip{\footnotesize "
+            + " ".join(
+                [
+                    *_legend(study),
+                    sp.baseline_sentence(study),
+                    *sp.mixed_dtype_sentences(study),
+                ]
+            )
+            + "}",
+        ),
         _frame(
             "Results",
             SHRINK
@@ -132,6 +148,27 @@ def _figure_frame(title: str, path: str | None, notes: list[str]) -> str:
     )
 
 
+def _configurations(study: Study) -> str:
+    """One row per run: what the precision audit found in each role, and the compute dtype."""
+    header = ["Configuration", *(tex_text(noun) for _, noun in ROLES), "compute dtype"]
+    lines = [r"\begin{tabular}{l" + "l" * (len(header) - 1) + "}", r"\toprule", " & ".join(header) + r" \\"]
+    lines.append(r"\midrule")
+    for _, row in study.runs.iterrows():
+        label = tex_text(row["label"]) + (r"\dag" if row["weights"] == "random" else "")
+        roles = [sp.realized_text(study.realized(row, role), breakable=False) for role, _ in ROLES]
+        dtype = study.param(row, "dtype")
+        cells = [label + caveats.row_marks(row, tex=True), *roles, tex_text(dtype or "n/a")]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def _legend(study: Study) -> list[str]:
+    """A line per caveat some run carries (its symbol, then what it means)."""
+    present = {c for _, row in study.runs.iterrows() for c in caveats.run_caveats(row)}
+    return [f"{c.mark_tex} {tex_text(c.legend)}." for c in caveats.CAVEATS if c in present]
+
+
 def _table(study: Study) -> str:
     """Configuration, primary metric, Δ [CI], and the costs some run measured."""
     numbers: pd.DataFrame = study.report.tables.numbers
@@ -168,7 +205,8 @@ def _table(study: Study) -> str:
                 rp.QUALITY_SPEC,
             )
         )
-        cells = [tex_text(row["label"]) + (r"\dag" if random else ""), quality, tex_text(delta)]
+        label = tex_text(row["label"]) + (r"\dag" if random else "") + caveats.marks(row["caveats"], tex=True)
+        cells = [label, quality, tex_text(delta)]
         cells += [fmt_number(study.metric(run, m), specs[m]) for m, _, _ in costs]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlm_quant.study.report import caveats
 from vlm_quant.study.report.build import ReportResult
 from vlm_quant.study.report.plots import PARETO_COSTS, PlotOutcome
 from vlm_quant.study.report.render import is_missing
 from vlm_quant.study.report.tables import QUALITY_HEADERS
 from vlm_quant.tracking import run_schema as rs
 
-ROLES = (
-    ("precision_vision", "vision encoder"),
-    ("precision_projector", "projector"),
-    ("precision_language", "language model"),
-    ("precision_lm_head", "LM head"),
+ROLES = (  # (role, its name in the prose)
+    ("vision", "vision encoder"),
+    ("projector", "projector"),
+    ("language", "language model"),
+    ("lm_head", "LM head"),
 )
 
 
@@ -77,6 +78,10 @@ class Study:
         value = row.get(f"params.{name}")
         return value if isinstance(value, str) and value != "" else None
 
+    def realized(self, row: pd.Series, role: str) -> str | None:
+        """What the precision audit found in ``role`` (``realized_precision_<role>``); None: not logged."""
+        return self.param(row, f"realized_precision_{role}")
+
     def shared(self, name: str) -> str | None:
         """The param's value when every run logged the same one; None when absent or it differs."""
         values = {self.param(row, name) for _, row in self.runs.iterrows()}
@@ -110,5 +115,6 @@ def study_from(
     ordered = runs[runs["run_id"].isin(order)].copy()
     ordered["_order"] = ordered["run_id"].map(order)
     ordered = ordered.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    ordered = caveats.with_baseline(ordered, report.baseline_run_id)
     by_id = {str(r["sample_id"]): r for r in samples or []}
     return Study(ordered, report, environment, selector, by_id)

@@ -31,9 +31,10 @@ SETTINGS = (
     "max_new_tokens",
     "batch_size",
     "max_image_side",
-    "engine",
+    "engine",  # what was asked for
+    "engine_resolved",  # what ran (compiled asked, static-cache ran where nothing compiled)
     "device",
-    "dtype",
+    "dtype",  # what the unquantized roles computed in (float32 on CPU whatever the preset)
 )
 PRECISION_PARAMS = (
     "quant",

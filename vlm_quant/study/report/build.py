@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.errors import UserError
+from vlm_quant.study.report import caveats
 from vlm_quant.study.report.appendix import build_appendix, write_appendix
 from vlm_quant.study.report.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -114,7 +115,8 @@ def build_report(
     baseline_id = select_baseline(run_set.runs, baseline) if has_quality or baseline else None
     if baseline_id is None:
         notes.append("every run has random weights: cost tables and figures only, no quality results")
-    runs = _report_order(run_set.runs, baseline_id)
+    # The baseline's compute dtype rides along: a run computed in another one carries a caveat.
+    runs = caveats.with_baseline(_report_order(run_set.runs, baseline_id), baseline_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures_dir = out_dir / "figures"
 

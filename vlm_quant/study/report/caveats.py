@@ -1,13 +1,17 @@
 """Runs whose numbers carry a caveat: marked in every table, kept off the Pareto front by default.
 
-Three caveats are read from what a run logged:
+Four caveats are read from what a run logged:
 
 * resumed: the run was reopened after an interruption (tag ``vlm_quant.resume_count`` > 0, or metric
   ``n_samples_resumed`` > 0): its quality-pass energy and time cover the last attempt only;
 * OOM back-off: the quality pass ran out of memory and lowered its batch size (``oom_retries`` > 0),
   so it did not run at the configured batch size throughout;
 * engine fallback: the requested engine could not run (param ``engine_resolved`` differs from
-  ``engine``), so the run measured another engine than the one its configuration names.
+  ``engine``), so the run measured another engine than the one its configuration names;
+* compute dtype differs from the baseline's: a run with a quantized role whose other roles computed in
+  another dtype (param ``dtype``) than the baseline's (an AutoRound run on CPU computes in bfloat16
+  against a float32 baseline), so its quality change mixes that dtype change into the quantization
+  effect. It needs the baseline: `with_baseline` writes the baseline's dtype into the runs frame.
 
 Each has its own footnote symbol (Markdown/HTML and LaTeX) and one legend line.
 """
@@ -19,7 +23,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from vlm_quant.study.report.precision_labels import is_unquantized, realized_precisions
 from vlm_quant.tracking.tracker import TAG_RESUMED
+
+BASELINE_DTYPE = "baseline_dtype"  # runs-frame column written by `with_baseline`
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,14 @@ ENGINE_FALLBACK = Caveat(
     r"$^\P$",
     "the requested engine fell back to another one (engine_resolved differs from engine)",
 )
-CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK)
+MIXED_DTYPE = Caveat(
+    "mixed_dtype",
+    "‖",
+    r"$^\|$",
+    "its unquantized roles computed in another dtype (param dtype) than the baseline's: its quality "
+    "change mixes that dtype change into the quantization effect",
+)
+CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE)
 BY_KEY = {c.key: c for c in CAVEATS}
 
 
@@ -64,7 +78,28 @@ def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
     requested, resolved = row.get("params.engine"), row.get("params.engine_resolved")
     if isinstance(requested, str) and isinstance(resolved, str) and requested != resolved:
         found.append(ENGINE_FALLBACK)
+    if mixed_dtype(row):
+        found.append(MIXED_DTYPE)
     return tuple(found)
+
+
+def with_baseline(runs: pd.DataFrame, baseline_run_id: str | None) -> pd.DataFrame:
+    """A copy of ``runs`` with the baseline's compute dtype in column `BASELINE_DTYPE` (None: no baseline)."""
+    out = runs.copy()
+    dtypes = out.loc[out["run_id"] == baseline_run_id, "params.dtype"] if "params.dtype" in out else []
+    out[BASELINE_DTYPE] = next((d for d in dtypes if isinstance(d, str) and d), None)
+    return out
+
+
+def mixed_dtype(row: Mapping | pd.Series) -> bool:
+    """A pretrained run holding a quantized role whose compute dtype (param ``dtype``) differs from the
+    baseline's (`with_baseline`). A run with no quantized role (bf16 against fp16) is its own dtype
+    change, which its label already says."""
+    dtype, baseline = row.get("params.dtype"), row.get(BASELINE_DTYPE)
+    if not (isinstance(dtype, str) and isinstance(baseline, str)) or dtype == baseline:
+        return False
+    realized = realized_precisions(row)
+    return row.get("weights") != "random" and realized is not None and not is_unquantized(realized)
 
 
 def caveat_keys(runs: pd.DataFrame) -> list[str]:
@@ -80,6 +115,11 @@ def parse_keys(keys: str) -> tuple[Caveat, ...]:
 def marks(keys: str, tex: bool = False) -> str:
     """The footnote symbols of a ``caveat_keys`` cell, to append to the configuration's label."""
     return "".join(c.mark_tex if tex else c.mark for c in parse_keys(keys))
+
+
+def row_marks(row: Mapping | pd.Series, tex: bool = False) -> str:
+    """The footnote symbols of one runs-frame row (`run_caveats`)."""
+    return "".join(c.mark_tex if tex else c.mark for c in run_caveats(row))
 
 
 def legend(keys: list[str], tex: bool = False) -> list[str]:

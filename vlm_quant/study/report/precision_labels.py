@@ -45,21 +45,37 @@ def short_precision(realized: str) -> str:
 
 def precision_label(realized: Mapping[str, str]) -> str:
     """The short label of one run's realized precisions (module docstring's rule)."""
-    groups: dict[str, list[str]] = {}
-    for role in LABEL_ROLE_ORDER:
-        value = realized.get(role)
-        if value is None or value == NO_LINEARS:
-            continue
-        groups.setdefault(short_precision(value), []).append(role)
+    groups = _groups(realized)
     if not groups:
         return "unknown precision"
     if len(groups) == 1:
         return next(iter(groups))
-    floats = [name for name in groups if name in PLAIN_FLOATS]
-    remainder = max(floats, key=lambda name: len(groups[name])) if floats else None
+    remainder = _remainder(groups)
     return " + ".join(
         f"{name} ({', '.join(roles)})" for name, roles in groups.items() if name != remainder
     )
+
+
+def _groups(realized: Mapping[str, str]) -> dict[str, list[str]]:
+    """Short precision -> the roles holding it, in `LABEL_ROLE_ORDER`; roles without linears left out."""
+    groups: dict[str, list[str]] = {}
+    for role in LABEL_ROLE_ORDER:
+        value = realized.get(role)
+        if value is not None and value != NO_LINEARS:
+            groups.setdefault(short_precision(value), []).append(role)
+    return groups
+
+
+def _remainder(groups: Mapping[str, list[str]]) -> str | None:
+    floats = [name for name in groups if name in PLAIN_FLOATS]
+    return max(floats, key=lambda name: len(groups[name])) if floats else None
+
+
+def unnamed_remainder(realized: Mapping[str, str]) -> str | None:
+    """The plain float the label leaves unnamed (``bf16`` of ``ar-w4 (language)`` whose other roles are
+    bf16); None when the label names every group (``fp32``, ``int8``)."""
+    groups = _groups(realized)
+    return _remainder(groups) if len(groups) > 1 else None
 
 
 def is_unquantized(realized: Mapping[str, str]) -> bool:
