@@ -16,6 +16,7 @@ from vlm_quant.quantize import fidelity
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.calibrated import calibration_ids
 from vlm_quant.quantize.presets import resolve_plan
+from vlm_quant.run import onnx_inputs
 from vlm_quant.run.fidelity_pass import fidelity_candidates
 
 
@@ -159,7 +160,8 @@ def test_fidelity_set_is_distinct_evaluated_images_disjoint_from_calibration():
     images = [samples[i].image_file for i in candidates]
     assert len(images) == len(set(images)) == 10
     assert set(candidates) <= set(evaluated)
-    calibration = calibration_ids(samples, evaluated, 64, seed=3)
-    assert not set(images) & {samples[i].image_file for i in calibration}
+    autoround = calibration_ids(samples, evaluated, 64, seed=3)
+    ort_static = onnx_inputs.calibration_ids(SimpleNamespace(samples=samples, ids=evaluated), 8, seed=3)
+    assert not set(images) & {samples[i].image_file for i in autoround + ort_static}
     assert candidates == fidelity_candidates(samples, evaluated, seed=3)  # seeded
     assert candidates != fidelity_candidates(samples, evaluated, seed=4)

@@ -4,7 +4,7 @@ applied, compared with the quantized model's afterwards (see ``vlm_quant/quantiz
 The fidelity set is its own: ``fidelity_samples`` distinct images (one evaluated sample each, the first
 in evaluation order, so for POPE one question per image), a seeded draw from the evaluated samples'
 images, skipping unreadable ones. Every calibration set (AutoRound, ONNX Runtime static) is drawn from
-outside the evaluated ids, so the fidelity set never shows the quantizer an image it calibrated on; and
+outside the evaluated images, so the fidelity set never shows the quantizer an image it calibrated on; and
 the draw depends on the evaluated ids and ``seed`` only, so every configuration of a sweep measures
 fidelity on the same images. Each is continued greedily by the 16-bit model for up to
 ``fidelity_new_tokens`` tokens; the ids, images and continuations are logged with the per-input values.

@@ -61,11 +61,13 @@ COST_COLUMNS = (
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
-# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model.
+# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model,
+# per image token (cosines) and per teacher-forced continuation position (KL, top-1); README glossary.
 FIDELITY_COLUMNS = (
-    ("fidelity_vision_cosine", "Fidelity vision cos", ".4f"),
-    ("fidelity_logits_kl", "Fidelity KL (nats)", ".3g"),
-    ("fidelity_top1_agreement", "Fidelity top-1", ".2f"),
+    ("fidelity_vision_cosine_token_mean", "Vision cos, token mean", ".4f"),
+    ("fidelity_vision_cosine_token_p5", "Vision cos, token p5", ".4f"),
+    ("fidelity_logits_kl_nats_token_mean", "KL (nats/token)", ".3g"),
+    ("fidelity_top1_agreement_token_mean", "Top-1 agreement (tokens)", ".2f"),
 )
 
 
