@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import batch_invariance, caveats, cost_cells, quality_cells
+from vlm_quant.study.report import batch_invariance, caveats, cost_cells, fidelity_note, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     NA,
@@ -255,6 +255,7 @@ def write_tables(
             *([f"{RANDOM_MARK_MD} {RANDOM_NOTE}."] if any_random else []),
             *caveats.legend(numbers["caveats"].tolist()),
             *cost_cells.legend(numbers, with_codecarbon),
+            *fidelity_note.legend(numbers),
         ]
     else:
         cost = pd.DataFrame({"Configuration": []})
@@ -330,6 +331,7 @@ def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
     footnotes += _tex_legend(numbers["caveats"].tolist())
     with_codecarbon = cost_cells.CODECARBON_HEADER in table.columns
     footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon)]
+    footnotes += [latex_escape(line) for line in fidelity_note.legend(numbers)]
     return latex_table(
         table,
         caption="Cost per precision configuration (n/a: not measured).",
