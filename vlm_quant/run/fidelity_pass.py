@@ -19,6 +19,7 @@ from typing import Any
 
 from vlm_quant.quantize import fidelity
 from vlm_quant.run.sample_inputs import sample_inputs
+from vlm_quant.run.stages import stage
 
 ARTIFACT = "fidelity/fidelity.json"
 POOLING = (
@@ -59,29 +60,30 @@ class FidelityPass:
             return None
         cfg, data = prepared.cfg, prepared.data
         ids, images, sequences = [], [], []
-        for sample_id in fidelity_candidates(data.samples, data.ids, cfg.seed):
-            if len(ids) == cfg.fidelity_samples:
-                break
-            model_inputs = sample_inputs(prepared, loaded, sample_id)
-            if model_inputs is None:  # unreadable image: the next image in the seeded order replaces it
-                continue
-            continued = fidelity.continue_greedily(
-                loaded.model, loaded.processor, model_inputs, cfg.fidelity_new_tokens
-            )
-            sequences.append(continued)
-            ids.append(sample_id)
-            images.append(image_of(data.samples[sample_id]))
-        if not sequences:
-            return None
-        reference = [fidelity.capture(loaded.model, loaded.family, s) for s in sequences]
-        return cls(ids, images, sequences, reference)
+        with stage("fidelity (unquantized reference)") as info:
+            for sample_id in fidelity_candidates(data.samples, data.ids, cfg.seed):
+                if len(ids) == cfg.fidelity_samples:
+                    break
+                model_inputs = sample_inputs(prepared, loaded, sample_id)
+                if model_inputs is None:  # unreadable image: the next image in the seeded order replaces it
+                    continue
+                continued = fidelity.continue_greedily(
+                    loaded.model, loaded.processor, model_inputs, cfg.fidelity_new_tokens
+                )
+                sequences.append(continued)
+                ids.append(sample_id)
+                images.append(image_of(data.samples[sample_id]))
+            reference = [fidelity.capture(loaded.model, loaded.family, s) for s in sequences]
+            info["note"] = f"{len(ids)} images, {sum(s.positions for s in sequences)} positions"
+        return cls(ids, images, sequences, reference) if sequences else None
 
     def after_quantizing(self, loaded: Any, tracker: Any) -> dict[str, float | None]:
         """The fidelity metrics of the quantized model; per-input values logged as an artifact."""
-        measured = [
-            fidelity.compare_sample(reference, fidelity.capture(loaded.model, loaded.family, sequence))
-            for reference, sequence in zip(self.reference, self.sequences)
-        ]
+        with stage("fidelity (quantized)"):
+            measured = [
+                fidelity.compare_sample(reference, fidelity.capture(loaded.model, loaded.family, sequence))
+                for reference, sequence in zip(self.reference, self.sequences)
+            ]
         rows = [
             {"id": i, "image": image, "continuation_ids": s.continuation, **fidelity.sample_row(m)}
             for i, image, s, m in zip(self.ids, self.images, self.sequences, measured)
