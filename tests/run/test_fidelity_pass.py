@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vlm_quant.config import ExperimentConfig
+from vlm_quant.run.fidelity_pass import fidelity_candidates
 from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tasks.pope import PopeTask
 from vlm_quant.tracking import run_schema
 from vlm_quant.tracking.tracker import InMemoryTracker
 
@@ -54,3 +56,13 @@ def test_quantized_run_logs_fidelity_and_baseline_does_not(tiny_vlm_dirs, coco_d
 
     baseline = _run(tiny_vlm_dirs["idefics3"], coco_dir, "fp16")
     assert not set(run_schema.FIDELITY_METRICS) & set(baseline.metrics)
+
+
+def test_pope_fidelity_set_is_one_question_per_distinct_image(coco_dir):
+    # POPE asks many questions about each image: the fidelity set takes one question of each image.
+    cfg = ExperimentConfig.from_mapping({"task": "pope", "data_dir": str(coco_dir), "n_samples": 5})
+    data = PopeTask().prepare(cfg)
+    assert len(data.ids) > 5 * 2
+    candidates = fidelity_candidates(data.samples, data.ids, seed=0)
+    assert set(candidates) <= set(data.ids)
+    assert len(candidates) == len({data.samples[i].image_file for i in candidates}) == 5
