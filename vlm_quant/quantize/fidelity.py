@@ -62,7 +62,6 @@ METRICS = (
     KL,
     TOP1,
 )
-COUNTS = ("fidelity_n_images", "fidelity_n_positions")  # what the pooled metrics were taken over
 
 
 @dataclass(frozen=True)
@@ -205,9 +204,10 @@ def token_cosines(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     if reference.shape != other.shape:
         raise ValueError(f"role outputs changed shape: {tuple(reference.shape)} vs {tuple(other.shape)}")
     a, b = reference.to(torch.float64), other.to(torch.float64)
-    norms = a.norm(dim=-1) * b.norm(dim=-1)
-    both_zero = (a.norm(dim=-1) == 0) & (b.norm(dim=-1) == 0)
+    norm_a, norm_b = a.norm(dim=-1), b.norm(dim=-1)
+    norms = norm_a * norm_b
     cosines = torch.where(norms > 0, (a * b).sum(dim=-1) / norms.clamp_min(torch.finfo(a.dtype).tiny), 0.0)
+    both_zero = (norm_a == 0) & (norm_b == 0)
     return torch.where(both_zero, 1.0, cosines).clamp(-1.0, 1.0)  # rounding can pass 1 by an ulp
 
 
