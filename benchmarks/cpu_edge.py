@@ -5,10 +5,12 @@ process on the same images, with fidelity to the float32 model.
 
 1. Vision tower, batch 1, the processor's real input (512x512 for SmolVLM without tiling): torch float32,
    ORT float32, ORT INT8 dynamic, ORT INT8 static (calibrated on images disjoint from the timed ones);
-   median ms per image, ratio to torch float32, and ``fidelity_vision_cosine`` against torch float32.
+   median ms per image, ratio to torch float32, and the vision output's per-token cosine against torch
+   float32 (mean over the timed images' tokens, as ``fidelity_vision_cosine_token_mean``).
 2. End to end per preset (fresh model each, random or pretrained weights): TTFT and decode ms/token at
    batch 1 with a fixed output length (vlm-quant's cost pass), ratio to the float32 baseline (``fp16``
-   runs in float32 on CPU), and the four fidelity metrics (``vlm_quant/quantize/fidelity.py``).
+   runs in float32 on CPU), and the fidelity metrics (``vlm_quant/quantize/fidelity.py``) over the timed
+   images, KL and top-1 at every position of the float32 model's ``--new-tokens`` greedy continuation.
 
 Prints the CPU model and its flags (AVX2, AVX512F, AVX512-VNNI, AVX512-BF16, AMX) and the load average
 before and after: on a shared machine absolute times move with the load; ratios taken in the same
@@ -128,12 +130,12 @@ def vision_part(args, timed, calibration) -> list[dict]:
         with torch.inference_mode():
             return [vision(**row).last_hidden_state for row in rows_in]
 
-    reference = [t.reshape(-1).double() for t in torch_run()]
+    reference = [t.reshape(-1, t.shape[-1]) for t in torch_run()]
     results = [
         {
             "vision": "torch fp32",
             "ms_per_image": median_ms(torch_run, args.iterations) / len(rows_in),
-            "fidelity_vision_cosine": 1.0,
+            "fidelity_vision_cosine_token_mean": 1.0,
         }
     ]
     settings = onnxruntime_backend.OrtSettings(
@@ -153,13 +155,13 @@ def vision_part(args, timed, calibration) -> list[dict]:
         def ort_run(module=ort_module):
             return [module(**row).last_hidden_state for row in rows_in]
 
-        outs = [t.reshape(-1).double() for t in ort_run()]
-        cos = sum(fidelity.cosine(a, b) for a, b in zip(reference, outs)) / len(outs)
+        outs = [t.reshape(-1, t.shape[-1]) for t in ort_run()]
+        cos = float(torch.cat([fidelity.token_cosines(a, b) for a, b in zip(reference, outs)]).mean())
         results.append(
             {
                 "vision": precision,
                 "ms_per_image": median_ms(ort_run, args.iterations) / len(rows_in),
-                "fidelity_vision_cosine": cos,
+                "fidelity_vision_cosine_token_mean": cos,
                 "onnx_mib": ort_module.onnx_path.stat().st_size / 2**20,
             }
         )
@@ -180,7 +182,10 @@ def preset_part(args, timed, calibration) -> list[dict]:
         plan = resolve_plan(name, override)
         loaded = load_vlm(args.model, weights=args.weights, dtype=torch.float32, device="cpu")
         inputs = [model_inputs(loaded, im) for im in timed]
-        reference = fidelity.capture(loaded.model, loaded.family, inputs)
+        sequences = [
+            fidelity.continue_greedily(loaded.model, loaded.processor, x, args.new_tokens) for x in inputs
+        ]
+        reference = [fidelity.capture(loaded.model, loaded.family, s) for s in sequences]
         ort = None
         if any(PRECISIONS[p].backend == "onnxruntime" for p in plan.roles.values()):
             path = loaded.family.roles["vision"][0]
@@ -197,7 +202,7 @@ def preset_part(args, timed, calibration) -> list[dict]:
             )
         apply_plan(loaded.model, loaded.family, plan, device=CPU, compute_dtype=torch.float32, ort=ort)
         fid = (
-            fidelity.compare(reference, fidelity.capture(loaded.model, loaded.family, inputs))
+            fidelity.compare(reference, [fidelity.capture(loaded.model, loaded.family, s) for s in sequences])
             if plan.quantized_roles
             else {}
         )
@@ -247,28 +252,30 @@ def main() -> None:
     vision = [] if args.skip_vision else vision_part(args, timed, calibration)
     if vision:
         print(
-            "\n| vision tower | ms/image | speed-up vs torch fp32 | vision cosine | ONNX MiB |"
+            "\n| vision tower | ms/image | speed-up vs torch fp32 | vision cos (token mean) | ONNX MiB |"
             "\n|---|---|---|---|---|"
         )
         for r in vision:
             print(
                 f"| {r['vision']} | {r['ms_per_image']:.0f} | {r['speedup_vs_torch_fp32']:.2f}x | "
-                f"{r['fidelity_vision_cosine']:.4f} | {fmt(r.get('onnx_mib'), '.0f')} |"
+                f"{r['fidelity_vision_cosine_token_mean']:.4f} | {fmt(r.get('onnx_mib'), '.0f')} |"
             )
     print("\nend to end (batch 1, fixed output length):", flush=True)
     presets = preset_part(args, timed, calibration)
     print(
-        "\n| preset | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up | vision cos "
-        "| projector cos "
-        "| logits KL | top-1 | load |\n|---|---|---|---|---|---|---|---|---|---|"
+        "\n| preset | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up | vision cos (token mean) "
+        "| projector cos (token mean) "
+        "| KL (nats/token) | top-1 (tokens) | load |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in presets:
         print(
             f"| {r['preset']} | {r['ttft_ms_p50']:.0f} | {fmt(r['ttft_speedup'], '.2f')}x "
             f"| {r['decode_ms_per_token_p50']:.1f} "
-            f"| {fmt(r['decode_speedup'], '.2f')}x | {fmt(r.get('fidelity_vision_cosine'), '.4f')} "
-            f"| {fmt(r.get('fidelity_projector_cosine'), '.4f')} | {fmt(r.get('fidelity_logits_kl'), '.3g')} "
-            f"| {fmt(r.get('fidelity_top1_agreement'), '.2f')} | {r['loadavg_1min']:.1f} |"
+            f"| {fmt(r['decode_speedup'], '.2f')}x "
+            f"| {fmt(r.get('fidelity_vision_cosine_token_mean'), '.4f')} "
+            f"| {fmt(r.get('fidelity_projector_cosine_token_mean'), '.4f')} "
+            f"| {fmt(r.get('fidelity_logits_kl_nats_token_mean'), '.3g')} "
+            f"| {fmt(r.get('fidelity_top1_agreement_token_mean'), '.2f')} | {r['loadavg_1min']:.1f} |"
         )
     after = cpu_record()
     print(f"\nload average after: {after['loadavg']}")

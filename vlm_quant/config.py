@@ -202,6 +202,17 @@ class ExperimentConfig:
         "and compared with their batched predictions (batch_invariance_agreement); 0: off. Only when "
         "batch_size > 1.",
     )
+    # --- fidelity to the unquantized model (quantized runs) ---------------------------------
+    fidelity_samples: int = _param(
+        16,
+        "Fidelity: distinct images, a seeded draw from the evaluated samples' (one sample each), run through "
+        "the model before and after quantization.",
+    )
+    fidelity_new_tokens: int = _param(
+        16,
+        "Fidelity: greedy tokens the unquantized model continues each fidelity image with; KL and top-1 "
+        "agreement are taken at every one of those positions, teacher-forced.",
+    )
     # --- cost pass --------------------------------------------------------------------------
     cost_samples: int = _param(4, "Size of the fixed micro-set of image-prompt pairs timed in the cost pass.")
     cost_warmup: int = _param(
@@ -275,6 +286,11 @@ class ExperimentConfig:
             )
         if self.shots < 0 or self.spotcheck_n < 0:
             raise UserError("shots and spotcheck_n must be >= 0.")
+        if self.fidelity_samples < 1 or self.fidelity_new_tokens < 1:
+            raise UserError(
+                f"fidelity_samples={self.fidelity_samples} and "
+                f"fidelity_new_tokens={self.fidelity_new_tokens} must be >= 1."
+            )
         if self.invariance_samples < 0:
             raise UserError(f"invariance_samples={self.invariance_samples} must be >= 0 (0: off).")
         if (

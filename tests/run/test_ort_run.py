@@ -46,7 +46,7 @@ def test_ort_evaluate_logs_audit_size_and_fidelity(quant, tiny_vlm_dirs, coco_di
     # Size on disk counts the ONNX file: at least the file itself plus the torch roles.
     assert tracker.metrics["size_on_disk_mib"] > vision["bytes"] / 2**20
     assert set(run_schema.FIDELITY_METRICS) <= set(tracker.metrics)
-    assert 0.0 < tracker.metrics["fidelity_vision_cosine"] < 1.0
+    assert 0.0 < tracker.metrics["fidelity_vision_cosine_token_mean"] < 1.0
     if quant == "int8-vision-ort-static":
         calibration = {int(i) for i in params["ort_calibration_ids"].split(",")}
         evaluated = set(tracker.artifacts[run_schema.ARTIFACT_IDS]["ids"])

@@ -54,12 +54,17 @@ COST_METRICS = (
     "energy_j_per_token",
     "co2e_kg",
 )
-# Fidelity to the unquantized model on the micro-set (quantized runs only; vlm_quant/quantize/fidelity.py).
+# Fidelity to the unquantized model on the fidelity set (quantized runs only; definitions and pooling in
+# vlm_quant/quantize/fidelity.py), and the counts they were taken over.
 FIDELITY_METRICS = (
-    "fidelity_vision_cosine",
-    "fidelity_projector_cosine",
-    "fidelity_logits_kl",
-    "fidelity_top1_agreement",
+    "fidelity_vision_cosine_token_mean",
+    "fidelity_vision_cosine_token_p5",
+    "fidelity_projector_cosine_token_mean",
+    "fidelity_projector_cosine_token_p5",
+    "fidelity_logits_kl_nats_token_mean",
+    "fidelity_top1_agreement_token_mean",
+    "fidelity_n_images",
+    "fidelity_n_positions",
 )
 
 # --- artifact paths inside a run ------------------------------------------------------------

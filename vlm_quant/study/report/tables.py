@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import batch_invariance, caveats, cost_cells, quality_cells
+from vlm_quant.study.report import batch_invariance, caveats, cost_cells, fidelity_note, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     MIB_SPEC,
@@ -63,11 +63,13 @@ COST_COLUMNS = (
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
-# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model.
+# Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model,
+# per image token (cosines) and per teacher-forced continuation position (KL, top-1); README glossary.
 FIDELITY_COLUMNS = (
-    ("fidelity_vision_cosine", "Fidelity vision cos", ".4f"),
-    ("fidelity_logits_kl", "Fidelity KL (nats)", ".3g"),
-    ("fidelity_top1_agreement", "Fidelity top-1", ".2f"),
+    ("fidelity_vision_cosine_token_mean", "Vision cos, token mean", ".4f"),
+    ("fidelity_vision_cosine_token_p5", "Vision cos, token p5", ".4f"),
+    ("fidelity_logits_kl_nats_token_mean", "KL (nats/token)", ".3g"),
+    ("fidelity_top1_agreement_token_mean", "Top-1 agreement (tokens)", ".2f"),
 )
 
 
@@ -255,6 +257,7 @@ def write_tables(
             *([f"{RANDOM_MARK_MD} {RANDOM_NOTE}."] if any_random else []),
             *caveats.legend(numbers["caveats"].tolist()),
             *cost_cells.legend(numbers, with_codecarbon),
+            *fidelity_note.legend(numbers),
         ]
     else:
         cost = pd.DataFrame({"Configuration": []})
@@ -330,6 +333,7 @@ def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
     footnotes += _tex_legend(numbers["caveats"].tolist())
     with_codecarbon = cost_cells.CODECARBON_HEADER in table.columns
     footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon)]
+    footnotes += [latex_escape(line) for line in fidelity_note.legend(numbers)]
     return latex_table(
         table,
         caption="Cost per precision configuration (n/a: not measured).",

@@ -1,0 +1,48 @@
+"""The cost table shows the per-token fidelity metrics under headers that say what they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vlm_quant.study.report import fidelity_note
+from vlm_quant.study.report.tables import FIDELITY_COLUMNS, cost_table
+from vlm_quant.tracking import run_schema as rs
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_cost_table_reads_the_logged_fidelity_metrics():
+    logged = {
+        "fidelity_vision_cosine_token_mean": 0.29,
+        "fidelity_vision_cosine_token_p5": 0.05,
+        "fidelity_logits_kl_nats_token_mean": 0.125,
+        "fidelity_top1_agreement_token_mean": 0.8125,
+        "fidelity_n_images": 16,
+        "fidelity_n_positions": 241,
+    }
+    numbers = pd.DataFrame(
+        [
+            {"label": "fp16", "weights": "pretrained", "caveats": ""},  # unquantized: nothing logged
+            {"label": "int8", "weights": "pretrained", "caveats": "", **logged},
+        ]
+    )
+    cost = cost_table(numbers).set_index("Configuration")
+    assert cost.loc["int8", "Vision cos, token mean"] == "0.2900"
+    assert cost.loc["int8", "Vision cos, token p5"] == "0.0500"
+    assert cost.loc["int8", "KL (nats/token)"] == "0.125"
+    assert cost.loc["int8", "Top-1 agreement (tokens)"] == "0.81"
+    assert cost.loc["fp16", "Vision cos, token mean"].startswith("n/a")
+    assert {metric for metric, _, _ in FIDELITY_COLUMNS} <= set(rs.FIDELITY_METRICS)
+    (note,) = fidelity_note.legend(numbers)  # says what the columns are, over how much
+    assert "5th percentile" in note and "(16 images, 241 positions)" in note
+    assert fidelity_note.legend(numbers.iloc[:1]) == []  # no quantized run: no note
+
+
+def test_readme_glossary_defines_every_fidelity_metric():
+    readme = README.read_text()
+    for metric in rs.FIDELITY_METRICS:
+        assert f"`{metric}`" in readme, metric
+    for old in ("`fidelity_vision_cosine`", "`fidelity_logits_kl`", "`fidelity_top1_agreement`"):
+        assert old not in readme
