@@ -2,12 +2,13 @@
 
 Strings from the store (model id, prompt, hashes, versions) are escaped and set in ``\\texttt`` or
 quotes; numbers go through :meth:`Stated.num` with their source so tests can check them.
-A setting the runs disagree on is said to differ (the appendix lists each run's value).
+A setting the runs disagree on is said to differ (the appendix lists each run's value). Runs whose
+costs the comparability gate refused get the refusal where a cost, PUE or carbon intensity would be.
 """
 
 from __future__ import annotations
 
-from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, describe
+from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, cost_refusal_sentence, describe
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
 from vlm_quant.study.report.tables import COST_COLUMNS
@@ -120,6 +121,9 @@ def energy_sentences(study: Study, stated: Stated) -> list[str]:
         r"Emissions follow $\mathrm{CO_2e} = E_{\mathrm{kWh}} \times \mathrm{PUE} \times I$, with $I$ the "
         r"grid's carbon intensity (g\,CO$_2$e/kWh, codecarbon's yearly per-country average)."
     ]
+    refusal = cost_refusal_sentence(study)
+    if refusal is not None:  # the runs may differ in PUE or country: one run's values would be false
+        return [*text, refusal]
     with_ci = [row for _, row in study.runs.iterrows() if study.metric(row, "carbon_intensity_g_per_kwh")]
     if not with_ci:
         logged = any(study.metric(r, "co2e_kg") is not None for _, r in study.runs.iterrows())
@@ -175,7 +179,10 @@ def limitation_sentences(study: Study, stated: Stated) -> list[str]:
         for m, noun, _ in AXES
         if m in COST_NAMES and all(study.metric(r, m) is None for _, r in study.runs.iterrows())
     ]
-    if absent:
+    refusal = cost_refusal_sentence(study, values=False)
+    if refusal is not None:
+        out.append(refusal)
+    elif absent:
         out.append(f"Not measured by any run: {_join([tex_text(a) for a in absent])}.")
     out.append(
         "Costs depend on the hardware and software listed in the appendix and do not transfer to "
@@ -203,4 +210,5 @@ def abstract_sentences(study: Study, stated: Stated) -> list[str]:
                     f"at {quality_clause(study, row, stated)}."
                 )
                 break
-    return out
+    refusal = cost_refusal_sentence(study, values=False)
+    return out + ([refusal] if refusal is not None else [])

@@ -72,10 +72,14 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             + _table(study)
             + "}\n\n"
             + r"\medskip{\footnotesize "
-            + sp.bootstrap_sentence(study, stated)
+            + " ".join(filter(None, [sp.bootstrap_sentence(study, stated), rp.cost_refusal_sentence(study)]))
             + "}",
         ),
-        _figure_frame("Quality versus cost", paths.get("trade_off"), rp.pareto_sentences(study)),
+        _figure_frame(
+            "Quality versus cost",
+            paths.get("trade_off"),
+            rp.pareto_sentences(study) or list(filter(None, [rp.cost_refusal_sentence(study)])),
+        ),
         _figure_frame(
             "Where the configurations disagree",
             paths.get("qualitative"),
