@@ -116,9 +116,14 @@ def bootstrap_sentence(study: Study, stated: Stated) -> str:
 def energy_sentences(study: Study, stated: Stated) -> list[str]:
     """The energy and CO2e formulas, with the PUE and carbon intensity the runs used."""
     text = [
-        r"Energy is read from the GPU's cumulative energy counter (NVML) around the timed window, never "
-        r"integrated from sampled power: $E_{\mathrm{image}} = (E(t_1) - E(t_0)) / N_{\mathrm{images}}$. "
-        r"Emissions follow $\mathrm{CO_2e} = E_{\mathrm{kWh}} \times \mathrm{PUE} \times I$, with $I$ the "
+        r"Energy is read from the GPU's cumulative energy counter (NVML) around each measurement "
+        r"window, never integrated from sampled power: "
+        r"$E_{\mathrm{image}} = (E(t_1) - E(t_0)) / N_{\mathrm{images}}$ "
+        r"over the cost pass's timed throughput iterations at the evaluation batch size, and net of idle "
+        r"power as $E_{\mathrm{image}} - P_{\mathrm{idle}} / \mathrm{throughput}$, with $P_{\mathrm{idle}}$ "
+        r"the board's mean power before the model loaded. "
+        r"Emissions follow $\mathrm{CO_2e} = E_{\mathrm{kWh}} \times \mathrm{PUE} \times I$ for the GPU "
+        r"energy of the whole quality pass, with $I$ the "
         r"grid's carbon intensity (g\,CO$_2$e/kWh, codecarbon's yearly per-country average)."
     ]
     refusal = cost_refusal_sentence(study)
