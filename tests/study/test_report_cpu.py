@@ -46,19 +46,22 @@ def test_cost_table_shows_rss_and_codecarbon_where_vram_and_nvml_are_absent(cpu_
     assert cost["Peak RSS (MiB)"].tolist() == [
         f"{cpu_store.runs[label].metrics['peak_rss_mib']:.0f}" for label in (FP32, INT8, MIXED)
     ]
-    assert set(cost["Energy (J/image)"]) == {"n/a (no NVML)"}
-    assert set(cost["CO2e (kg)"]) == {"n/a (no NVML)"}
+    assert set(cost["Energy (J/image, cost pass bs 8)"]) == {"n/a (no NVML)"}
+    assert set(cost["CO2e (kg, quality pass)"]) == {"n/a (no NVML)"}
     for label in (FP32, INT8, MIXED):
         metrics = cpu_store.runs[label].metrics
         wh = (metrics["codecarbon_cpu_energy_kwh"] + metrics["codecarbon_ram_energy_kwh"]) * 1000
         key = label + ("‡" if label == MIXED else "")
         three_significant = f"{wh:.{max(0, 2 - math.floor(math.log10(wh)))}f}"  # 1003.3 -> 1003, never 1e+03
-        assert cost.loc[key, "CPU+RAM energy, run (Wh, est.)"] == f"{three_significant} (est., constant)"
+        header = "CPU+RAM energy (Wh, whole run, est.)"
+        assert cost.loc[key, header] == f"{three_significant} (est., constant)"
     assert cost.loc[FP32, "Throughput (images/s)"] == "n/a (not logged)"
     assert not (cost == "0").any().any()
     md = (cpu_report.out_dir / "results.md").read_text()
     assert "no NVIDIA GPU (device cpu)" in md  # the logged reason, in the legend
     assert "an estimate" in md and "Not per image" in md
+    # codecarbon 3.3.2's constant method: half the TDP whatever the load (not "TDP x load")
+    assert "'constant': 0.5 x the CPU's TDP" in md and "TDP x load" not in md
 
 
 def test_the_resumed_run_is_marked_in_every_table_with_a_legend(cpu_report):

@@ -68,8 +68,8 @@ def test_cost_table_marks_random_runs_and_shows_missing_energy_as_na(caption_rep
     cost = caption_report.tables.cost.set_index("Configuration")
     assert cost.index.tolist() == [*PRETRAINED, "fp16 (random)†"]
     # Absent, with the reason: the run had no NVML counter (its tag); never 0.
-    assert cost.loc["nf4", "Energy (J/image)"] == "n/a (no NVML)"
-    assert cost.loc["nf4", "CO2e (kg)"] == "n/a (no NVML)"
+    assert cost.loc["nf4", "Energy (J/image, cost pass bs 8)"] == "n/a (no NVML)"
+    assert cost.loc["nf4", "CO2e (kg, quality pass)"] == "n/a (no NVML)"
     for label in PRETRAINED:
         metrics = caption_store.runs[label].metrics
         assert cost.loc[label, "Latency p50 (ms/image)"] == f"{metrics['latency_ms_p50']:.1f}"

@@ -19,7 +19,6 @@ from vlm_quant.study.paper.slides import write_slides
 from vlm_quant.study.paper.study import Study, study_from
 from vlm_quant.study.report.bootstrap import DEFAULT_RESAMPLES
 from vlm_quant.study.report.build import ReportResult, build_report
-from vlm_quant.study.report.comparability import check_comparable
 from vlm_quant.study.report.query import load_runs
 
 
@@ -44,11 +43,11 @@ def load_study(
     baseline: str | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
 ) -> Study:
-    """Load and check the runs as ``compare`` does, write its report into ``out_dir``, wrap it."""
+    """Load the runs and write ``compare``'s report into ``out_dir`` (through the same comparability gate:
+    the same ``UserError`` for runs ``compare`` refuses, the same cost refusal), wrap it."""
     run_set = load_runs(
         experiment=experiment, parent_run=parent_run, run_ids=run_ids, tracking_uri=tracking_uri
     )
-    check_comparable(run_set.runs)
     report = build_report(run_set, Path(out_dir), baseline=baseline, n_resamples=n_resamples)
     anchor = report.baseline_run_id or report.run_ids[0]
     samples = run_set.predictions(report.baseline_run_id) if report.baseline_run_id else None

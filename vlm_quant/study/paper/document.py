@@ -253,6 +253,9 @@ def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
         out.append(figure(figs["cost_bars"], caption, "fig:cost_bars", wide=True))
     if "gpu_power" in figs:
         out.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
+    elif study.cost_refused is not None:
+        # the results prose above already states the refusal with every run's value
+        out.append("Since the costs are not compared, there is no cost table and no cost or power figure.")
     else:
         out.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     return out

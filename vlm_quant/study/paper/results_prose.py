@@ -2,7 +2,9 @@
 
 Every number goes through :meth:`Stated.num` with the same format spec as the report's tables, so a
 sentence and its table never disagree. A cost the two runs did not both measure is said to be not
-measured, never computed from a zero. Percent changes are relative to the baseline run:
+measured, never computed from a zero. When the comparability gate refused the runs' costs
+(`Study.cost_refused`), no sentence states a cost or names a cheaper configuration: each says the
+refusal instead (`cost_refusal_sentence`). Percent changes are relative to the baseline run:
 ``100 * |B - A| / A`` with the direction in the verb (cut / raised).
 """
 
@@ -12,6 +14,7 @@ import pandas as pd
 
 from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, tex_text
+from vlm_quant.study.report.comparability import refusal_headline, refusal_values
 from vlm_quant.study.report.precision_labels import precision_label, realized_precisions, unnamed_remainder
 from vlm_quant.study.report.render import MIB_SPEC, fmt_number
 from vlm_quant.study.report.tables import COST_COLUMNS
@@ -27,6 +30,18 @@ AXES = (
     ("peak_rss_mib", "peak host memory (RSS)", "MiB"),
 )
 SAFETY_PREFIXES = ("chair", "pope", "hallucination", "safety", "unsafe")
+
+
+def cost_refusal_sentence(study: Study, *, values: bool = True) -> str | None:
+    """``Costs are not compared: parameter 'pue' differs between them (fp16 (id): '1.0'; ...).``, the
+    comparability gate's own message; None when the costs may be compared. ``values=False``: the
+    first sentence alone (the abstract)."""
+    refusal = study.cost_refused
+    if refusal is None:
+        return None
+    headline = refusal_headline(refusal).removeprefix("cost not compared: ")
+    listing = f" ({'; '.join(refusal_values(refusal, run_ids=False))})" if values else ""
+    return f"Costs are not compared: {tex_text(headline + listing)}."
 
 
 def describe(study: Study, row: pd.Series) -> str:
@@ -61,8 +76,11 @@ def quality_clause(study: Study, row: pd.Series, stated: Stated) -> str:
 def cost_change(
     study: Study, row: pd.Series, metric: str, noun: str, unit: str, stated: Stated
 ) -> str | None:
-    """``cut peak VRAM by 23.4% (1500 → 1149 MiB)``; None when either run did not measure it."""
+    """``cut peak VRAM by 23.4% (1500 → 1149 MiB)``; None when either run did not measure it, or when
+    the costs may not be compared (`Study.cost_refused`)."""
     base = study.baseline
+    if study.cost_refused is not None:
+        return None
     a, b = study.metric(base, metric), study.metric(row, metric)
     if a is None or b is None or a <= 0:
         return None
@@ -83,7 +101,11 @@ def comparison_sentences(study: Study, stated: Stated) -> list[str]:
     """One or two sentences per non-baseline pretrained configuration: the first cost both runs
     measured with the quality change, then the other costs; what was not measured, said so."""
     sentences = []
+    refusal = cost_refusal_sentence(study)
     for _, row in study.others.iterrows():
+        if refusal is not None:
+            sentences.append(f"{describe(study, row)} shows {quality_clause(study, row, stated)}.")
+            continue
         changes, missing = [], []
         for metric, noun, unit in AXES:
             text = cost_change(study, row, metric, noun, unit, stated)
@@ -101,7 +123,7 @@ def comparison_sentences(study: Study, stated: Stated) -> list[str]:
             sentences.append(f"It also {_join(changes[1:])}.")
         if missing:
             sentences.append(f"Not measured for this pair: {_join(missing)}.")
-    return sentences
+    return sentences + ([refusal] if refusal is not None else [])
 
 
 def significance_sentences(study: Study, stated: Stated) -> list[str]:
@@ -138,6 +160,9 @@ def winner_sentences(study: Study, stated: Stated) -> list[str]:
         row, value = best
         text = stated.num(value, QUALITY_SPEC, f"metric:{row['run_id']}:{study.primary}")
         out.append(f"Highest {study.primary_name}: {tex_text(row['label'])} ({text}).")
+    refusal = cost_refusal_sentence(study, values=False)
+    if refusal is not None:
+        return [*out, f"No configuration is named the cheapest. {refusal}"]
     for metric, noun, unit in AXES:
         found = _extreme(study, runs, metric, highest=False)
         if found is None:
@@ -156,6 +181,8 @@ def winner_sentences(study: Study, stated: Stated) -> list[str]:
 
 def pareto_sentences(study: Study) -> list[str]:
     """The Pareto front of the first drawn quality-versus-cost plane (no numbers: labels only)."""
+    if study.cost_refused is not None:  # no plane is drawn; the caller says why
+        return []
     for metric, noun, _ in AXES:
         plot = study.pareto_plot(metric)
         if plot is None:

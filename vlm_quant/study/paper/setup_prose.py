@@ -2,14 +2,15 @@
 
 Strings from the store (model id, prompt, hashes, versions) are escaped and set in ``\\texttt`` or
 quotes; numbers go through :meth:`Stated.num` with their source so tests can check them.
-A setting the runs disagree on is said to differ (the appendix lists each run's value).
+A setting the runs disagree on is said to differ (the appendix lists each run's value). Runs whose
+costs the comparability gate refused get the refusal where a cost, PUE or carbon intensity would be.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, describe
+from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, cost_refusal_sentence, describe
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
 from vlm_quant.study.report import caveats
@@ -177,11 +178,19 @@ def bootstrap_sentence(study: Study, stated: Stated) -> str:
 def energy_sentences(study: Study, stated: Stated) -> list[str]:
     """The energy and CO2e formulas, with the PUE and carbon intensity the runs used."""
     text = [
-        r"Energy is read from the GPU's cumulative energy counter (NVML) around the timed window, never "
-        r"integrated from sampled power: $E_{\mathrm{image}} = (E(t_1) - E(t_0)) / N_{\mathrm{images}}$. "
-        r"Emissions follow $\mathrm{CO_2e} = E_{\mathrm{kWh}} \times \mathrm{PUE} \times I$, with $I$ the "
+        r"Energy is read from the GPU's cumulative energy counter (NVML) around each measurement "
+        r"window, never integrated from sampled power: "
+        r"$E_{\mathrm{image}} = (E(t_1) - E(t_0)) / N_{\mathrm{images}}$ "
+        r"over the cost pass's timed throughput iterations at the evaluation batch size, and net of idle "
+        r"power as $E_{\mathrm{image}} - P_{\mathrm{idle}} / \mathrm{throughput}$, with $P_{\mathrm{idle}}$ "
+        r"the board's mean power before the model loaded. "
+        r"Emissions follow $\mathrm{CO_2e} = E_{\mathrm{kWh}} \times \mathrm{PUE} \times I$ for the GPU "
+        r"energy of the whole quality pass, with $I$ the "
         r"grid's carbon intensity (g\,CO$_2$e/kWh, codecarbon's yearly per-country average)."
     ]
+    refusal = cost_refusal_sentence(study)
+    if refusal is not None:  # the runs may differ in PUE or country: one run's values would be false
+        return [*text, refusal]
     with_ci = [row for _, row in study.runs.iterrows() if study.metric(row, "carbon_intensity_g_per_kwh")]
     if not with_ci:
         logged = any(study.metric(r, "co2e_kg") is not None for _, r in study.runs.iterrows())
@@ -237,7 +246,10 @@ def limitation_sentences(study: Study, stated: Stated) -> list[str]:
         for m, noun, _ in AXES
         if m in COST_NAMES and all(study.metric(r, m) is None for _, r in study.runs.iterrows())
     ]
-    if absent:
+    refusal = cost_refusal_sentence(study, values=False)
+    if refusal is not None:
+        out.append(refusal)
+    elif absent:
         out.append(f"Not measured by any run: {_join([tex_text(a) for a in absent])}.")
     out.append(
         "Costs depend on the hardware and software listed in the appendix and do not transfer to "
@@ -260,7 +272,8 @@ def abstract_sentences(study: Study, stated: Stated) -> list[str]:
                     f"at {quality_clause(study, row, stated)}."
                 )
                 break
-    return out
+    refusal = cost_refusal_sentence(study, values=False)
+    return out + ([refusal] if refusal is not None else [])
 
 
 def _abstract_scope(study: Study, stated: Stated) -> str:

@@ -17,7 +17,7 @@ from vlm_quant.study.paper import setup_prose as sp
 from vlm_quant.study.paper.document import SHRINK, Written, _title
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
-from vlm_quant.study.report import caveats
+from vlm_quant.study.report import caveats, cost_cells
 from vlm_quant.study.report.build import CONFIDENCE
 from vlm_quant.study.report.plots import PARETO_COSTS
 from vlm_quant.study.report.render import fmt_interval, fmt_number
@@ -88,10 +88,14 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             + _table(study)
             + "}\n\n"
             + r"\medskip{\footnotesize "
-            + sp.bootstrap_sentence(study, stated)
+            + " ".join(filter(None, [sp.bootstrap_sentence(study, stated), rp.cost_refusal_sentence(study)]))
             + "}",
         ),
-        _figure_frame("Quality versus cost", paths.get("trade_off"), rp.pareto_sentences(study)),
+        _figure_frame(
+            "Quality versus cost",
+            paths.get("trade_off"),
+            rp.pareto_sentences(study) or list(filter(None, [rp.cost_refusal_sentence(study)])),
+        ),
         _figure_frame(
             "Where the configurations disagree",
             paths.get("qualitative"),
@@ -180,7 +184,7 @@ def _table(study: Study) -> str:
         "Configuration",
         tex_text(study.primary_name),
         r"\shortstack{$\Delta$\\{}[" + tex_text(f"{CONFIDENCE:.0%}") + " CI]}",
-        *[rf"\shortstack{{{tex_text(n)}\\({tex_text(u)})}}" for _, n, u in costs],
+        *[rf"\shortstack{{{tex_text(n)}\\({tex_text(_unit(numbers, m, u))})}}" for m, n, u in costs],
     ]
     specs = {m: _column_spec(study, m) for m, _, _ in costs}
     lines = [
@@ -211,6 +215,13 @@ def _table(study: Study) -> str:
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+def _unit(numbers: pd.DataFrame, metric: str, unit: str) -> str:
+    """The column's unit, with the energy window it was metered over (``J, cost pass bs 8``)."""
+    if metric in cost_cells.NVML_METRICS:
+        return f"{unit}, {cost_cells.window_label(numbers, metric)}"
+    return unit
 
 
 def _column_spec(study: Study, metric: str) -> str:

@@ -52,6 +52,13 @@ class Study:
         return QUALITY_HEADERS[self.primary]
 
     @property
+    def cost_refused(self) -> str | None:
+        """Why the runs' costs may not be compared (the comparability gate's cost refusal), or None.
+
+        When set, no sentence, table or figure of the paper or slides states a cost."""
+        return self.report.tables.cost_refused
+
+    @property
     def baseline(self) -> pd.Series | None:
         rows = self.runs[self.runs["run_id"] == self.report.baseline_run_id]
         return rows.iloc[0] if len(rows) else None

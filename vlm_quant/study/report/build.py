@@ -1,9 +1,11 @@
 """``compare``: load the runs, check they are comparable, write the report folder.
 
 ``build_report`` is the pure part: from a :class:`RunSet` (the runs frame plus artifact access) to
-a folder of tables, figures, qualitative examples, appendix and one HTML page. It reads the tracking
-store only through the RunSet and never the machine's own environment, except to look for the
-example images under the runs' ``data_dir``.
+a folder of tables, figures, qualitative examples, appendix and one HTML page. It passes the runs
+through the comparability gate (`comparability.gate`) before writing anything, so ``compare``,
+``paper``, ``slides`` and any other reader of a run set refuse the same runs with the same message.
+It reads the tracking store only through the RunSet and never the machine's own environment, except
+to look for the example images under the runs' ``data_dir``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.errors import UserError
-from vlm_quant.study.report import caveats
+from vlm_quant.study.report import caveats, comparability
 from vlm_quant.study.report.appendix import build_appendix, write_appendix
 from vlm_quant.study.report.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -25,7 +27,6 @@ from vlm_quant.study.report.bootstrap import (
     paired_scores,
     select_baseline,
 )
-from vlm_quant.study.report.comparability import check_quality_comparable, cost_refusal
 from vlm_quant.study.report.hallucination import HallucinationReport, write_hallucination
 from vlm_quant.study.report.html import HtmlInputs, write_html
 from vlm_quant.study.report.plots import PlotOutcome, make_plots
@@ -70,15 +71,15 @@ def compare(
     """Load the selected FINISHED evaluate runs, refuse incomparable ones, and build the report.
 
     Runs that differ in a quality param (`comparability.QUALITY_PARAMS`) are refused outright,
-    nothing written. Runs that differ only in a cost param (device, GPU, dtype, engine_resolved,
-    cost_new_tokens, ...) get the report without its cost table and figures, which say why.
+    nothing written. Runs that differ only in a cost param (`comparability.COST_PARAMS`: device, GPU,
+    dtype, engine_resolved, cost pass settings, PUE, ...) get the report without its cost table and
+    figures, which say why.
     ``pareto_include_caveats``: let runs with a caveat (resumed, OOM back-off, engine fallback)
     onto the Pareto fronts.
     """
     run_set = load_runs(
         experiment=experiment, parent_run=parent_run, run_ids=run_ids, tracking_uri=tracking_uri
     )
-    check_quality_comparable(run_set.runs)
     return build_report(
         run_set,
         Path(out_dir),
@@ -86,7 +87,6 @@ def compare(
         n_resamples=n_resamples,
         seed=seed,
         pareto_include_caveats=pareto_include_caveats,
-        cost_refused=cost_refusal(run_set.runs),
     )
 
 
@@ -99,15 +99,16 @@ def build_report(
     seed: int = DEFAULT_SEED,
     n_examples: int = DEFAULT_EXAMPLES,
     pareto_include_caveats: bool = False,
-    cost_refused: str | None = None,
 ) -> ReportResult:
-    """Write the report for runs already known to be comparable (see ``check_quality_comparable``).
+    """Refuse incomparable runs (`comparability.gate`: ``UserError``, nothing written), then write the report.
 
     ``baseline``: run id, run name, label or realized precision of the Δ reference; default the
     run realized in fp16, else bf16, else fp32 (see ``select_baseline``).
     ``n_resamples``/``seed``: the paired bootstrap of the primary metric's Δ.
-    ``cost_refused``: why costs may not be compared (``cost_refusal``): no cost table or figures.
+    Runs whose costs may not be compared (the gate's cost refusal) get no cost table or figures; the
+    refusal is in ``tables.cost_refused`` and the notes.
     """
+    cost_refused = comparability.gate(run_set.runs)
     task = _task(run_set.runs)
     notes: list[str] = []
     # Random-weight runs alone (a CPU smoke test) still make a cost report, with no quality results.

@@ -30,7 +30,12 @@ PARETO_COSTS = (
     ("size_on_disk_mib", "size_on_disk"),
     ("energy_j_per_image", "energy"),
 )
-COST_AXIS = {metric: header for metric, header, _ in COST_COLUMNS} | {"peak_rss_mib": "Peak RSS (MiB)"}
+COST_AXIS = {metric: header for metric, header, _ in COST_COLUMNS} | {
+    "peak_rss_mib": "Peak RSS (MiB)",
+    # the energy windows (cost_cells): J/image of the cost pass's throughput, CO2e of the quality pass
+    "energy_j_per_image": "Energy (J/image, cost pass)",
+    "co2e_kg": "CO2e (kg, quality pass)",
+}
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,9 @@ def numbers_table(
             out[param] = _column(runs, f"params.{param}")
         for name, tag in cost_cells.EXTRA_TAGS.items():
             out[name] = _column(runs, f"tags.{tag}")
+        for name, values in cost_cells.window_columns(runs).items():
+            dtype = float if name == cost_cells.NET_COLUMN else object
+            out[name] = pd.Series(values, index=runs.index, dtype=dtype)
     return out.reset_index(drop=True)
 
 
@@ -189,8 +192,9 @@ def quality_table(numbers: pd.DataFrame, task: str, *, confidence: float = 0.95)
 def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFrame:
     """Printed cost table: every run, random-weight ones suffixed with ``mark``, caveats marked.
 
-    Absent values read ``n/a (<reason>)``; on CPU the memory column is peak RSS; where NVML energy
-    is absent, codecarbon's CPU + RAM estimate gets a column (`cost_cells`).
+    Absent values read ``n/a (<reason>)``; on CPU the memory column is peak RSS; energy headers name
+    their window, with idle power and J/image net of it where a run measured GPU energy; where NVML
+    energy is absent, codecarbon's CPU + RAM estimate gets a column (`cost_cells`).
     """
     table = pd.DataFrame(
         {
@@ -206,8 +210,14 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
         if metric == "peak_vram_allocated_mib":
             header, cells = cost_cells.memory_column(numbers, header)
             table[header] = cells
+        elif metric in cost_cells.NVML_METRICS:  # the header names the energy window it was metered over
+            cells = cost_cells.metric_cells(numbers, metric, fmt)
+            table[cost_cells.window_header(numbers, metric, header)] = cells
         else:
             table[header] = cost_cells.metric_cells(numbers, metric, fmt)
+        if metric == "energy_j_per_image" and cost_cells.needs_idle_columns(numbers):
+            table[cost_cells.net_header(numbers)] = cost_cells.net_cells(numbers)
+            table[cost_cells.IDLE_HEADER] = cost_cells.idle_cells(numbers)
         if metric == "energy_j_per_image" and cost_cells.needs_codecarbon_column(numbers):
             table[cost_cells.CODECARBON_HEADER] = cost_cells.codecarbon_cells(numbers)
     for metric, header, fmt in FIDELITY_COLUMNS:  # absent for unquantized runs: "n/a", never a number
@@ -253,10 +263,11 @@ def write_tables(
     if cost_refused is None:
         cost = cost_table(numbers)
         with_codecarbon = cost_cells.CODECARBON_HEADER in cost.columns
+        with_idle = cost_cells.IDLE_HEADER in cost.columns
         cost_legend = [
             *([f"{RANDOM_MARK_MD} {RANDOM_NOTE}."] if any_random else []),
             *caveats.legend(numbers["caveats"].tolist()),
-            *cost_cells.legend(numbers, with_codecarbon),
+            *cost_cells.legend(numbers, with_codecarbon, with_idle),
             *fidelity_note.legend(numbers),
         ]
     else:
@@ -332,7 +343,8 @@ def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
     footnotes = [f"{RANDOM_MARK_TEX} {latex_escape(RANDOM_NOTE)}."] if any_random else []
     footnotes += _tex_legend(numbers["caveats"].tolist())
     with_codecarbon = cost_cells.CODECARBON_HEADER in table.columns
-    footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon)]
+    with_idle = cost_cells.IDLE_HEADER in table.columns
+    footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon, with_idle)]
     footnotes += [latex_escape(line) for line in fidelity_note.legend(numbers)]
     return latex_table(
         table,
