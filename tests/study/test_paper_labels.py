@@ -8,6 +8,9 @@ a float32 baseline; 'labels-random' holds random-weight runs only.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pandas as pd
 import pytest
 
 from vlm_quant.study.paper import results_prose as rp
@@ -120,7 +123,17 @@ def test_the_run_computed_in_another_dtype_is_marked_and_the_prose_says_so(label
     assert said in plain(slides)
 
 
-def test_a_front_with_every_configuration_caveated_is_said_empty_not_left_blank(labels_study):
+def test_a_front_with_every_configuration_caveated_is_said_empty_not_left_blank(labels_study, monkeypatch):
+    # The ar-w4 run computed in bf16 against an fp32 baseline: dtype is a cost param, so the gate refuses
+    # the costs and no front is stated at all.
+    assert labels_study.cost_refused is not None and rp.pareto_sentences(labels_study) == []
+    # Were the costs comparable, a front of caveated runs only is said to be empty, never left blank.
+    monkeypatch.setattr(type(labels_study), "cost_refused", property(lambda self: None))
+    points = pd.DataFrame({"label": ["int8wo (language)", AR_W4], "pareto": [False, False]})  # all hollow
+    monkeypatch.setattr(
+        type(labels_study), "pareto_plot",
+        lambda self, metric: SimpleNamespace(data={"points": points}) if metric == "latency_ms_p50" else None,
+    )
     assert rp.pareto_sentences(labels_study) == [
         "On the CIDEr-versus-median latency plane no configuration is on the Pareto front: each carries "
         "a caveat (marked in the tables) and is drawn hollow."
