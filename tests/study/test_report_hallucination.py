@@ -34,7 +34,7 @@ def test_f1_terms_reproduce_pope_f1():
         for i, (label, answer) in enumerate(zip(labels, answers, strict=True))
     ]
     terms = ratio_terms("pope")["pope_popular_f1"]
-    base, conf = paired_terms(rows, rows, terms)
+    base, conf, _ = paired_terms(rows, rows, terms)
     assert base[:, 0].sum() / base[:, 1].sum() == pytest.approx(score_pope(zip(labels, answers)).f1)
     assert paired_terms(rows, rows, ratio_terms("pope")["pope_random_f1"])[0].shape == (0, 2)
 
