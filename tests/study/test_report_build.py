@@ -100,6 +100,10 @@ def test_vqa_runs_report_accuracy_and_say_images_are_missing(vqa_store, tmp_path
     assert power in result.power and power in (tmp_path / "notes.md").read_text()
     results_md = (tmp_path / "results.md").read_text()
     assert power in results_md and "percentile paired bootstrap over images" in results_md
+    numbers = result.tables.numbers.set_index("label")  # results.csv
+    assert numbers.loc["int8", "n_paired_images"] == 5
+    assert numbers.loc["int8", "vqa_accuracy_delta_se"] == pytest.approx(se)
+    assert numbers.loc["int8", "vqa_accuracy_delta_mde"] == pytest.approx(2.801585 * se, rel=1e-6)
     assert any("not found under data_dir" in note for note in result.notes)
     assert result.qualitative.examples["question"].str.startswith("What colour").all()
     assert (tmp_path / "figures" / "qualitative.png").is_file()
