@@ -4,9 +4,9 @@ Hallucination metrics are ratios of sums over samples (CHAIR_i = hallucinated me
 F1 = 2TP / (2TP + FP + FN); CHAIR_s = hallucinated captions / captions), not means of per-sample scores,
 so their Δ against the baseline is bootstrapped as a ratio: the IMAGES of the samples both runs scored
 are resampled (every row of a drawn image together, the same draw for both runs; see `bootstrap`) and
-each resample's Δ is ratio(config) - ratio(baseline). The
-Δ's interval therefore stays inside [-1, 1]. A resample where either ratio has nothing to divide by is
-dropped and counted; a Δ whose full-sample ratio is undefined is absent.
+each resample's Δ is ratio(config) - ratio(baseline). The Δ's interval therefore stays inside [-1, 1].
+A resample where either ratio has nothing to divide by is dropped; a Δ whose full-sample ratio is
+undefined is absent.
 
 The safety table lists, per configuration, the output screen's counts (`vlm_quant.tasks.safety`) and a
 few flagged predictions with their reasons, from each run's ``safety/flagged.json``.
