@@ -62,6 +62,8 @@ def test_compare_shows_the_agreement_and_warns_below_the_threshold(invariance_st
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)  # stdout stays one JSON object; the warnings go to stderr
+    # ... and so does the power line: n images, SE and MDE of each configuration's paired Δ
+    assert "Power of ΔVQA acc. (paired, image-level): int8: n = 5 images (10 rows), SE 0.000" in result.stderr
 
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: batch invariance")]
     assert len(warned) == 3
