@@ -65,13 +65,14 @@ def test_single_process_helpers_are_identity(monkeypatch):
 
 def test_merge_results_restores_evaluation_order_and_totals():
     ids = [5, 3, 9, 1]
-    a = QualityPassResult({5: "a", 3: "b"}, [], wall_s=2.0, generated_tokens=4, final_batch_size=2)
+    a = QualityPassResult({5: "a", 3: "b"}, [], wall_s=2.0, generated_tokens=4, final_batch_size=2,
+                          batch_sizes=(2,))
     b = QualityPassResult({1: "d"}, [{"sample_id": 9, "reason": "bad"}], wall_s=3.0, generated_tokens=1,
-                          n_resumed=1, oom_retries=1, final_batch_size=1)
+                          n_resumed=1, oom_retries=1, final_batch_size=1, batch_sizes=(2, 1))
     merged = merge_results(ids, [b, a])
     assert list(merged.predictions) == [5, 3, 1] and merged.skipped[0]["sample_id"] == 9
     assert (merged.wall_s, merged.generated_tokens, merged.n_resumed, merged.oom_retries) == (3.0, 5, 1, 1)
-    assert merged.final_batch_size == 1
+    assert merged.final_batch_size == 1 and merged.batch_sizes == (2, 1)  # every size any rank generated at
 
 
 def test_combine_metrics_totals_and_per_rank_copies():

@@ -14,6 +14,7 @@ from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 from vlm_quant.run.oom import BatchBackoff
 from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tracking import run_schema as rs
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 
@@ -62,6 +63,7 @@ def test_oom_halves_the_batch_down_to_what_fits_and_logs_it(tiny_vlm_dirs, vqa_d
     # batch [4]: 4 -> OOM, 2 -> OOM, then 1s; the last batch [1] runs at the reduced size directly
     assert seen == [4, 2, 1, 1, 1, 1, 1]
     assert tracker.metrics["oom_retries"] == 2 and tracker.metrics["quality_pass_final_batch_size"] == 1
+    assert tracker.tags[rs.TAG_QUALITY_PASS_BATCH_SIZES] == "1"  # every prediction was made at batch 1
     assert tracker.params["batch_size"] == "4"  # what was asked stays the param; what ran is a metric
 
 
@@ -94,3 +96,18 @@ def test_backoff_keeps_order_and_only_catches_oom():
         BatchBackoff(2).run([1, 2], lambda chunk: (_ for _ in ()).throw(ValueError("not an OOM")))
     with pytest.raises(UserError, match="batch_size=1 for model m"):
         BatchBackoff(1, model="m").run([1], lambda chunk: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+
+
+def test_the_backoff_records_every_batch_size_that_made_predictions():
+    calls: list[int] = []
+
+    def work(chunk):
+        calls.append(len(chunk))
+        if len(calls) == 2:  # the second batch of 4 runs out of memory
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return list(chunk)
+
+    backoff = BatchBackoff(4)
+    assert backoff.run(list(range(10)), work) == list(range(10))
+    assert calls == [4, 4, 2, 2, 2]  # 4 | OOM at 4 -> 2, 2 | the rest at 2
+    assert backoff.sizes_used == [4, 2] and backoff.batch_size == 2 and backoff.retries == 1

@@ -26,6 +26,8 @@ class StoreValues:
     n_resamples: int
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    # run id -> sample_id -> image id; None: every sample is its own image (captioning)
+    images: Callable[[str], dict[str, str]] | None = None
 
     def paired(self, rid: str) -> tuple[np.ndarray, np.ndarray]:
         base, conf = self.scores(self.baseline_id), self.scores(rid)
@@ -53,6 +55,8 @@ class StoreValues:
                 return float(len(base))
             est = paired_bootstrap(base, conf, n_resamples=self.n_resamples, seed=self.bootstrap_seed)
             return {"low": est.low, "high": est.high, "": est.high - est.low}[part]
+        if kind in ("images", "mde"):
+            return self._power(rest)[kind]
         if kind == "count":
             return float(self.counts[rest])
         if kind == "setting":
@@ -62,6 +66,24 @@ class StoreValues:
                 "bootstrap_seed": self.bootstrap_seed,
             }[rest]
         raise AssertionError(f"unknown number source {source!r}")
+
+
+    def _power(self, rid: str) -> dict[str, float]:
+        """Images paired and the minimum detectable Δ, from the definition: SE = sqrt(C/(C-1) *
+        sum_c (D_c - Δ m_c)^2) / N over the C images (D_c: summed differences, m_c: rows), MDE =
+        (z_0.975 + z_0.80) SE with the quantiles from a normal table."""
+        base, conf = self.scores(self.baseline_id), self.scores(rid)
+        ids = sorted(set(base) & set(conf))
+        image_of = self.images(self.baseline_id) if self.images else {i: i for i in ids}
+        sums: dict[str, list[float]] = {}
+        for i in ids:
+            entry = sums.setdefault(str(image_of[i]), [0.0, 0.0])
+            entry[0] += conf[i] - base[i]
+            entry[1] += 1
+        delta = sum(d for d, _ in sums.values()) / len(ids)
+        c = len(sums)
+        se = (c / (c - 1) * sum((d - delta * m) ** 2 for d, m in sums.values())) ** 0.5 / len(ids)
+        return {"images": float(c), "mde": (1.959963984540054 + 0.8416212335729143) * se}
 
 
 def printed_as(value: float, text: str) -> bool:

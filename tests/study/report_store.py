@@ -147,12 +147,13 @@ def caption_rows(scores: np.ndarray, predictions: list[str]) -> list[dict]:
 
 
 def vqa_rows(accuracies: list[float], predictions: list[str]) -> list[dict]:
+    """Two questions per image (q000 and q001 ask about image 139, ...), as VQA asks several."""
     return [
         {
             "sample_id": f"q{i:03d}",
             "question_id": 1000 + i,
-            "image_id": 139 + i,
-            "image_file": f"val2017/{139 + i:012d}.jpg",
+            "image_id": 139 + i // 2,
+            "image_file": f"val2017/{139 + i // 2:012d}.jpg",
             "question": f"What colour is object {i}?",
             "prompt": "Answer briefly.",
             "prediction": prediction,

@@ -29,6 +29,7 @@ def store_values(caption_store, study) -> StoreValues:
         metric=lambda rid, name: logged[rid][name],
         param=lambda rid, name: by_id[rid].params[name],
         scores=lambda rid: {r["sample_id"]: r["cider"] for r in by_id[rid].rows},
+        images=lambda rid: {r["sample_id"]: r["image_id"] for r in by_id[rid].rows},
         baseline_id=caption_store.runs["fp16"].run_id,
         counts={
             "runs": 5,
@@ -96,6 +97,12 @@ def test_limitations_count_random_runs_and_say_the_subset_size(caption_study):
     text = " ".join(sp.limitation_sentences(caption_study, Stated()))
     assert "1 random-weight run measures speed and memory only and is excluded" in text
     assert "24 samples" in text
+    worst = max(
+        (d.standard_error, rid) for rid, d in caption_study.report.deltas.items()
+        if d and rid != caption_study.report.baseline_run_id
+    )
+    mde = (1.959964 + 0.841621) * worst[0]  # z_0.975 + z_0.80 from a normal table
+    assert f"With $n$ = 24 images, CIDEr differences smaller than {mde:.3f} cannot be told apart" in text
 
 
 def test_every_number_the_paper_states_equals_the_store_value(caption_study, caption_store):

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from latex_checks import check_booktabs
 from mlflow import MlflowClient
@@ -55,7 +56,8 @@ def test_compare_writes_every_file_it_reports(caption_report, caption_store):
     assert caption_report.baseline_run_id == caption_store.runs["fp16"].run_id
     assert caption_report.run_ids[0] == caption_report.baseline_run_id
     assert caption_report.run_ids[-1] == caption_store.runs["fp16 (random)"].run_id
-    assert caption_report.notes == ()  # every plot drawn, every image found
+    # every plot drawn, every image found: only the power line, which every report with a Δ states
+    assert caption_report.notes == (caption_report.power,) and "int4: n = 24 images" in caption_report.power
 
 
 def test_report_html_is_self_contained(caption_report):
@@ -86,6 +88,22 @@ def test_vqa_runs_report_accuracy_and_say_images_are_missing(vqa_store, tmp_path
     assert quality.loc["fp16", "VQA acc."] == f"{vqa_store.runs['fp16'].metrics['vqa_accuracy']:.3f}"
     delta = result.deltas[vqa_store.runs["int8"].run_id]
     assert delta.delta == pytest.approx(-0.2) and delta.low <= -0.2 <= delta.high
+    # Two questions per image: the bootstrap draws the 5 images, and the SE is the image-level one.
+    assert (delta.n_samples, delta.n_images) == (10, 5)
+    per_image = np.array([-1, 0, -1, 0, 0], float)  # int8 wrong on q001 (image 139) and q005 (image 141)
+    draws = np.random.default_rng(0).integers(0, 5, size=(500, 5))  # images drawn, 2 rows each
+    means = per_image[draws].sum(axis=1) / 10
+    assert (delta.low, delta.high) == tuple(pytest.approx(q) for q in np.percentile(means, [2.5, 97.5]))
+    se = np.sqrt(5 / 4 * np.sum((per_image - (-0.2) * 2) ** 2)) / 10  # power.py's formula, by hand
+    assert delta.standard_error == pytest.approx(se)
+    power = f"int8: n = 5 images (10 rows), SE {se:.3f}, MDE {2.801585 * se:.3f}"
+    assert power in result.power and power in (tmp_path / "notes.md").read_text()
+    results_md = (tmp_path / "results.md").read_text()
+    assert power in results_md and "percentile paired bootstrap over images" in results_md
+    numbers = result.tables.numbers.set_index("label")  # results.csv
+    assert numbers.loc["int8", "n_paired_images"] == 5
+    assert numbers.loc["int8", "vqa_accuracy_delta_se"] == pytest.approx(se)
+    assert numbers.loc["int8", "vqa_accuracy_delta_mde"] == pytest.approx(2.801585 * se, rel=1e-6)
     assert any("not found under data_dir" in note for note in result.notes)
     assert result.qualitative.examples["question"].str.startswith("What colour").all()
     assert (tmp_path / "figures" / "qualitative.png").is_file()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,17 +18,18 @@ from vlm_quant.tasks.pope_metrics import score_pope
 def test_ratio_bootstrap_by_hand():
     base = np.array([[0, 2], [1, 1], [0, 1], [0, 0]], float)  # CHAIR_i 1/4
     conf = np.array([[1, 2], [1, 1], [1, 1], [0, 1]], float)  # CHAIR_i 3/5
-    estimate = paired_ratio_bootstrap(base, conf, n_resamples=2000, seed=1, confidence=0.9)
+    images = ["a", "a", "b", "c"]  # the first two rows describe one image: they are drawn together
+    estimate = paired_ratio_bootstrap(base, conf, images, n_resamples=500, seed=1, confidence=0.9)
     assert estimate.delta == pytest.approx(3 / 5 - 1 / 4)
-    # The exact bootstrap distribution: all 4^4 equally likely paired resamples, enumerated.
-    exact = []
-    for idx in itertools.product(range(4), repeat=4):
-        b, c = base[list(idx)].sum(0), conf[list(idx)].sum(0)
-        if b[1] and c[1]:
-            exact.append(c[0] / c[1] - b[0] / b[1])
-    low, high = np.percentile(exact, [5, 95])  # -0.25, 0.69
-    # Monte Carlo percentiles of a discrete distribution land on a neighbouring atom (0.25 apart at most).
-    assert abs(estimate.low - low) <= 0.26 and abs(estimate.high - high) <= 0.1
+    # By hand: draw 3 images per resample; image a's terms are the sums of its two rows.
+    per_image_base, per_image_conf = np.array([[1, 3], [0, 1], [0, 0]]), np.array([[2, 3], [1, 1], [0, 1]])
+    draws = np.random.default_rng(1).integers(0, 3, size=(500, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b, c = per_image_base[draws].sum(axis=1), per_image_conf[draws].sum(axis=1)
+        resampled = c[:, 0] / c[:, 1] - b[:, 0] / b[:, 1]
+    low, high = np.percentile(resampled[np.isfinite(resampled)], [5, 95])
+    assert (estimate.low, estimate.high) == (pytest.approx(low), pytest.approx(high))
+    assert estimate.n_images == 3 and estimate.n_samples == 4
     same = paired_ratio_bootstrap(base, base, n_resamples=50, seed=0, confidence=0.95)
     assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0)
     assert paired_ratio_bootstrap(base[:, [0, 0]] * 0, conf, n_resamples=5, seed=0, confidence=0.9) is None
@@ -44,7 +43,7 @@ def test_f1_terms_reproduce_pope_f1():
         for i, (label, answer) in enumerate(zip(labels, answers, strict=True))
     ]
     terms = ratio_terms("pope")["pope_popular_f1"]
-    base, conf = paired_terms(rows, rows, terms)
+    base, conf, _ = paired_terms(rows, rows, terms)
     assert base[:, 0].sum() / base[:, 1].sum() == pytest.approx(score_pope(zip(labels, answers)).f1)
     assert paired_terms(rows, rows, ratio_terms("pope")["pope_random_f1"])[0].shape == (0, 2)
 

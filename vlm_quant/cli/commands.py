@@ -345,6 +345,8 @@ def compare(
         fail(str(exc))
     for warning in result.warnings:  # low batch-1 agreement: on stderr, stdout stays one JSON object
         click.echo(f"warning: {warning}", err=True)
+    if result.power:  # the smallest Δ the sample could detect, beside the verdicts
+        click.echo(result.power, err=True)
     click.echo(
         json.dumps(
             {

@@ -204,7 +204,9 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
         return {}
     n = min(cfg.invariance_samples, len(quality.predictions))
     started = time.perf_counter()
-    with stage(f"batch invariance: {n} samples at batch 1 vs batch {batch_size}"):
+    sizes = getattr(quality, "batch_sizes", ()) or (batch_size,)  # several after an OOM back-off
+    compared = f"batch {batch_size}" if len(sizes) == 1 else f"batch sizes {', '.join(map(str, sizes))}"
+    with stage(f"batch invariance: {n} samples at batch 1 vs {compared}"):
         check = check_batch_invariance(
             loaded.model, loaded.processor, task, prepared.data, quality.predictions,
             batch_size=batch_size, n_samples=cfg.invariance_samples, seed=cfg.seed,
@@ -229,7 +231,7 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT: check.delta_absent_reason})
     else:
         metrics[rs.batch_invariance_delta_metric(task.name)] = check.delta
-    log.info("batch invariance: %d of %d identical at batch 1 vs batch %d", check.n_identical,
-             len(check.batch_1), batch_size)
+    log.info("batch invariance: %d of %d identical at batch 1 vs %s", check.n_identical,
+             len(check.batch_1), compared)
     tracker.log_metrics(metrics)  # now: a crash in the cost pass keeps them
     return metrics

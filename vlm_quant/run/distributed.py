@@ -401,6 +401,7 @@ def merge_results(ids: Sequence[Any], results: Sequence[Any]) -> Any:
         resumed_tokens=sum(r.resumed_tokens for r in results),
         oom_retries=sum(r.oom_retries for r in results),
         final_batch_size=min((r.final_batch_size for r in results if r.final_batch_size), default=0),
+        batch_sizes=tuple(sorted({size for r in results for size in r.batch_sizes}, reverse=True)),
         # attempt_s, model_s, wait_s (the time split): rank 0's, like every field not named here
     )
 

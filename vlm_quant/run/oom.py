@@ -3,7 +3,8 @@
 A CUDA OOM leaves the model and its weights intact; only that batch's activations and KV cache did not
 fit. The batch is retried in halves and the rest of the pass keeps the smaller size (retrying the big
 size on every batch would pay an OOM each time). `oom_retries` and the final batch size are logged as
-metrics, so a run whose throughput was measured at a smaller batch says so.
+metrics, so a run whose throughput was measured at a smaller batch says so; ``sizes_used`` lists every
+batch size predictions were generated at (the tag ``vlm_quant.quality_pass_batch_sizes`` after a back-off).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -32,6 +33,7 @@ class BatchBackoff:
     model: str = ""
     retries: int = 0
     start_batch_size: int = 0
+    sizes_used: list[int] = field(default_factory=list)  # batch sizes that produced predictions, in order
 
     def __post_init__(self) -> None:
         self.start_batch_size = self.start_batch_size or self.batch_size
@@ -45,6 +47,8 @@ class BatchBackoff:
             try:
                 results.extend(work(chunk))
                 position += len(chunk)
+                if self.batch_size not in self.sizes_used:
+                    self.sizes_used.append(self.batch_size)
                 continue
             except torch.OutOfMemoryError as error:
                 if len(chunk) <= 1:

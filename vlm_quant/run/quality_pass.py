@@ -51,7 +51,8 @@ class QualityPassResult:
 
     ``n_resumed``: samples taken from an earlier attempt of the run (their generation time is in
     ``wall_s``), of which ``resumed_predictions`` predictions with ``resumed_tokens`` tokens;
-    ``oom_retries`` and ``final_batch_size``: the OOM backoff's record.
+    ``oom_retries``, ``final_batch_size`` and ``batch_sizes`` (every batch size that produced
+    predictions, in order of use): the OOM backoff's record.
     """
 
     predictions: dict[int, str] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class QualityPassResult:
     resumed_tokens: int = 0
     oom_retries: int = 0
     final_batch_size: int = 0
+    batch_sizes: tuple[int, ...] = ()
     attempt_s: float = 0.0  # wall time of this attempt alone (``wall_s`` adds the earlier attempts')
     model_s: float = 0.0  # of which generate() ran (device-synchronised), this attempt
     wait_s: float = 0.0  # of which the model waited for its next batch of inputs, this attempt
@@ -180,6 +182,7 @@ def run_quality_pass(
     result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
     result.wall_s += result.attempt_s
     result.oom_retries, result.final_batch_size = backoff.retries, backoff.batch_size
+    result.batch_sizes = tuple(backoff.sizes_used)
     return result
 
 

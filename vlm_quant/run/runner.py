@@ -412,6 +412,8 @@ def quality_pass(
             **quality.time_split_metrics(),  # this attempt: the model's share, its wait for inputs
         }
     )
+    if quality.oom_retries:  # predictions were made at several batch sizes: the final one alone would hide it
+        tracker.set_tags({run_schema.TAG_QUALITY_PASS_BATCH_SIZES: ",".join(map(str, quality.batch_sizes))})
     # Per-image energy of this attempt's generation only: a resumed run's earlier attempts were not metered.
     images, tokens = quality.this_attempt()
     energy = derive_energy_metrics(window, images, tokens) if images else {}

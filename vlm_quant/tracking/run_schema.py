@@ -85,6 +85,8 @@ TAG_BATCH_INVARIANCE_ABSENT = "vlm_quant.batch_invariance_absent_reason"  # why 
 TAG_BATCH_INVARIANCE_DELTA_ABSENT = "vlm_quant.batch_invariance_delta_absent_reason"
 PARAM_BATCH_INVARIANCE_N = "batch_invariance_n_samples"  # samples regenerated at batch 1
 PARAM_BATCH_INVARIANCE_BATCH_SIZE = "batch_invariance_batch_size"  # the evaluated batch size compared
+# After an OOM back-off: every batch size the quality pass generated predictions at, "8,4" (run/oom.py).
+TAG_QUALITY_PASS_BATCH_SIZES = "vlm_quant.quality_pass_batch_sizes"
 ARTIFACT_BATCH_INVARIANCE = "predictions/batch_invariance.jsonl"
 
 

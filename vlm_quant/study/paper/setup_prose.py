@@ -13,7 +13,7 @@ import pandas as pd
 from vlm_quant.study.paper.results_prose import AXES, QUALITY_SPEC, _join, cost_refusal_sentence, describe
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, tex_text
-from vlm_quant.study.report import caveats
+from vlm_quant.study.report import caveats, power
 from vlm_quant.study.report.precision_labels import NO_LINEARS, short_precision
 from vlm_quant.study.report.tables import COST_COLUMNS
 from vlm_quant.tasks.vqa_metrics import METRIC_DEFINITION as VQA_METRIC_DEFINITION
@@ -171,7 +171,32 @@ def bootstrap_sentence(study: Study, stated: Stated) -> str:
     return (
         rf"A quality change $\Delta$ is the mean over samples of the configuration's per-sample "
         rf"{study.primary_name} minus the baseline's on the same sample; its interval is the {conf}\% "
-        f"percentile paired bootstrap ({resamples} resamples, seed {seed})."
+        "percentile paired bootstrap over images: each resample draws as many images as were scored, with "
+        "replacement, and keeps every sample of a drawn image together (several questions about one image, "
+        "and a question asked in several splits, are not independent draws), recomputing the metric on "
+        f"the resample ({resamples} resamples, seed {seed})."
+    )
+
+
+def power_sentence(study: Study, stated: Stated) -> str | None:
+    """The smallest paired difference the sample could detect (the largest over configurations)."""
+    found = [
+        (power.minimum_detectable_difference(d.standard_error), rid, d)
+        for rid, d in study.report.deltas.items()
+        if d and d.standard_error is not None and rid != study.report.baseline_run_id
+    ]
+    if not found:
+        return None
+    mde, rid, estimate = max(found, key=lambda item: item[0])
+    n = stated.num(estimate.n_images, ".0f", f"images:{rid}")
+    label = tex_text(study.runs.loc[study.runs["run_id"] == rid, "label"].iat[0])
+    return (
+        f"With $n$ = {n} images, {study.primary_name} differences smaller than "
+        f"{stated.num(mde, QUALITY_SPEC, f'mde:{rid}')} cannot be told apart from noise: that is the "
+        f"minimum detectable paired difference of {label} (the largest among the configurations) at "
+        rf"${power.POWER * 100:.0f}\%$ power and two-sided $\alpha = {power.ALPHA:g}$, "
+        r"$(z_{1-\alpha/2} + z_{\mathrm{power}})\,\mathrm{SE}$, with SE the standard error of $\Delta$ "
+        "from the image-level paired differences."
     )
 
 
@@ -224,6 +249,7 @@ def limitation_sentences(study: Study, stated: Stated) -> list[str]:
         if d and rid != study.report.baseline_run_id
     ]
     n = _int_param(study, "n_samples", stated)
+    power_text = power_sentence(study, stated)
     if widths:
         width, rid = max(widths)
         w = stated.num(width, QUALITY_SPEC, f"width:{rid}")
@@ -233,6 +259,8 @@ def limitation_sentences(study: Study, stated: Stated) -> list[str]:
         )
     else:
         out.append(f"Quality is measured on {n} samples only.")
+    if power_text:
+        out.append(power_text)
     n_random = len(study.random)
     if n_random:
         k = stated.num(n_random, ".0f", "count:random_runs")

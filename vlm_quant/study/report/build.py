@@ -22,6 +22,7 @@ from vlm_quant.study.report.appendix import build_appendix, write_appendix
 from vlm_quant.study.report.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
+    RESAMPLED_UNIT,
     DeltaEstimate,
     paired_bootstrap,
     paired_scores,
@@ -54,6 +55,7 @@ class ReportResult:
     notes: tuple[str, ...]  # what could not be shown, and why
     hallucination: HallucinationReport | None = None  # CHAIR / POPE F1 with Δ, the safety table
     warnings: tuple[str, ...] = ()  # printed by `compare`: runs whose batch-1 agreement is low
+    power: str | None = None  # printed by `compare`: SE and minimum detectable Δ of the primary metric
 
 
 def compare(
@@ -143,6 +145,7 @@ def build_report(
         cost_refused=cost_refused,
     )
     notes += tables.warnings  # also under the quality table
+    notes += [tables.power] if tables.power else []  # also under the quality table
     traces = (
         {label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)}
         if cost_refused is None
@@ -211,6 +214,7 @@ def build_report(
         tuple(notes),
         hallucination,
         tables.warnings,
+        tables.power,
     )
 
 
@@ -247,9 +251,9 @@ def _deltas(
         if base is None or rows is None:
             deltas[rid] = None
             continue
-        base_scores, scores = paired_scores(base, rows, score_key)
+        base_scores, scores, images = paired_scores(base, rows, score_key)
         deltas[rid] = paired_bootstrap(
-            base_scores, scores, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+            base_scores, scores, images, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
         )
     return deltas
 
@@ -299,8 +303,8 @@ def _summary(
     return [
         *lines,
         f"Baseline: {_who(runs, baseline_id)}.",
-        f"Δ interval: {CONFIDENCE:.0%} percentile paired bootstrap over samples, {n_resamples} resamples, "
-        f"seed {seed}.",
+        f"Δ interval: {CONFIDENCE:.0%} percentile paired bootstrap over {RESAMPLED_UNIT}s (every sample of "
+        f"a drawn {RESAMPLED_UNIT} together), {n_resamples} resamples, seed {seed}.",
     ]
 
 

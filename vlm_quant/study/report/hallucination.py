@@ -2,10 +2,11 @@
 
 Hallucination metrics are ratios of sums over samples (CHAIR_i = hallucinated mentions / mentions;
 F1 = 2TP / (2TP + FP + FN); CHAIR_s = hallucinated captions / captions), not means of per-sample scores,
-so their Δ against the baseline is bootstrapped as a ratio: the samples both runs scored are resampled
-together (the same indices for both runs) and each resample's Δ is ratio(config) - ratio(baseline). The
-Δ's interval therefore stays inside [-1, 1]. A resample where either ratio has nothing to divide by is
-dropped and counted; a Δ whose full-sample ratio is undefined is absent.
+so their Δ against the baseline is bootstrapped as a ratio: the IMAGES of the samples both runs scored
+are resampled (every row of a drawn image together, the same draw for both runs; see `bootstrap`) and
+each resample's Δ is ratio(config) - ratio(baseline). The Δ's interval therefore stays inside [-1, 1].
+A resample where either ratio has nothing to divide by is dropped; a Δ whose full-sample ratio is
+undefined is absent.
 
 The safety table lists, per configuration, the output screen's counts (`vlm_quant.tasks.safety`) and a
 few flagged predictions with their reasons, from each run's ``safety/flagged.json``.
@@ -14,7 +15,7 @@ few flagged predictions with their reasons, from each run's ``safety/flagged.jso
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vlm_quant.study.report import quality_cells
-from vlm_quant.study.report.bootstrap import DeltaEstimate
+from vlm_quant.study.report.bootstrap import (
+    DeltaEstimate,
+    cluster_bootstrap,
+    cluster_codes,
+    image_key,
+    percentile_interval,
+)
 from vlm_quant.study.report.plots import PlotOutcome
 from vlm_quant.study.report.render import NA, fmt_interval, fmt_number, latex_table, markdown_table
 from vlm_quant.tasks.safety import ARTIFACT_FLAGGED
@@ -67,39 +74,53 @@ def ratio_terms(task: str) -> dict[str, RowTerms]:
 
 
 def paired_ratio_bootstrap(
-    base: np.ndarray, conf: np.ndarray, *, n_resamples: int, seed: int, confidence: float
+    base: np.ndarray,
+    conf: np.ndarray,
+    images: Sequence[Any] | None = None,
+    *,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
 ) -> DeltaEstimate | None:
     """Δ = ratio(conf) - ratio(base), ratio = sum(column 0) / sum(column 1), over paired rows (n x 2).
 
-    None when either full-sample ratio is undefined. Resample indices: one ``(n_resamples, n)`` draw
-    from ``numpy.random.default_rng(seed)``, shared by both runs (the pairing).
+    ``images``: each row's image; the bootstrap draws images, every row of a drawn image together
+    (`bootstrap.cluster_bootstrap`; None: each row its own image), the same draw for both runs (the
+    pairing). None when either full-sample ratio is undefined.
     """
     base, conf = np.asarray(base, float), np.asarray(conf, float)
     if base.size == 0 or base[:, 1].sum() == 0 or conf[:, 1].sum() == 0:
         return None
     delta = conf[:, 0].sum() / conf[:, 1].sum() - base[:, 0].sum() / base[:, 1].sum()
-    idx = np.random.default_rng(seed).integers(0, len(base), size=(n_resamples, len(base)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        diffs = conf[idx, 0].sum(1) / conf[idx, 1].sum(1) - base[idx, 0].sum(1) / base[idx, 1].sum(1)
-    diffs = diffs[np.isfinite(diffs)]
+    codes = cluster_codes(np.arange(len(base)) if images is None else images)
+    diffs = cluster_bootstrap(
+        np.hstack([base, conf]), codes, lambda s: s[:, 2] / s[:, 3] - s[:, 0] / s[:, 1],
+        n_resamples=n_resamples, seed=seed,
+    )
     if diffs.size == 0:
         return None
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(diffs, [100 * alpha, 100 * (1 - alpha)])
-    return DeltaEstimate(float(delta), float(low), float(high), len(base), n_resamples, seed, confidence)
+    low, high = percentile_interval(diffs, confidence)
+    return DeltaEstimate(
+        float(delta), low, high, len(base), n_resamples, seed, confidence, n_images=int(codes.max()) + 1
+    )
 
 
-def paired_terms(base_rows: list[dict], rows: list[dict], terms: RowTerms) -> tuple[np.ndarray, np.ndarray]:
-    """(n x 2) term arrays of both runs over the sample ids both runs count, in sample-id order."""
+def paired_terms(
+    base_rows: list[dict], rows: list[dict], terms: RowTerms
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n x 2) term arrays of both runs over the sample ids both runs count, in sample-id order, and each
+    row's image (`bootstrap.image_key`, from the baseline's row)."""
     def by_id(rows_: list[dict]) -> dict[str, tuple[float, float]]:
         return {str(r["sample_id"]): t for r in rows_ if (t := terms(r)) is not None}
 
     base, conf = by_id(base_rows), by_id(rows)
     keys = sorted(set(base) & set(conf))
+    images = {str(r["sample_id"]): image_key(r) for r in base_rows}
+
     def stack(terms_by_id: dict[str, tuple[float, float]]) -> np.ndarray:
         return np.array([terms_by_id[k] for k in keys], float).reshape(-1, 2)
 
-    return stack(base), stack(conf)
+    return stack(base), stack(conf), np.array([images[k] for k in keys], dtype=str)
 
 
 @dataclass(frozen=True)
@@ -145,9 +166,9 @@ def hallucination_numbers(
             rows = predictions.get(rid)
             estimate = None
             if base_rows is not None and rows is not None:
-                base, conf = paired_terms(base_rows, rows, terms)
+                base, conf, images = paired_terms(base_rows, rows, terms)
                 estimate = paired_ratio_bootstrap(
-                    base, conf, n_resamples=n_resamples, seed=seed, confidence=confidence
+                    base, conf, images, n_resamples=n_resamples, seed=seed, confidence=confidence
                 )
             deltas[metric][rid] = estimate
         for part in ("delta", "low", "high"):
@@ -259,7 +280,8 @@ def write_hallucination(
     notes = [f"figure {plot.name} skipped: {plot.skipped}"] if plot.skipped else []
     method = (
         f"Δ = configuration minus baseline; {confidence:.0%} percentile paired bootstrap of the ratio "
-        f"over the samples both runs scored, {n_resamples} resamples, seed {seed}"
+        f"over the images both runs scored (all rows of a drawn image together), {n_resamples} resamples, "
+        f"seed {seed}"
     )
     names = ("hallucination.md", "hallucination.csv", "hallucination.tex", "safety.md", "safety.tex")
     paths = [out_dir / f"results_{name}" for name in names]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import batch_invariance, caveats, cost_cells, fidelity_note, quality_cells
+from vlm_quant.study.report import batch_invariance, caveats, cost_cells, fidelity_note, power, quality_cells
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     MIB_SPEC,
@@ -84,6 +84,7 @@ class Tables:
     quality_legend: tuple[str, ...] = ()  # lines printed under the quality table (caveat marks)
     cost_legend: tuple[str, ...] = ()  # under the cost table: caveats, n/a reasons, estimates
     warnings: tuple[str, ...] = ()  # runs whose batch-1 agreement is low (also in quality_legend)
+    power: str | None = None  # SE and minimum detectable Δ of the primary metric (also in quality_legend)
     cost_refused: str | None = None  # why there is no cost table
 
 
@@ -145,6 +146,11 @@ def numbers_table(
         ]
     out["n_paired_samples"] = [
         deltas[rid].n_samples if deltas.get(rid) else float("nan") for rid in runs["run_id"]
+    ]
+    out["n_paired_images"] = [_estimate_part(deltas.get(rid), "n_images") for rid in runs["run_id"]]
+    out[f"{primary}_delta_se"] = [_estimate_part(deltas.get(rid), "standard_error") for rid in runs["run_id"]]
+    out[f"{primary}_delta_mde"] = [  # NaN SE (none estimated) stays NaN
+        power.minimum_detectable_difference(se) for se in out[f"{primary}_delta_se"]
     ]
     for name, values in batch_invariance.number_columns(runs, task).items():
         out[name] = values.where(~random) if name == batch_invariance.DELTA else values
@@ -260,6 +266,8 @@ def write_tables(
     warnings = batch_invariance.warnings(numbers, task)
     invariance_lines = [batch_invariance.legend(), *warnings] if batch_invariance.shown(pretrained) else []
     quality_legend += invariance_lines
+    power_line = _power_note(numbers, deltas, task)
+    quality_legend += [power_line] if power_line else []
     if cost_refused is None:
         cost = cost_table(numbers)
         with_codecarbon = cost_cells.CODECARBON_HEADER in cost.columns
@@ -297,6 +305,7 @@ def write_tables(
         cost_legend=tuple(cost_legend),
         cost_refused=cost_refused,
         warnings=tuple(warnings),
+        power=power_line,
     )
 
 
@@ -308,9 +317,31 @@ def _method(numbers: pd.DataFrame, deltas: dict[str, DeltaEstimate | None], conf
     estimate = next((d for d in deltas.values() if d), None)
     return (
         f"Δ = configuration minus baseline ({baseline_label}), mean over paired samples; interval: "
-        f"{confidence:.0%} percentile paired bootstrap"
-        + (f", {estimate.n_resamples} resamples, seed {estimate.seed}" if estimate else "")
+        f"{confidence:.0%} percentile paired bootstrap over images (every sample of a drawn image "
+        "together)"
+        + (
+            f", {estimate.n_images} images, {estimate.n_resamples} resamples, seed {estimate.seed}"
+            if estimate
+            else ""
+        )
     )
+
+
+def _estimate_part(estimate: DeltaEstimate | None, part: str) -> float:
+    value = getattr(estimate, part, None) if estimate else None
+    return float("nan") if value is None else float(value)
+
+
+def _power_note(numbers: pd.DataFrame, deltas: dict[str, DeltaEstimate | None], task: str) -> str | None:
+    """The power line under the quality table (`power.power_note`), for the non-baseline pretrained runs."""
+    others = numbers[(numbers["weights"] != "random") & ~numbers["baseline"]]
+    powers = []
+    for label, rid in zip(others["label"], others["run_id"], strict=True):
+        d = deltas.get(rid)
+        found = d and power.power_of(label, d.n_samples, d.n_images, d.standard_error)
+        if found:
+            powers.append(found)
+    return power.power_note(powers, QUALITY_HEADERS[rs.PRIMARY_QUALITY_METRIC[task]])
 
 
 def _quality_tex(
