@@ -5,7 +5,9 @@ F1 = 2TP / (2TP + FP + FN); CHAIR_s = hallucinated captions / captions), not mea
 so their Δ against the baseline is bootstrapped as a ratio: the samples both runs scored are resampled
 together (the same indices for both runs) and each resample's Δ is ratio(config) - ratio(baseline). The
 Δ's interval therefore stays inside [-1, 1]. A resample where either ratio has nothing to divide by is
-dropped and counted; a Δ whose full-sample ratio is undefined is absent.
+dropped and counted; a Δ whose full-sample ratio is undefined is absent, and so is the Δ of a metric that
+either run did not log (POPE's F1 without any "yes" answer, which the 2TP / (2TP + FP + FN) terms would
+read as 0).
 
 The safety table lists, per configuration, the output screen's counts (`vlm_quant.tasks.safety`) and a
 few flagged predictions with their reasons, from each run's ``safety/flagged.json``.
@@ -141,10 +143,13 @@ def hallucination_numbers(
         out[metric] = _metric(pretrained, metric).to_numpy()
     for metric, terms in ratio_terms(task).items():
         deltas[metric] = {}
+        logged = dict(zip(runs["run_id"], _metric(runs, metric), strict=True))
         for rid in out["run_id"]:
             rows = predictions.get(rid)
             estimate = None
-            if base_rows is not None and rows is not None:
+            # a metric the run (or the baseline) could not define, e.g. F1 without a "yes", has no Δ either
+            defined = not (np.isnan(logged.get(rid, np.nan)) or np.isnan(logged.get(baseline_id, np.nan)))
+            if base_rows is not None and rows is not None and defined:
                 base, conf = paired_terms(base_rows, rows, terms)
                 estimate = paired_ratio_bootstrap(
                     base, conf, n_resamples=n_resamples, seed=seed, confidence=confidence
