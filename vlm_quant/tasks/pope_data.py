@@ -27,7 +27,6 @@ from typing import Any
 from PIL import Image
 
 from vlm_quant.errors import UserError
-from vlm_quant.tasks.base import Split
 from vlm_quant.tasks.pope_construction import POPE_SPLITS, BuiltQuestion
 
 
@@ -127,8 +126,9 @@ def read_pope_file(path: str | Path, image_file_of: Any) -> list[PopeSample]:
     return samples
 
 
-def read_hf_pope(dataset_id: str) -> Split:
+def read_hf_pope(dataset_id: str) -> Any:
     """lmms-lab/POPE (or a saved copy) through `datasets`; images come from the rows."""
+    from vlm_quant.tasks.base import Split  # imports torch: kept off `score pope`'s path
     from vlm_quant.tasks.vqa_data import _load_hf
 
     rows = _load_hf(dataset_id, "test")
