@@ -87,7 +87,8 @@ def test_task_asks_each_distinct_question_once_and_scores_it_in_every_split(coco
     for split in ("random", "popular", "adversarial"):
         assert scores.corpus[f"pope_{split}_n"] == 30 and scores.corpus[f"pope_{split}_yes_ratio"] == 1.0
         assert scores.corpus[f"pope_{split}_doubtful_n"] == 15
-        assert scores.corpus[f"pope_strict_{split}_accuracy"] == 1.0
+        strict = (scores.corpus[f"pope_strict_{split}_{m}"] for m in ("accuracy", "f1"))
+        assert list(strict) == [1.0, 1.0]  # the strict reading takes "NO" as no
     negatives = {i for i in data.ids if data.samples[i].label == "no"}
     assert scores.corpus["pope_doubtful_answers_n"] == len(negatives)
     positive_rows = [r for r in scores.rows if r["label"] == "yes"]

@@ -16,8 +16,8 @@ positive sits in all three). The predictions hold one row per split and question
 Metrics (`pope_metrics`): ``pope_<split>_{accuracy,precision,recall,f1,yes_ratio,n,doubtful_n}`` per
 split and ``pope_accuracy`` over all rows (the primary metric) by the published answer reading;
 ``pope_doubtful_answers_n`` (distinct answers that reading takes doubtfully), ``pope_n`` (rows) and
-``pope_distinct_n`` (distinct questions generated); the stricter reading as ``pope_strict_<split>_*``,
-``pope_strict_accuracy`` and ``pope_strict_unparsed_n``.
+``pope_distinct_n`` (distinct questions generated); the stricter reading as
+``pope_strict_<split>_{accuracy,f1}``, ``pope_strict_accuracy`` and ``pope_strict_unparsed_n``.
 """
 
 from __future__ import annotations
@@ -193,9 +193,10 @@ class PopeTask:
                 f"pope_{split}", counts=("n",)
             ))
             corpus[f"pope_{split}_doubtful_n"] = float(sum(doubtful[s.sample_id] for s in rows))
-            corpus.update(score_pope((s.label, strict[s.sample_id]) for s in rows).metrics(
-                f"pope_strict_{split}", counts=("n_unparsed",)
-            ))
+            strict_split = score_pope((s.label, strict[s.sample_id]) for s in rows)
+            for name in ("accuracy", "f1"):  # the second reading, kept short: the headline is the published
+                if (value := getattr(strict_split, name)) is not None:
+                    corpus[f"pope_strict_{split}_{name}"] = value
         overall = score_pope((s.label, published[s.sample_id]) for s in samples)
         if overall.accuracy is not None:
             corpus["pope_accuracy"] = overall.accuracy
