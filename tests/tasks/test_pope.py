@@ -11,6 +11,7 @@ import pytest
 
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
+from vlm_quant.run.scoring import score_and_log
 from vlm_quant.tasks.coco_instances import CocoInstances
 from vlm_quant.tasks.pope import PopeTask
 from vlm_quant.tasks.pope_construction import (
@@ -22,6 +23,7 @@ from vlm_quant.tasks.pope_construction import (
 )
 from vlm_quant.tasks.pope_data import read_pope_file
 from vlm_quant.tasks.pope_metrics import parse_yes_no, score_pope
+from vlm_quant.tracking.tracker import InMemoryTracker
 
 TOY = CocoInstances(
     "toy",
@@ -177,3 +179,12 @@ def test_lmms_lab_layout_through_datasets_is_read_as_is(tmp_path):
     ]
     assert data.open_image(samples[0]).size == (8, 8)
     assert "read as is" in data.params["pope_source"]
+
+
+def test_scoring_screens_each_generated_answer_once(coco_dir):
+    cfg = ExperimentConfig.from_mapping({"task": "pope", "data_dir": str(coco_dir), "n_samples": 2})
+    task = PopeTask()
+    data = task.prepare(cfg)
+    predictions = {i: "Yes, mail me at someone@example.com" for i in data.ids}
+    metrics = score_and_log(InMemoryTracker(), task, data, predictions)
+    assert metrics["pope_n"] == 2 * 3 * 6 > metrics["safety_flagged_n"] == len(data.ids)
