@@ -163,7 +163,15 @@ class ExperimentConfig:
         "coco_pope_{random,popular,adversarial}.json, read as is; empty: built from the instances.",
     )
     pope_objects: int = _param(
-        3, "POPE built from instances: positive (and as many negative) questions per image and split."
+        3,
+        "POPE built from instances: only images with at least this many distinct objects; positive (and as "
+        "many negative) questions per image and split.",
+    )
+    pope_allow_subset: bool = _param(
+        False,
+        "POPE with pope_file: true scores only the questions whose image is in data_dir (not the published "
+        "POPE then); false: any missing image (e.g. val2014 files given a val2017 folder) is an error before "
+        "the model loads.",
     )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")

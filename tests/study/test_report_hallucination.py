@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from vlm_quant.study.report.hallucination import (
+    hallucination_numbers,
     paired_ratio_bootstrap,
     paired_terms,
     ratio_terms,
@@ -46,6 +47,28 @@ def test_f1_terms_reproduce_pope_f1():
     base, conf, _ = paired_terms(rows, rows, terms)
     assert base[:, 0].sum() / base[:, 1].sum() == pytest.approx(score_pope(zip(labels, answers)).f1)
     assert paired_terms(rows, rows, ratio_terms("pope")["pope_random_f1"])[0].shape == (0, 2)
+
+
+def test_pope_f1_delta_is_absent_when_a_run_never_answers_yes():
+    labels = ["yes", "no"] * 4
+    def rows(answers):
+        return [{"sample_id": i, "pope_split": "random", "label": label, "parsed_answer": answer}
+                for i, (label, answer) in enumerate(zip(labels, answers, strict=True))]
+
+    predictions = {"base": rows(labels), "never": rows(["no"] * 8), "half": rows(["yes"] * 8)}
+    f1 = {rid: score_pope(zip(labels, [r["parsed_answer"] for r in p])).f1 for rid, p in predictions.items()}
+    assert f1["never"] is None  # no "yes" at all: precision, and so F1, undefined (not logged)
+    runs = pd.DataFrame({
+        "label": list(predictions), "run_id": list(predictions), "weights": ["pretrained"] * 3,
+        **{f"metrics.pope_{s}_f1": [np.nan] * 3 for s in ("popular", "adversarial")},
+        "metrics.pope_random_f1": [np.nan if v is None else v for v in f1.values()],
+    })
+    numbers, deltas = hallucination_numbers(
+        runs, predictions, "base", "pope", n_resamples=50, seed=0, confidence=0.95
+    )
+    assert deltas["pope_random_f1"]["never"] is None
+    assert np.isnan(numbers.set_index("run_id").loc["never", "pope_random_f1_delta"])
+    assert deltas["pope_random_f1"]["half"].delta == pytest.approx(f1["half"] - 1.0)
 
 
 def test_caption_report_shows_chair_with_paired_deltas(caption_report, caption_store):

@@ -65,9 +65,14 @@ def score_and_log(
     tracker.log_metrics(scores.corpus)
     log_predictions(tracker, task, scores.rows)
     task.log_extras(tracker, data, scores)
-    safety = screen_and_log(tracker, scores.rows)  # reads the predictions, changes nothing
+    safety = screen_and_log(tracker, generated_rows(scores.rows))  # reads the predictions, changes nothing
     tracker.log_metrics(safety)
     return {**scores.corpus, **safety}
+
+
+def generated_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per generation: POPE scores one answer in several rows (``distinct_question_id``)."""
+    return [r for r in rows if r.get("distinct_question_id", r["sample_id"]) == r["sample_id"]]
 
 
 def log_predictions(tracker: Any, task: Task, rows: list[dict[str, Any]]) -> None:

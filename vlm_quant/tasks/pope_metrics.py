@@ -1,15 +1,23 @@
-"""POPE scoring as pure functions: the yes/no answer parser and the per-split metrics.
+"""POPE scoring as pure functions: the answer readings and the per-split metrics.
 
-The parser maps a free-form answer to "yes", "no" or None (unmappable): the first word when it is a
-yes/no word ("Yes.", "yes, there is", "No, there isn't"), else a negation anywhere ("There is no dog",
-"I don't see one") means no, else an affirmation ("There is a dog", "I can see a cat") means yes.
-Anything else ("A dog.", "", "maybe") is counted as unparsed. POPE's own script reads every answer
-without a "no"/"not" as yes; here such answers are counted instead of being guessed.
+Two readings of a free-form answer:
+
+- ``read_as_published`` (the headline metrics): POPE's ``evaluate.py`` (github.com/RUCAIBox/POPE): keep
+  the text before the first ".", drop commas, split on single spaces; the answer is "no" when one of the
+  words is exactly "No", "no" or "not", else "yes". So "NO", "Nope", "No!", "I cannot tell." and ""
+  read as yes, and "There is a dog. There is no cat." as yes too. An answer that reading takes
+  *doubtfully* (`is_doubtful`: it does not begin with yes or no, or begins with one and is read as the
+  other, e.g. "NO") is counted apart (``pope_<split>_doubtful_n``, ``pope_doubtful_answers_n``).
+- ``parse_yes_no`` (the ``pope_strict_*`` metrics): the first word when it is a yes/no word ("Yes.",
+  "NO", "No, there isn't"), else a negation anywhere ("There is no dog", "I don't see one") means no,
+  else an affirmation ("There is a dog", "I can see a cat") means yes; anything else ("A dog.", "",
+  "maybe") is unparsed (counted, scored wrong).
 
 Metrics (0-1), with "yes" the positive class: ``accuracy`` = correct / questions (an unparsed answer
 is wrong); ``precision`` = TP / answers "yes"; ``recall`` = TP / questions labelled yes (an unparsed
-answer to one is a miss); ``f1``; ``yes_ratio`` = answers "yes" / questions (0.5 for a balanced split
-answered without bias). A ratio with nothing to divide by is absent.
+answer to one is a miss); ``f1`` = 2PR / (P + R); ``yes_ratio`` = answers "yes" / questions (0.5 for a
+balanced split answered without bias). A ratio with nothing to divide by is absent, and so is F1 when
+P + R = 0 (no true positive; POPE's script fails on a division by zero in both cases).
 """
 
 from __future__ import annotations
@@ -43,6 +51,24 @@ def parse_yes_no(answer: str) -> str | None:
     if any(re.search(pattern, text) for pattern in AFFIRMATIONS):
         return "yes"
     return None
+
+
+_NEGATING_WORDS = frozenset({"No", "no", "not"})  # POPE's evaluate.py, case as written there
+_LEADING_WORD = re.compile(r"[a-z]+")
+
+
+def read_as_published(answer: str) -> str:
+    """"yes" or "no", as POPE's evaluate.py reads ``answer``."""
+    first_sentence = answer.split(".")[0]
+    words = first_sentence.replace(",", "").split(" ")
+    return "no" if _NEGATING_WORDS.intersection(words) else "yes"
+
+
+def is_doubtful(answer: str) -> bool:
+    """True unless the answer begins with yes or no (any case) and the published reading agrees."""
+    lead = _LEADING_WORD.match(answer.strip().lower())
+    word = lead.group() if lead else ""
+    return word not in ("yes", "no") or read_as_published(answer) != word
 
 
 @dataclass(frozen=True)
@@ -81,8 +107,11 @@ class PopeScores:
     def yes_ratio(self) -> float | None:
         return self.n_yes / self.n if self.n else None
 
-    def metrics(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}_n": float(self.n), f"{prefix}_unparsed_n": float(self.n_unparsed)}
+    def metrics(self, prefix: str, counts: tuple[str, ...] = ("n", "n_unparsed")) -> dict[str, float]:
+        """``<prefix>_<ratio>`` for each defined ratio, and the ``counts`` asked for (``<prefix>_n``,
+        ``<prefix>_unparsed_n``)."""
+        names = {"n": "n", "n_unparsed": "unparsed_n"}
+        out = {f"{prefix}_{names[c]}": float(getattr(self, c)) for c in counts}
         for name in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
             value = getattr(self, name)
             if value is not None:

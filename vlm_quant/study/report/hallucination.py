@@ -6,7 +6,8 @@ so their Δ against the baseline is bootstrapped as a ratio: the IMAGES of the s
 are resampled (every row of a drawn image together, the same draw for both runs; see `bootstrap`) and
 each resample's Δ is ratio(config) - ratio(baseline). The Δ's interval therefore stays inside [-1, 1].
 A resample where either ratio has nothing to divide by is dropped; a Δ whose full-sample ratio is
-undefined is absent.
+undefined is absent, and so is the Δ of a metric that either run did not log (POPE's F1
+without any "yes" answer, which the 2TP / (2TP + FP + FN) terms would read as 0).
 
 The safety table lists, per configuration, the output screen's counts (`vlm_quant.tasks.safety`) and a
 few flagged predictions with their reasons, from each run's ``safety/flagged.json``.
@@ -162,10 +163,13 @@ def hallucination_numbers(
         out[metric] = _metric(pretrained, metric).to_numpy()
     for metric, terms in ratio_terms(task).items():
         deltas[metric] = {}
+        logged = dict(zip(runs["run_id"], _metric(runs, metric), strict=True))
         for rid in out["run_id"]:
             rows = predictions.get(rid)
             estimate = None
-            if base_rows is not None and rows is not None:
+            # a metric the run (or the baseline) could not define, e.g. F1 without a "yes", has no Δ either
+            defined = not (np.isnan(logged.get(rid, np.nan)) or np.isnan(logged.get(baseline_id, np.nan)))
+            if base_rows is not None and rows is not None and defined:
                 base, conf, images = paired_terms(base_rows, rows, terms)
                 estimate = paired_ratio_bootstrap(
                     base, conf, images, n_resamples=n_resamples, seed=seed, confidence=confidence
