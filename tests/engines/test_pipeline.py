@@ -3,7 +3,10 @@ splits its wall time into the model's share and its wait for inputs (checked wit
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +16,6 @@ from PIL import Image
 import vlm_quant.run.quality_pass as quality_pass
 from vlm_quant.engines.generate import GenerationSettings, single_image_request
 from vlm_quant.engines.pipeline import (
-    WORKER_NICENESS,
     CollateRequests,
     default_num_workers,
     image_backend,
@@ -21,6 +23,7 @@ from vlm_quant.engines.pipeline import (
     processor_device,
     resolve_num_workers,
 )
+from vlm_quant.engines.worker_process import WORKER_NICENESS, WorkerInit, parent_death_signal
 from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_processor, load_vlm
 from vlm_quant.tasks.base import TaskData
@@ -196,3 +199,37 @@ def test_workers_yield_the_cpu_to_the_model_process(tiny_vlm_dirs):
     here = os.nice(0)
     assert niceness(0) == {here}  # in-process: the main process's own priority
     assert niceness(2) == {min(19, here + WORKER_NICENESS)}
+
+
+def report_worker_state(sample: Sample):
+    """What a worker process was set up with, carried back as the "error": parent-death signal, and how
+    it treats SIGINT and SIGTERM."""
+    state = (parent_death_signal(), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    return sample, None, repr(state)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_workers_die_with_the_main_process_and_leave_its_signals_to_it(tiny_vlm_dirs):
+    collate = CollateRequests(
+        load_processor(str(tiny_vlm_dirs["llava"])), caption_request, SETTINGS, torch.float32
+    )
+    batches = prepared_batches(
+        [Sample(i, "unused.jpg") for i in range(2)], 1, load=report_worker_state, collate=collate,
+        num_workers=1, pin_memory=False,
+    )
+    states = {error for batch in batches for _, _, error in batch.loaded}
+    assert states == {repr((int(signal.SIGKILL), signal.SIG_IGN, signal.SIG_IGN))}
+
+
+def start_worker_init(parent_pid: int) -> int:
+    """Exit status of a forked process that runs the worker init believing ``parent_pid`` forked it."""
+    process = multiprocessing.get_context("fork").Process(target=WorkerInit(parent_pid), args=(0,))
+    process.start()
+    process.join(timeout=30)
+    return process.exitcode
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_worker_whose_parent_died_before_its_init_kills_itself():
+    assert start_worker_init(os.getpid()) == 0  # its parent is alive: it carries on
+    assert start_worker_init(os.getpid() + 10**6) == -signal.SIGKILL  # not its parent: already orphaned
