@@ -126,9 +126,9 @@ class FakeClock:
         return self.now_s
 
 
-def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm_dirs, monkeypatch):
-    """Preparing a sample costs 1 s (in the main process: the model waits), a generate() call 3 s: six
-    samples at batch 2 wait 6 s, generate 9 s, in a 15 s pass, so the harness's share is 6/15."""
+def timed_pass(samples, tiny_vlm_dirs, monkeypatch, stream=None):
+    """The quality pass over six readable samples at batch 2 on a fake clock: preparing a sample costs
+    1 s (in the main process: the model waits), a generate() call 3 s."""
     clock = FakeClock()
     loaded = load_vlm(str(tiny_vlm_dirs["llava"]), dtype=torch.float32)
     eos = loaded.model.generation_config.eos_token_id
@@ -154,7 +154,7 @@ def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm
         [s.sample_id for s in readable],
         open_image=lambda s: Image.open(s.image_file).convert("RGB"),
     )
-    result = quality_pass.run_quality_pass(
+    return quality_pass.run_quality_pass(
         loaded.model,
         loaded.processor,
         SlowTask(),
@@ -166,12 +166,37 @@ def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm
         progress=False,
         num_workers=0,
         timer=DeviceTimer("cpu", clock=clock, synchronize=lambda: None),
+        stream=stream,
     )
+
+
+def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm_dirs, monkeypatch):
+    """Six samples at batch 2 wait 6 s, generate 9 s, in a 15 s pass, so the harness's share is 6/15."""
+    result = timed_pass(samples, tiny_vlm_dirs, monkeypatch)
     assert len(result.predictions) == 6
     assert (result.attempt_s, result.model_s, result.wait_s) == (15.0, 9.0, 6.0)
     split = result.time_split_metrics()
     assert split["harness_overhead_fraction"] == pytest.approx(6 / 15)
     assert split["quality_pass_model_s"] == 9.0 and split["quality_pass_wait_s"] == 6.0
+    assert result.pass_metrics() == {"quality_pass_s": 15.0, "quality_pass_samples_per_s": 6 / 15}
+
+
+def test_a_resumed_pass_times_its_last_attempt_only(samples, tiny_vlm_dirs, monkeypatch):
+    """Two samples came from an earlier attempt that took 100 s: quality_pass_s is this attempt's 10 s
+    (2 batches: 4 s preparing, 6 s generating), like its energy window, and the rate is 4 samples / 10 s."""
+    from vlm_quant.run.partial_predictions import PredictionStream
+    from vlm_quant.tracking.tracker import InMemoryTracker
+
+    readable = [s for s in samples if "broken" not in s.image_file][:2]
+    rows = "".join(
+        f'{{"sample_id": {s.sample_id}, "prediction": "earlier", "new_tokens": 2, "seconds": 50.0}}\n'
+        for s in readable
+    )
+    tracker = InMemoryTracker()
+    tracker.log_text(rows, "predictions/partial.jsonl")
+    result = timed_pass(samples, tiny_vlm_dirs, monkeypatch, stream=PredictionStream.open(tracker))
+    assert len(result.predictions) == 6 and result.n_resumed == 2
+    assert result.pass_metrics() == {"quality_pass_s": 10.0, "quality_pass_samples_per_s": 4 / 10}
 
 
 def test_no_generation_means_no_time_split():
