@@ -119,6 +119,17 @@ def test_rank0_numbers_are_rank0s_own_and_a_key_no_rank_has_gets_no_total_tag():
     assert distributed.incomplete_total_tags([{}, {"energy_kwh": None}]) == {}  # nobody has it: rank tags say
 
 
+def test_a_machine_metric_is_complete_when_every_machines_local_rank_0_brought_it():
+    # codecarbon measures each machine once, in its local rank 0: the other ranks lack it by design
+    one_machine = [{"codecarbon_energy_kwh": 2.0}, {}]
+    assert combine_metrics(one_machine, [0, 1])["codecarbon_energy_kwh"] == 2.0
+    assert distributed.incomplete_total_tags(one_machine, [0, 1]) == {}
+    two_machines = [{"codecarbon_energy_kwh": 2.0}, {}, {}, {}]  # machine 2's local rank 0 (rank 2) failed
+    assert "codecarbon_energy_kwh" not in combine_metrics(two_machines, [0, 1, 0, 1])
+    tag = distributed.incomplete_total_tags(two_machines, [0, 1, 0, 1])
+    assert tag["vlm_quant.rank_total_absent_codecarbon_energy_kwh"].startswith("rank 2 of 4 lacked it")
+
+
 def test_per_rank_tags_are_the_measurement_tags_prefixed_with_the_rank():
     tracker = NullTracker(2)
     tracker.set_tags({"vlm_quant.cost_oom_bs8": "out of memory", "vlm_quant.energy_absent_reason": "no NVML",
@@ -211,6 +222,8 @@ def test_two_processes_equal_one_process_and_make_one_run(tiny_model, coco_dir, 
     assert m["throughput_images_per_s"] == pytest.approx(
         m["rank0_throughput_images_per_s"] + m["rank1_throughput_images_per_s"])
     assert "rank1_peak_rss_mib" in m and "rank1_latency_ms_p50" in m
+    assert "no CUDA" in two.data.tags["vlm_quant.rank1_energy_absent_reason"]  # rank 1's own reason tag
+    assert [k for k in two.data.tags if k.startswith("vlm_quant.rank_total_absent_")] == []  # all complete
     # Batch invariance: rank 0 alone, on the merged predictions; the same samples as one process.
     assert m["batch_invariance_agreement"] == one.data.metrics["batch_invariance_agreement"]
     n_checked = "batch_invariance_n_samples"

@@ -464,18 +464,37 @@ def _total(rule: str, values: list[float]) -> float | None:
     raise ValueError(f"unknown rank rule {rule!r}")
 
 
-def lacking_ranks(per_rank: Sequence[Mapping[str, float | None]], key: str) -> list[int]:
-    """The ranks that brought no value for ``key``."""
-    return [rank for rank, metrics in enumerate(per_rank) if metrics.get(key) is None]
+# Metrics measured once per machine, by its local rank 0 (codecarbon bills the whole machine): only those
+# ranks are expected to bring them.
+MACHINE_METRIC_PREFIX = "codecarbon_"
 
 
-def combine_metrics(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+def expected_ranks(key: str, local_ranks: Sequence[int]) -> list[int]:
+    """The ranks that measure ``key``: every rank, or each machine's local rank 0 for a machine metric."""
+    if key.startswith(MACHINE_METRIC_PREFIX):
+        return [rank for rank, local in enumerate(local_ranks) if local == 0]
+    return list(range(len(local_ranks)))
+
+
+def lacking_ranks(
+    per_rank: Sequence[Mapping[str, float | None]], key: str, local_ranks: Sequence[int] | None = None
+) -> list[int]:
+    """The ranks expected to measure ``key`` that brought no value for it (``local_ranks``: each rank's
+    local rank; default: all on one machine)."""
+    local_ranks = range(len(per_rank)) if local_ranks is None else local_ranks
+    return [rank for rank in expected_ranks(key, local_ranks) if per_rank[rank].get(key) is None]
+
+
+def combine_metrics(
+    per_rank: Sequence[Mapping[str, float | None]], local_ranks: Sequence[int] | None = None
+) -> dict[str, float | None]:
     """Rank 0's metrics with each cost metric replaced by its total and added per rank as rank{r}_<key>.
 
     A total (every rule but ``rank0``) exists only when every rank brought its value: a sum over the
     ranks that have one would be stored as the whole machine's (rank 1 out of memory at batch 32: the
     images/s of rank 0 alone). Otherwise the key is left out (`incomplete_total_tags` says why); the
-    per-rank values that exist are kept.
+    per-rank values that exist are kept. A machine metric (codecarbon) is expected from each machine's
+    local rank 0 only (``local_ranks``: each rank's local rank; default: all ranks on one machine).
     """
     combined: dict[str, float | None] = dict(per_rank[0])
     for key in sorted({k for metrics in per_rank for k in metrics}):
@@ -489,7 +508,7 @@ def combine_metrics(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str,
         combined.pop(key, None)
         if rule == "rank0":  # per-device numbers: rank 0's own, never another rank's in its place
             total = values[0]
-        elif lacking_ranks(per_rank, key):
+        elif lacking_ranks(per_rank, key, local_ranks):
             total = None
         else:
             total = _total(rule, [float(v) for v in values if v is not None])
@@ -498,15 +517,17 @@ def combine_metrics(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str,
     return combined
 
 
-def incomplete_total_tags(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str, str]:
+def incomplete_total_tags(
+    per_rank: Sequence[Mapping[str, float | None]], local_ranks: Sequence[int] | None = None
+) -> dict[str, str]:
     """``vlm_quant.rank_total_absent_<key>`` for each total left out because some ranks lacked its value,
     naming those ranks (``"rank 1 of 2 lacked it"``); a key no rank measured has its ranks' own tags."""
     tags = {}
     world = len(per_rank)
     for key in sorted({k for metrics in per_rank for k in metrics}):
         rule = _rule(key)
-        lacking = lacking_ranks(per_rank, key)
-        if rule in (None, "rank0") or not lacking or len(lacking) == world:
+        lacking = lacking_ranks(per_rank, key, local_ranks)
+        if rule in (None, "rank0") or not lacking or all(per_rank[r].get(key) is None for r in range(world)):
             continue
         who = ", ".join(map(str, lacking))
         tags[f"{run_schema.TAG_RANK_TOTAL_ABSENT}{key}"] = (
@@ -549,6 +570,7 @@ def combine_rank_metrics(metrics: dict[str, float | None], tracker: Any) -> dict
     if not info.distributed:
         return metrics
     handed = {
+        "local_rank": info.local_rank,
         "metrics": metrics,
         "tags": getattr(tracker, "tags", {}) if not info.is_main else {},
         "histories": getattr(tracker, "histories", {}) if not info.is_main else {},
@@ -556,7 +578,8 @@ def combine_rank_metrics(metrics: dict[str, float | None], tracker: Any) -> dict
     per_rank = gather_objects(handed)
     tracker.log_params({"distributed_world_size": info.world, "shard_rule": "contiguous whole batches"})
     all_metrics = [envelope["metrics"] for envelope in per_rank]
-    tags = incomplete_total_tags(all_metrics)
+    local_ranks = [envelope["local_rank"] for envelope in per_rank]
+    tags = incomplete_total_tags(all_metrics, local_ranks)
     for rank, envelope in enumerate(per_rank[1:], start=1):
         tags.update(per_rank_tags(rank, envelope["tags"]))
         for name, (values, steps) in envelope["histories"].items():
@@ -564,7 +587,7 @@ def combine_rank_metrics(metrics: dict[str, float | None], tracker: Any) -> dict
                 tracker.log_metric_history(f"rank{rank}_{name}", values, steps)
     if tags:
         tracker.set_tags(tags)
-    return combine_metrics(all_metrics)
+    return combine_metrics(all_metrics, local_ranks)
 
 
 def launch_command(argv: Sequence[str], processes: int) -> list[str]:
