@@ -88,14 +88,34 @@ def child_env(tracking_uri: str, **extra: str) -> dict[str, str]:
 
 
 def start_child(
-    args: list[str], env: dict[str, str], cwd: Path, log_name: str, slow: bool = True
+    args: list[str], env: dict[str, str], cwd: Path, log_name: str, slow: bool = True, group: bool = False
 ) -> subprocess.Popen:
-    """`vlm-quant <args>` in its own process (through crash_child.py: generate() slowed when asked)."""
+    """`vlm-quant <args>` in its own process (through crash_child.py: generate() slowed when asked);
+    ``group``: in its own session and process group (pgid = its pid), as a shell starts a job, so a
+    test can signal the whole group (`os.killpg`) as a terminal's Ctrl-C or a job scheduler does."""
     log = open(cwd / f"{log_name}.log", "w")  # noqa: SIM115 - owned by the process object
     entry = [str(CHILD)] if slow else ["-m", "vlm_quant"]
     return subprocess.Popen(
-        [sys.executable, *entry, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, *entry, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=group,
     )
+
+
+def survivors(processes: list[Any], within_s: float) -> list[Any]:
+    """The ``processes`` (psutil) still alive after ``within_s`` seconds (a zombie, dead but not yet
+    reaped by whoever adopted it, counts as gone)."""
+    import psutil
+
+    def alive(process: Any) -> bool:
+        try:
+            return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(alive(p) for p in processes):
+        time.sleep(0.1)
+    return [p for p in processes if alive(p)]
 
 
 def child_log(cwd: Path, log_name: str) -> str:

@@ -3,7 +3,10 @@ splits its wall time into the model's share and its wait for inputs (checked wit
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +16,6 @@ from PIL import Image
 import vlm_quant.run.quality_pass as quality_pass
 from vlm_quant.engines.generate import GenerationSettings, single_image_request
 from vlm_quant.engines.pipeline import (
-    WORKER_NICENESS,
     CollateRequests,
     default_num_workers,
     image_backend,
@@ -21,6 +23,7 @@ from vlm_quant.engines.pipeline import (
     processor_device,
     resolve_num_workers,
 )
+from vlm_quant.engines.worker_process import WORKER_NICENESS, WorkerInit, parent_death_signal
 from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_processor, load_vlm
 from vlm_quant.tasks.base import TaskData
@@ -123,9 +126,9 @@ class FakeClock:
         return self.now_s
 
 
-def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm_dirs, monkeypatch):
-    """Preparing a sample costs 1 s (in the main process: the model waits), a generate() call 3 s: six
-    samples at batch 2 wait 6 s, generate 9 s, in a 15 s pass, so the harness's share is 6/15."""
+def timed_pass(samples, tiny_vlm_dirs, monkeypatch, stream=None):
+    """The quality pass over six readable samples at batch 2 on a fake clock: preparing a sample costs
+    1 s (in the main process: the model waits), a generate() call 3 s."""
     clock = FakeClock()
     loaded = load_vlm(str(tiny_vlm_dirs["llava"]), dtype=torch.float32)
     eos = loaded.model.generation_config.eos_token_id
@@ -151,7 +154,7 @@ def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm
         [s.sample_id for s in readable],
         open_image=lambda s: Image.open(s.image_file).convert("RGB"),
     )
-    result = quality_pass.run_quality_pass(
+    return quality_pass.run_quality_pass(
         loaded.model,
         loaded.processor,
         SlowTask(),
@@ -163,12 +166,37 @@ def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm
         progress=False,
         num_workers=0,
         timer=DeviceTimer("cpu", clock=clock, synchronize=lambda: None),
+        stream=stream,
     )
+
+
+def test_quality_pass_splits_its_wall_time_into_model_and_wait(samples, tiny_vlm_dirs, monkeypatch):
+    """Six samples at batch 2 wait 6 s, generate 9 s, in a 15 s pass, so the harness's share is 6/15."""
+    result = timed_pass(samples, tiny_vlm_dirs, monkeypatch)
     assert len(result.predictions) == 6
     assert (result.attempt_s, result.model_s, result.wait_s) == (15.0, 9.0, 6.0)
     split = result.time_split_metrics()
     assert split["harness_overhead_fraction"] == pytest.approx(6 / 15)
     assert split["quality_pass_model_s"] == 9.0 and split["quality_pass_wait_s"] == 6.0
+    assert result.pass_metrics() == {"quality_pass_s": 15.0, "quality_pass_samples_per_s": 6 / 15}
+
+
+def test_a_resumed_pass_times_its_last_attempt_only(samples, tiny_vlm_dirs, monkeypatch):
+    """Two samples came from an earlier attempt that took 100 s: quality_pass_s is this attempt's 10 s
+    (2 batches: 4 s preparing, 6 s generating), like its energy window, and the rate is 4 samples / 10 s."""
+    from vlm_quant.run.partial_predictions import PredictionStream
+    from vlm_quant.tracking.tracker import InMemoryTracker
+
+    readable = [s for s in samples if "broken" not in s.image_file][:2]
+    rows = "".join(
+        f'{{"sample_id": {s.sample_id}, "prediction": "earlier", "new_tokens": 2, "seconds": 50.0}}\n'
+        for s in readable
+    )
+    tracker = InMemoryTracker()
+    tracker.log_text(rows, "predictions/partial.jsonl")
+    result = timed_pass(samples, tiny_vlm_dirs, monkeypatch, stream=PredictionStream.open(tracker))
+    assert len(result.predictions) == 6 and result.n_resumed == 2
+    assert result.pass_metrics() == {"quality_pass_s": 10.0, "quality_pass_samples_per_s": 4 / 10}
 
 
 def test_no_generation_means_no_time_split():
@@ -196,3 +224,37 @@ def test_workers_yield_the_cpu_to_the_model_process(tiny_vlm_dirs):
     here = os.nice(0)
     assert niceness(0) == {here}  # in-process: the main process's own priority
     assert niceness(2) == {min(19, here + WORKER_NICENESS)}
+
+
+def report_worker_state(sample: Sample):
+    """What a worker process was set up with, carried back as the "error": parent-death signal, and how
+    it treats SIGINT and SIGTERM."""
+    state = (parent_death_signal(), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    return sample, None, repr(state)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_workers_die_with_the_main_process_and_leave_its_signals_to_it(tiny_vlm_dirs):
+    collate = CollateRequests(
+        load_processor(str(tiny_vlm_dirs["llava"])), caption_request, SETTINGS, torch.float32
+    )
+    batches = prepared_batches(
+        [Sample(i, "unused.jpg") for i in range(2)], 1, load=report_worker_state, collate=collate,
+        num_workers=1, pin_memory=False,
+    )
+    states = {error for batch in batches for _, _, error in batch.loaded}
+    assert states == {repr((int(signal.SIGKILL), signal.SIG_IGN, signal.SIG_IGN))}
+
+
+def start_worker_init(parent_pid: int) -> int:
+    """Exit status of a forked process that runs the worker init believing ``parent_pid`` forked it."""
+    process = multiprocessing.get_context("fork").Process(target=WorkerInit(parent_pid), args=(0,))
+    process.start()
+    process.join(timeout=30)
+    return process.exitcode
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_worker_whose_parent_died_before_its_init_kills_itself():
+    assert start_worker_init(os.getpid()) == 0  # its parent is alive: it carries on
+    assert start_worker_init(os.getpid() + 10**6) == -signal.SIGKILL  # not its parent: already orphaned

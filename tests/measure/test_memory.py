@@ -149,3 +149,13 @@ def test_footprint_counts_bitsandbytes_scales_and_shared_code_tables_once():
     bytes_4bit = 2 * (32768 + 1024) + 16 * 4 + (4 * 4 + 256 * 4)
     bytes_8bit = 65536 + 256 * 4
     assert weights_footprint_mib(FakeModel([*packed, int8])) * MIB == bytes_4bit + bytes_8bit
+
+
+def test_footprint_counts_an_onnx_runtime_tower_by_its_initializers():
+    class OrtStandIn(nn.Module):  # holds no torch parameters, like quantize.onnxruntime_backend's
+        onnx_summary = {"bytes_by_dtype": {"float32": 4000, "int8": 1000}, "file_bytes": 5600}
+
+    model = nn.Module()
+    model.head = nn.Linear(10, 10, bias=False)  # 100 float32 = 400 bytes
+    model.vision = OrtStandIn()
+    assert weights_footprint_mib(model) * MIB == 400 + 5000  # initializers, not the file (graph too)

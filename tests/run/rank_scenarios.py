@@ -74,6 +74,8 @@ def run_scenario(scenario: str, rank: int, record: dict[str, Any]) -> None:
         finally:
             record["partial"] = tracker.read_text("predictions/partial.jsonl")
             record["metrics"] = tracker.metrics
+            record["tags"] = tracker.tags
+            record["histories"] = tracker.histories
 
     def fake_pass(model: Any, processor: Any, task: Any, data: FakeSplit, **kwargs: Any) -> Any:
         rows = tracker.read_text("predictions/partial.jsonl") or ""  # a stream starts from the run's file
@@ -93,7 +95,14 @@ def run_scenario(scenario: str, rank: int, record: dict[str, Any]) -> None:
         quality = distributed.sharded_quality_pass(fake_pass, tracker, 1)(None, None, None,
                                                                           FakeSplit([1, 2, 3, 4]))
         record["predictions"] = sorted(quality.predictions)
-        metrics = distributed.combine_rank_metrics({"throughput_images_per_s": 1.0 + rank}, tracker)
+        metrics = {"throughput_images_per_s": 1.0 + rank}
+        if rank == 0:
+            metrics["throughput_images_per_s_bs32"] = 4.0
+        else:  # out of memory at batch 32: no value, the cost pass's tag; and its GPU's power
+            oom = "out of memory at batch size 32"
+            tracker.set_tags({"vlm_quant.cost_oom_bs32": oom, "vlm_quant.task": "x"})
+            tracker.log_metric_history("gpu_power_w", [100.0, 120.0], [0, 100])
+        metrics = distributed.combine_rank_metrics(metrics, tracker)
         tracker.log_metrics(metrics)
         if scenario == "late_failure" and rank == 1:
             raise OSError("disk full after the cost pass")

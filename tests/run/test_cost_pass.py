@@ -192,7 +192,7 @@ def test_throughput_times_the_model_alone_on_prepared_inputs(fakes):
     assert result.metrics["throughput_images_per_s_bs2"] == pytest.approx(2 / per_batch_s)
     assert result.metrics["throughput_tokens_per_s_bs2"] == pytest.approx(2 * N_TOKENS / per_batch_s)
     assert result.metrics["cost_graphs_compiled_timed_bs2"] == 0
-    assert model.calls == 3 + 6  # warm-up: the 3 distinct batches of the cycle; then 12 // 2 timed
+    assert model.calls == 3 + 12  # warm-up: the 3 distinct batches of the cycle; then cost_iterations timed
 
 
 def test_micro_batches_cover_the_cycle_evenly():

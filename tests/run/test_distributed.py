@@ -90,6 +90,55 @@ def test_combine_metrics_totals_and_per_rank_copies():
     assert out["load_time_s"] == 2.0
 
 
+def test_a_total_some_rank_lacks_is_absent_with_a_tag_naming_that_rank():
+    # rank 1 ran out of memory at batch 32: summing the ranks that have a value would store rank 0's
+    # images/s as the machine's; and a rank without an energy counter would halve the J/image.
+    r0 = {"throughput_images_per_s_bs32": 4.0, "throughput_images_per_s_bs1": 1.0,
+          "quality_pass_energy_j_per_image": 5.0, "latency_ms_p50": 7.0, "cider": 0.5}
+    r1 = {"throughput_images_per_s_bs1": 1.5, "quality_pass_energy_j_per_image": None}
+    out = combine_metrics([r0, r1])
+    assert "throughput_images_per_s_bs32" not in out and out["rank0_throughput_images_per_s_bs32"] == 4.0
+    assert "rank1_throughput_images_per_s_bs32" not in out
+    assert "quality_pass_energy_j_per_image" not in out  # not 5.0, rank 0's share alone
+    assert out["throughput_images_per_s_bs1"] == 2.5 and out["latency_ms_p50"] == 7.0
+    tags = distributed.incomplete_total_tags([r0, r1])
+    assert tags.keys() == {"vlm_quant.rank_total_absent_throughput_images_per_s_bs32",
+                           "vlm_quant.rank_total_absent_quality_pass_energy_j_per_image"}
+    assert all(text.startswith("rank 1 of 2 lacked it") for text in tags.values())
+    complete = combine_metrics([r0, {**r1, "quality_pass_energy_j_per_image": 7.0}])
+    assert complete["quality_pass_energy_j_per_image"] == 12.0  # each rank: its energy / all images
+
+
+def test_rank0_numbers_are_rank0s_own_and_a_key_no_rank_has_gets_no_total_tag():
+    three = [{"peak_rss_mib": 5.0}, {"latency_ms_p50": 9.0}, {}]
+    out = combine_metrics(three)
+    assert "latency_ms_p50" not in out and out["rank1_latency_ms_p50"] == 9.0  # never rank 1's as rank 0's
+    assert "peak_rss_mib" not in out
+    tags = distributed.incomplete_total_tags(three)
+    assert list(tags) == ["vlm_quant.rank_total_absent_peak_rss_mib"]  # latency: rank 0's, not a total
+    assert tags["vlm_quant.rank_total_absent_peak_rss_mib"].startswith("ranks 1, 2 of 3 lacked it")
+    assert distributed.incomplete_total_tags([{}, {"energy_kwh": None}]) == {}  # nobody has it: rank tags say
+
+
+def test_a_machine_metric_is_complete_when_every_machines_local_rank_0_brought_it():
+    # codecarbon measures each machine once, in its local rank 0: the other ranks lack it by design
+    one_machine = [{"codecarbon_energy_kwh": 2.0}, {}]
+    assert combine_metrics(one_machine, [0, 1])["codecarbon_energy_kwh"] == 2.0
+    assert distributed.incomplete_total_tags(one_machine, [0, 1]) == {}
+    two_machines = [{"codecarbon_energy_kwh": 2.0}, {}, {}, {}]  # machine 2's local rank 0 (rank 2) failed
+    assert "codecarbon_energy_kwh" not in combine_metrics(two_machines, [0, 1, 0, 1])
+    tag = distributed.incomplete_total_tags(two_machines, [0, 1, 0, 1])
+    assert tag["vlm_quant.rank_total_absent_codecarbon_energy_kwh"].startswith("rank 2 of 4 lacked it")
+
+
+def test_per_rank_tags_are_the_measurement_tags_prefixed_with_the_rank():
+    tracker = NullTracker(2)
+    tracker.set_tags({"vlm_quant.cost_oom_bs8": "out of memory", "vlm_quant.energy_absent_reason": "no NVML",
+                      "vlm_quant.weights": "random"})
+    assert distributed.per_rank_tags(2, tracker.tags) == {
+        "vlm_quant.rank2_cost_oom_bs8": "out of memory", "vlm_quant.rank2_energy_absent_reason": "no NVML"}
+
+
 def test_null_tracker_keeps_partial_predictions_and_merge(tmp_path):
     tracker = NullTracker(1, previous_partial='{"sample_id": 1, "prediction": "x"}\n')
     assert tracker.read_text("predictions/partial.jsonl").startswith('{"sample_id": 1')
@@ -174,6 +223,8 @@ def test_two_processes_equal_one_process_and_make_one_run(tiny_model, coco_dir, 
     assert m["throughput_images_per_s"] == pytest.approx(
         m["rank0_throughput_images_per_s"] + m["rank1_throughput_images_per_s"])
     assert "rank1_peak_rss_mib" in m and "rank1_latency_ms_p50" in m
+    assert "no CUDA" in two.data.tags["vlm_quant.rank1_energy_absent_reason"]  # rank 1's own reason tag
+    assert [k for k in two.data.tags if k.startswith("vlm_quant.rank_total_absent_")] == []  # all complete
     # Batch invariance: rank 0 alone, on the merged predictions; the same samples as one process.
     assert m["batch_invariance_agreement"] == one.data.metrics["batch_invariance_agreement"]
     n_checked = "batch_invariance_n_samples"

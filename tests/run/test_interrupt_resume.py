@@ -1,18 +1,22 @@
-"""Real `vlm-quant evaluate` processes stopped mid-pass (SIGTERM, SIGKILL), then resumed to the same result.
+"""Real `vlm-quant evaluate` processes stopped mid-pass (SIGINT, SIGKILL), then resumed to the same result.
 
 Both children run at once on one sqlite store (so this is also a test of two concurrent writers); their
-generate() is slowed to ~1 s per batch so the signal lands mid-pass. The SIGTERM child uploads its
-predictions every batch; the SIGKILL child uploads rarely (as on a real run: every 10 batches or 30 s),
-so what it keeps is what its local journal (synced every batch) holds.
+generate() is slowed to ~1 s per batch so the signal lands mid-pass, and both prepare their inputs in a
+pipeline worker process. The SIGINT child gets the signal as a terminal's Ctrl-C sends it, to its whole
+process group (its workers too), and uploads its predictions every batch; the SIGKILL child uploads
+rarely (as on a real run: every 10 batches or 30 s), so what it keeps is what its local journal (synced
+every batch) holds, and no process of it may outlive it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
 
 import mlflow
+import psutil
 import pytest
 from click.testing import CliRunner
 from crash_helpers import (
@@ -26,12 +30,14 @@ from crash_helpers import (
     predictions,
     runs_of,
     start_child,
+    survivors,
     wait_for_rows,
 )
 
 from vlm_quant.cli.commands import main
 
 N = 6
+WORKER = {"num_workers": 1}  # one input-pipeline worker process (the default's count depends on the cores)
 QUALITY_KEYS = ("vqa_accuracy", "vqa_accuracy_yes_no", "n_samples_evaluated", "n_samples_skipped")
 
 
@@ -41,7 +47,7 @@ def setup(tmp_path_factory, tiny_vlm_dirs, coco_dir, empty_store_template):
     shutil.copy(empty_store_template, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
-    for name in ("sigterm", "sigkill", "reference-bs1", "reference-bs2"):
+    for name in ("sigint", "sigkill", "reference-bs1", "reference-bs2"):
         client.create_experiment(name, artifact_location=str(root / "artifacts" / name))
     return {
         "root": root,
@@ -54,38 +60,50 @@ def setup(tmp_path_factory, tiny_vlm_dirs, coco_dir, empty_store_template):
 
 @pytest.fixture(scope="module")
 def interrupted(setup):
-    """Start two children at once; SIGTERM one once it uploaded 2 rows, SIGKILL the other once 2 batches
-    are in its journal (none uploaded yet)."""
+    """Start two children at once; SIGINT the process group of one once it uploaded 2 rows, SIGKILL the
+    other's main process once 2 batches are in its journal (none uploaded yet), its worker busy."""
     s = setup
     env = child_env(s["uri"], VLMQ_TEST_GENERATE_DELAY_S="1.0", VLM_QUANT_FLUSH_BATCHES="1")
-    rare = {**env, "VLM_QUANT_FLUSH_BATCHES": "100", "VLM_QUANT_FLUSH_SECONDS": "600"}
+    rare = {**env, "VLM_QUANT_FLUSH_BATCHES": "100", "VLM_QUANT_FLUSH_SECONDS": "600",
+            "VLMQ_TEST_LOAD_STALL_AFTER": "3"}
     term = start_child(
-        evaluate_args(s["model"], s["data"], experiment="sigterm", n_samples=N, batch_size=2),
+        evaluate_args(s["model"], s["data"], experiment="sigint", n_samples=N, batch_size=2, **WORKER),
         env,
         s["root"],
         "term",
+        group=True,
     )
     kill = start_child(
-        evaluate_args(s["model"], s["data"], experiment="sigkill", n_samples=N, batch_size=1),
+        evaluate_args(s["model"], s["data"], experiment="sigkill", n_samples=N, batch_size=1, **WORKER),
         rare,
         s["root"],
         "kill",
     )
+    processes: dict[str, list[psutil.Process]] = {}
     try:
-        run = wait_for_rows(s["client"], "sigterm", term, 2, timeout_s=120)
-        term.send_signal(signal.SIGTERM)
+        run = wait_for_rows(s["client"], "sigint", term, 2, timeout_s=120)
+        processes["term"] = psutil.Process(term.pid).children(recursive=True)
+        os.killpg(term.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal
         term_at_signal = len(partial_rows(run))
         run = wait_for_rows(s["client"], "sigkill", kill, 2, timeout_s=120, read=journal_rows)
-        kill.send_signal(signal.SIGKILL)
+        processes["kill"] = psutil.Process(kill.pid).children(recursive=True)
+        kill.send_signal(signal.SIGKILL)  # the main process alone, as the OOM killer or `kill -9 PID`
         kill_at_signal = len(journal_rows(run))
         term.wait(timeout=60)
         kill.wait(timeout=30)
+        left = {name: survivors(procs, within_s=5.0) for name, procs in processes.items()}
     finally:
         for proc in (term, kill):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return {"term": term, "kill": kill, "term_at_signal": term_at_signal, "kill_at_signal": kill_at_signal}
+        for process in [p for procs in processes.values() for p in procs]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+    return {"term": term, "kill": kill, "term_at_signal": term_at_signal, "kill_at_signal": kill_at_signal,
+            "processes": processes, "survivors": left}
 
 
 def reference(setup, batch_size: int) -> tuple[dict, list]:
@@ -96,6 +114,7 @@ def reference(setup, batch_size: int) -> tuple[dict, list]:
         experiment=f"reference-bs{batch_size}",
         n_samples=N,
         batch_size=batch_size,
+        **WORKER,
     )
     result = CliRunner().invoke(main, [*args, "--tracking-uri", setup["uri"]])
     assert result.exit_code == 0, result.output
@@ -106,7 +125,7 @@ def reference(setup, batch_size: int) -> tuple[dict, list]:
 
 def resume(setup, experiment: str, batch_size: int, how: str) -> tuple[dict, float]:
     args = evaluate_args(
-        setup["model"], setup["data"], experiment=experiment, n_samples=N, batch_size=batch_size
+        setup["model"], setup["data"], experiment=experiment, n_samples=N, batch_size=batch_size, **WORKER
     )
     started = time.perf_counter()
     result = CliRunner().invoke(main, [*args, "--tracking-uri", setup["uri"], "--resume", how])
@@ -124,36 +143,41 @@ def assert_same_result(setup, run_id: str, ref_metrics: dict, ref_predictions: l
     ]
 
 
-def test_sigterm_finishes_the_batch_saves_marks_killed_and_resumes_to_the_same_result(setup, interrupted):
+def test_ctrl_c_to_the_process_group_finishes_the_batch_saves_marks_killed_and_resumes(setup, interrupted):
     term = interrupted["term"]
     log = child_log(setup["root"], "term")
-    assert term.returncode == 128 + signal.SIGTERM, log[-3000:]
-    assert "interrupted by SIGTERM" in log
-    (run,) = runs_of(setup["client"], "sigterm")
+    # the workers got the SIGINT too: they leave it to the main process instead of dying of it first
+    assert term.returncode == 128 + signal.SIGINT, log[-3000:]
+    assert "interrupted by SIGINT" in log and "DataLoader worker" not in log
+    assert interrupted["processes"]["term"] and interrupted["survivors"]["term"] == []
+    (run,) = runs_of(setup["client"], "sigint")
     assert run.info.status == "KILLED"
-    assert run.data.tags["vlm_quant.signal"] == "SIGTERM"
-    assert "SIGTERM" in run.data.tags["vlm_quant.failure"]
+    assert run.data.tags["vlm_quant.signal"] == "SIGINT"
+    assert "SIGINT" in run.data.tags["vlm_quant.failure"]
     rows = partial_rows(run)
     # the batch in progress was finished and saved: whole batches of 2, at least what was there at the signal
     assert len(rows) % 2 == 0 and interrupted["term_at_signal"] <= len(rows) < N
     assert all(r["prediction"] is not None for r in rows)
 
-    out, seconds = resume(setup, "sigterm", batch_size=2, how=run.info.run_id)
+    out, seconds = resume(setup, "sigint", batch_size=2, how=run.info.run_id)
     assert out["run_id"] == run.info.run_id
     resumed = setup["client"].get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED"
     assert resumed.data.metrics["n_samples_resumed"] == len(rows)
     assert "vlm_quant.failure" not in resumed.data.tags and "vlm_quant.signal" not in resumed.data.tags
-    assert "SIGTERM" in resumed.data.tags["vlm_quant.previous_failure"]
+    assert "SIGINT" in resumed.data.tags["vlm_quant.previous_failure"]
     assert resumed.data.tags["vlm_quant.resume_count"] == "1"
     ref_metrics, ref_predictions = reference(setup, batch_size=2)
     assert_same_result(setup, run.info.run_id, ref_metrics, ref_predictions, "term")
-    print(f"SIGTERM: {len(rows)} of {N} rows kept; resume took {seconds:.1f} s")
+    print(f"SIGINT: {len(rows)} of {N} rows kept; resume took {seconds:.1f} s")
 
 
 def test_sigkill_loses_at_most_the_batch_in_flight_and_resume_auto_takes_the_run_over(setup, interrupted):
     kill = interrupted["kill"]
     assert kill.returncode == -signal.SIGKILL
+    # no process of the run outlives it: its input-pipeline worker (busy opening an image) died with it
+    assert interrupted["processes"]["kill"], "the run had no worker process: the check below checks nothing"
+    assert interrupted["survivors"]["kill"] == []
     (run,) = runs_of(setup["client"], "sigkill")
     assert run.info.status == "RUNNING"  # nothing ran after SIGKILL; the pid tag says whose it was
     assert run.data.tags["vlm_quant.pid"] == str(kill.pid)

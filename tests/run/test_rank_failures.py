@@ -40,6 +40,14 @@ def test_healthy_ranks_merge_predictions_and_metrics(outcomes):
     assert rank0["raised"] is None and rank1["raised"] is None and rank0["status"] == "FINISHED"
     assert rank0["predictions"] == rank1["predictions"] == [1, 2, 3, 4]
     assert rank0["metrics"]["throughput_images_per_s"] == 3.0  # 1 + 2: the sum over ranks
+    # rank 1 lacked the batch-32 throughput: no total (rank 0's alone is not the machine's), a tag naming it
+    assert "throughput_images_per_s_bs32" not in rank0["metrics"]
+    assert rank0["metrics"]["rank0_throughput_images_per_s_bs32"] == 4.0
+    assert rank0["tags"]["vlm_quant.rank_total_absent_throughput_images_per_s_bs32"].startswith("rank 1 of 2")
+    # rank 1's own tags and its GPU's power reach the run, prefixed; its run-level tags do not
+    assert rank0["tags"]["vlm_quant.rank1_cost_oom_bs32"] == "out of memory at batch size 32"
+    assert "vlm_quant.rank1_task" not in rank0["tags"]
+    assert rank0["histories"]["rank1_gpu_power_w"] == [[0, 100.0], [100, 120.0]]
     assert partial_ids(rank0) == [0, 1, 3]  # earlier attempt's row, rank 0's and rank 1's flushed rows
 
 

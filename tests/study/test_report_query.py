@@ -91,3 +91,22 @@ def test_a_run_without_realized_precision_is_labelled_by_its_request():
         {"params.quant": ["int8"], "run_name": ["a"], "run_id": ["1" * 32], "weights": ["random"]}
     )
     assert configuration_labels(frame) == ["int8 (requested) (random)"]
+
+
+def test_a_multi_process_run_has_one_power_trace_per_rank_gpu():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from vlm_quant.study.report.query import RunSet
+
+    histories = {("a", "gpu_power_w"): [(0, 100.0)], ("b", "gpu_power_w"): [(0, 200.0), (100, 210.0)],
+                 ("b", "rank1_gpu_power_w"): [(0, 300.0)]}
+    client = SimpleNamespace(get_metric_history=lambda run_id, metric: [
+        SimpleNamespace(step=step, value=value) for step, value in histories.get((run_id, metric), [])])
+    runs = pd.DataFrame({"label": ["fp16", "int8"], "run_id": ["a", "b"],
+                         "params.distributed_world_size": [None, "2"]})
+    traces = RunSet(runs, client, "test").gpu_power_traces(runs)
+    assert list(traces) == ["fp16", "int8, rank 0's GPU", "int8, rank 1's GPU"]  # whose GPU each line is
+    assert traces["int8, rank 1's GPU"]["power_w"].tolist() == [300.0]
+    assert traces["int8, rank 0's GPU"]["power_w"].tolist() == [200.0, 210.0]

@@ -15,7 +15,8 @@ the main process generates; with ``num_workers=0`` they run in the main process 
 (the harness's behaviour before this pipeline), where a torchvision image processor can work on the
 GPU itself (``processor_device``). Workers are forked: the processor, task and data are inherited,
 not pickled; each worker uses one torch thread (the DataLoader's default), so workers and the model
-share the CPU cores rather than oversubscribing them.
+share the CPU cores rather than oversubscribing them. Workers run at a lower CPU priority, die with
+the main process and ignore SIGINT/SIGTERM, which the main process handles (`worker_process`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,10 @@ import torch
 from PIL import Image
 
 from vlm_quant.engines.generate import GenerationSettings, processor_inputs
+from vlm_quant.engines.worker_process import WorkerInit
 
 LoadedImage = tuple[Any, Image.Image | None, str | None]  # sample, image, error
 MAX_AUTO_WORKERS = 8  # beyond this, collating batches is rarely the bottleneck and RAM use grows
-# Workers run at a lower CPU priority: where the model itself computes on the CPU they take the cores
-# only when its threads wait, instead of slowing its matmuls (on a GPU machine the cores are idle anyway).
-WORKER_NICENESS = 10
-
-
-def lower_priority(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: this worker yields the CPU to the main process (``nice``)."""
-    os.nice(WORKER_NICENESS)
 
 
 def default_num_workers(cpu_count: int | None = None, local_processes: int | None = None) -> int:
@@ -155,6 +149,9 @@ def prepared_batches(
         num_workers=num_workers,
         pin_memory=pin_memory,
         prefetch_factor=2 if num_workers > 0 else None,
-        worker_init_fn=lower_priority if num_workers > 0 else None,
+        # Forked (the workers inherit processor, task and data; their parent is this process): lower
+        # priority, killed with this process, SIGINT/SIGTERM left to it (`worker_process`).
+        worker_init_fn=WorkerInit(os.getpid()) if num_workers > 0 else None,
+        multiprocessing_context="fork" if num_workers > 0 else None,
     )
     return iter(loader)

@@ -87,13 +87,23 @@ def weights_footprint_mib(model: Any) -> float:
     So we count storage ourselves: plain tensors as ``nelement * element_size`` (equal to
     ``get_memory_footprint`` there), tensor subclasses through their inner tensors
     (``__tensor_flatten__``), and bitsandbytes' side tensors (4-bit ``quant_state``: absmax, code;
-    int8 ``SCB`` row scales), which ``get_memory_footprint`` omits.
+    int8 ``SCB`` row scales), which ``get_memory_footprint`` omits. A tower run by ONNX Runtime holds
+    no torch parameters: its stand-in module's ONNX initializers (``onnx_summary["bytes_by_dtype"]``,
+    the weights the session loaded) are counted instead.
     """
     counted: dict[int, Any] = {}  # id -> plain tensor; tied weights and shared code tables count once
     for tensor in (*model.parameters(), *model.buffers()):
         for leaf in _storage_tensors(tensor):
             counted.setdefault(id(leaf), leaf)
-    return sum(leaf.nelement() * leaf.element_size() for leaf in counted.values()) / MIB
+    torch_bytes = sum(leaf.nelement() * leaf.element_size() for leaf in counted.values())
+    return (torch_bytes + _onnx_initializer_bytes(model)) / MIB
+
+
+def _onnx_initializer_bytes(model: Any) -> int:
+    """Bytes of the ONNX initializers of the model's ONNX Runtime stand-ins (0 without any)."""
+    modules = model.modules() if hasattr(model, "modules") else ()
+    summaries = [getattr(module, "onnx_summary", None) for module in modules]
+    return sum(sum(s["bytes_by_dtype"].values()) for s in summaries if isinstance(s, dict))
 
 
 def _storage_tensors(tensor: Any) -> Iterator[Any]:

@@ -273,7 +273,7 @@ def measure_throughput(
     try:
         run_until(
             one_batch,
-            min_iterations=max(1, settings.iterations // 2),
+            min_iterations=settings.iterations,  # cost_iterations: the minimum of each measurement
             min_seconds=settings.seconds,
             warmup=0,
             clock=timer.clock,

@@ -41,6 +41,7 @@ from datetime import timedelta
 from typing import Any
 
 from vlm_quant.run.partial_predictions import ARTIFACT_NAME, ARTIFACT_PATH, parse_rows
+from vlm_quant.tracking import run_schema
 
 log = logging.getLogger(__name__)
 
@@ -254,16 +255,20 @@ def close_after_failure() -> None:
 
 
 class NullTracker:
-    """The tracker of ranks other than 0: logs nothing; keeps this rank's partial predictions in memory.
+    """The tracker of ranks other than 0: logs to no run; keeps what rank 0 must log for this rank.
 
     ``previous_partial``: the run's partial file as rank 0 read it (for `--resume`), returned by
-    ``read_text``; ``partial_text``: what this rank's prediction stream last flushed.
+    ``read_text``; ``partial_text``: what this rank's prediction stream last flushed; ``tags`` and
+    ``histories``: this rank's tags and metric histories (its absent-reason tags, its GPU's power),
+    handed to rank 0 with its metrics (`combine_rank_metrics`), which logs them prefixed ``rank{r}_``.
     """
 
     def __init__(self, rank: int = 0, previous_partial: str | None = None) -> None:
         self.run_id = f"rank{rank}"
         self.previous_partial = previous_partial
         self.partial_text: str | None = None
+        self.tags: dict[str, str] = {}
+        self.histories: dict[str, tuple[list[float], list[int]]] = {}
 
     def log_file(self, local_path: Any, artifact_dir: str | None = None) -> None:
         if os.path.basename(str(local_path)) == ARTIFACT_NAME:
@@ -273,10 +278,18 @@ class NullTracker:
     def read_text(self, artifact_path: str) -> str | None:
         return self.previous_partial if artifact_path == ARTIFACT_PATH else None
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tags.update({key: str(value) for key, value in tags.items()})
+
+    def log_metric_history(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        kept_values, kept_steps = self.histories.setdefault(name, ([], []))
+        kept_values.extend(float(v) for v in values)
+        kept_steps.extend(int(s) for s in steps)
+
     def _ignore(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    log_params = set_tags = log_metrics = log_metric_history = _ignore
+    log_params = log_metrics = _ignore
     log_json = log_text = log_dir = log_table = log_datasets = log_model = _ignore
 
 
@@ -438,7 +451,7 @@ def _rule(key: str) -> str | None:
     return None
 
 
-def _total(rule: str, values: list[float]) -> float:
+def _total(rule: str, values: list[float]) -> float | None:
     if rule == "sum":
         return sum(values)
     if rule == "max":
@@ -446,14 +459,44 @@ def _total(rule: str, values: list[float]) -> float:
     if rule == "mean":
         return sum(values) / len(values)
     if rule == "inverse_sum":
-        return 1 / sum(1 / v for v in values) if all(values) else 0.0
+        return 1 / sum(1 / v for v in values) if all(values) else None
     if rule == "harmonic_mean":
-        return len(values) / sum(1 / v for v in values) if all(values) else 0.0
-    return values[0]
+        return len(values) / sum(1 / v for v in values) if all(values) else None
+    raise ValueError(f"unknown rank rule {rule!r}")
 
 
-def combine_metrics(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
-    """Rank 0's metrics with each cost metric replaced by its total and added per rank as rank{r}_<key>."""
+# Metrics measured once per machine, by its local rank 0 (codecarbon bills the whole machine): only those
+# ranks are expected to bring them.
+MACHINE_METRIC_PREFIX = "codecarbon_"
+
+
+def expected_ranks(key: str, local_ranks: Sequence[int]) -> list[int]:
+    """The ranks that measure ``key``: every rank, or each machine's local rank 0 for a machine metric."""
+    if key.startswith(MACHINE_METRIC_PREFIX):
+        return [rank for rank, local in enumerate(local_ranks) if local == 0]
+    return list(range(len(local_ranks)))
+
+
+def lacking_ranks(
+    per_rank: Sequence[Mapping[str, float | None]], key: str, local_ranks: Sequence[int] | None = None
+) -> list[int]:
+    """The ranks expected to measure ``key`` that brought no value for it (``local_ranks``: each rank's
+    local rank; default: all on one machine)."""
+    local_ranks = range(len(per_rank)) if local_ranks is None else local_ranks
+    return [rank for rank in expected_ranks(key, local_ranks) if per_rank[rank].get(key) is None]
+
+
+def combine_metrics(
+    per_rank: Sequence[Mapping[str, float | None]], local_ranks: Sequence[int] | None = None
+) -> dict[str, float | None]:
+    """Rank 0's metrics with each cost metric replaced by its total and added per rank as rank{r}_<key>.
+
+    A total (every rule but ``rank0``) exists only when every rank brought its value: a sum over the
+    ranks that have one would be stored as the whole machine's (rank 1 out of memory at batch 32: the
+    images/s of rank 0 alone). Otherwise the key is left out (`incomplete_total_tags` says why); the
+    per-rank values that exist are kept. A machine metric (codecarbon) is expected from each machine's
+    local rank 0 only (``local_ranks``: each rank's local rank; default: all ranks on one machine).
+    """
     combined: dict[str, float | None] = dict(per_rank[0])
     for key in sorted({k for metrics in per_rank for k in metrics}):
         rule = _rule(key)
@@ -461,20 +504,91 @@ def combine_metrics(per_rank: Sequence[Mapping[str, float | None]]) -> dict[str,
             continue
         values = [m.get(key) for m in per_rank]
         for rank, value in enumerate(values):
-            combined[f"rank{rank}_{key}"] = value
-        present = [float(v) for v in values if v is not None]
-        combined[key] = _total(rule, present) if present else None
+            if value is not None:
+                combined[f"rank{rank}_{key}"] = value
+        combined.pop(key, None)
+        if rule == "rank0":  # per-device numbers: rank 0's own, never another rank's in its place
+            total = values[0]
+        elif lacking_ranks(per_rank, key, local_ranks):
+            total = None
+        else:
+            total = _total(rule, [float(v) for v in values if v is not None])
+        if total is not None:
+            combined[key] = total
     return combined
 
 
+def incomplete_total_tags(
+    per_rank: Sequence[Mapping[str, float | None]], local_ranks: Sequence[int] | None = None
+) -> dict[str, str]:
+    """``vlm_quant.rank_total_absent_<key>`` for each total left out because some ranks lacked its value,
+    naming those ranks (``"rank 1 of 2 lacked it"``); a key no rank measured has its ranks' own tags."""
+    tags = {}
+    world = len(per_rank)
+    for key in sorted({k for metrics in per_rank for k in metrics}):
+        rule = _rule(key)
+        lacking = lacking_ranks(per_rank, key, local_ranks)
+        if rule in (None, "rank0") or not lacking or all(per_rank[r].get(key) is None for r in range(world)):
+            continue
+        who = ", ".join(map(str, lacking))
+        tags[f"{run_schema.TAG_RANK_TOTAL_ABSENT}{key}"] = (
+            f"{'rank' if len(lacking) == 1 else 'ranks'} {who} of {world} lacked it: no total is logged "
+            f"(each rank's own value is rank<r>_{key}; see the rank's tags for why it is missing)"
+        )
+    return tags
+
+
+# Tags of a rank > 0 that rank 0 logs as vlm_quant.rank{r}_<rest>: what each rank's instruments and cost
+# pass found (no GPU counter, out of memory at a batch size, a shared GPU). The run's other tags
+# (weights, task, config hash) are the same on every rank.
+PER_RANK_TAG_PREFIXES = (
+    "vlm_quant.energy_absent_",
+    "vlm_quant.codecarbon_absent_",
+    "vlm_quant.cost_oom_",
+    "vlm_quant.gpu_shared",
+)
+# Metric histories of a rank > 0 that rank 0 logs as rank{r}_<name> (each GPU's power over time).
+PER_RANK_HISTORIES = (run_schema.METRIC_POWER_HISTORY,)
+
+
+def per_rank_tags(rank: int, tags: Mapping[str, str]) -> dict[str, str]:
+    """Rank ``rank``'s per-rank tags as rank 0 logs them: ``vlm_quant.rank{r}_<rest>``."""
+    prefix = run_schema.TAG_PREFIX
+    return {
+        f"{prefix}rank{rank}_{key.removeprefix(prefix)}": value
+        for key, value in tags.items()
+        if key.startswith(PER_RANK_TAG_PREFIXES)
+    }
+
+
 def combine_rank_metrics(metrics: dict[str, float | None], tracker: Any) -> dict[str, float | None]:
-    """``metrics`` in one process; with several, every rank's gathered and combined (`combine_metrics`)."""
+    """``metrics`` in one process; with several, every rank's gathered and combined (`combine_metrics`).
+
+    Rank 0 also logs the tags of incomplete totals, and the other ranks' per-rank tags and power
+    histories (kept by their `NullTracker`), prefixed ``rank{r}_``.
+    """
     info = rank_info()
     if not info.distributed:
         return metrics
-    per_rank = gather_objects(metrics)
+    handed = {
+        "local_rank": info.local_rank,
+        "metrics": metrics,
+        "tags": getattr(tracker, "tags", {}) if not info.is_main else {},
+        "histories": getattr(tracker, "histories", {}) if not info.is_main else {},
+    }
+    per_rank = gather_objects(handed)
     tracker.log_params({"distributed_world_size": info.world, "shard_rule": "contiguous whole batches"})
-    return combine_metrics(per_rank)
+    all_metrics = [envelope["metrics"] for envelope in per_rank]
+    local_ranks = [envelope["local_rank"] for envelope in per_rank]
+    tags = incomplete_total_tags(all_metrics, local_ranks)
+    for rank, envelope in enumerate(per_rank[1:], start=1):
+        tags.update(per_rank_tags(rank, envelope["tags"]))
+        for name, (values, steps) in envelope["histories"].items():
+            if name in PER_RANK_HISTORIES and values:
+                tracker.log_metric_history(f"rank{rank}_{name}", values, steps)
+    if tags:
+        tracker.set_tags(tags)
+    return combine_metrics(all_metrics, local_ranks)
 
 
 def launch_command(argv: Sequence[str], processes: int) -> list[str]:

@@ -55,6 +55,7 @@ class RunInstruments:
         self.device = device
         self.timer = DeviceTimer(device)
         rank = rank or rank_info()
+        self.rank = rank
         index = cuda_index_of(device)  # "cuda" is this rank's own device, not GPU 0
         self.gpu = open_gpu(index)
         self.meter = EnergyMeter(self.gpu, synchronize=self.timer.synchronize)
@@ -105,7 +106,7 @@ class RunInstruments:
                 png_path = plot_power(
                     samples,
                     Path(tmp) / Path(run_schema.ARTIFACT_POWER_PNG).name,
-                    title=f"GPU power, run {tracker.run_id}",
+                    title=f"GPU power, run {tracker.run_id}" + self.whose_gpu(),
                 )
                 tracker.log_file(csv_path, "power")
                 tracker.log_file(png_path, "power")
@@ -121,6 +122,10 @@ class RunInstruments:
         if codecarbon.cpu_method:
             self.params["codecarbon_cpu_method"] = codecarbon.cpu_method
         return metrics
+
+    def whose_gpu(self) -> str:
+        """``", rank r's GPU of N"`` in a multi-process run (each rank measures its own GPU), else ``""``."""
+        return f", rank {self.rank.rank}'s GPU of {self.rank.world}" if self.rank.distributed else ""
 
     def first_power_step(self, tracker: Any) -> int:
         """Step (ms) of this attempt's first power sample: 0, or one sampling period after the last step a

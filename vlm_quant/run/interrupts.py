@@ -11,6 +11,10 @@ active, the first signal:
 A second signal during a deferred block stops the batch now (the flushed predictions are kept); a
 signal that arrives while the run is already being closed is ignored, so the KILLED status gets
 written. The previous handlers are restored on exit.
+
+A terminal's Ctrl-C, ``timeout`` and a job scheduler's cancel signal the whole process group; the
+input-pipeline workers ignore SIGINT and SIGTERM (`vlm_quant.engines.worker_process`), so the signal
+is handled here alone and the main process shuts its workers down.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ from vlm_quant.tasks.captioning_data import downscale
 class QualityPassResult:
     """Predictions by sample id (evaluation order), skipped samples, wall time (s), generated tokens.
 
-    ``n_resumed``: samples taken from an earlier attempt of the run (their generation time is in
-    ``wall_s``), of which ``resumed_predictions`` predictions with ``resumed_tokens`` tokens;
+    ``n_resumed``: samples taken from an earlier attempt of the run, of which ``resumed_predictions``
+    predictions with ``resumed_tokens`` tokens; ``wall_s``: this attempt's wall time (the longest rank's
+    in a multi-process run), like the energy window, so earlier attempts are in neither;
     ``oom_retries``, ``final_batch_size`` and ``batch_sizes`` (every batch size that produced
     predictions, in order of use): the OOM backoff's record.
     """
@@ -65,13 +66,21 @@ class QualityPassResult:
     oom_retries: int = 0
     final_batch_size: int = 0
     batch_sizes: tuple[int, ...] = ()
-    attempt_s: float = 0.0  # wall time of this attempt alone (``wall_s`` adds the earlier attempts')
+    attempt_s: float = 0.0  # wall time of this attempt (this rank's; ``wall_s``: the longest rank's)
     model_s: float = 0.0  # of which generate() ran (device-synchronised), this attempt
     wait_s: float = 0.0  # of which the model waited for its next batch of inputs, this attempt
 
     def this_attempt(self) -> tuple[int, int]:
         """(predictions, generated tokens) made by this attempt: what its energy window metered."""
         return len(self.predictions) - self.resumed_predictions, self.generated_tokens - self.resumed_tokens
+
+    def pass_metrics(self) -> dict[str, float | None]:
+        """``quality_pass_s``: this attempt's wall time (a resumed run's earlier attempts are left out, as
+        from its energy: they were neither timed nor metered as one pass); ``quality_pass_samples_per_s``:
+        this attempt's predictions per second of it, absent when it made none."""
+        images, _ = self.this_attempt()
+        rate = images / self.wall_s if images and self.wall_s > 0 else None
+        return {"quality_pass_s": self.wall_s, "quality_pass_samples_per_s": rate}
 
     def oom_metrics(self) -> dict[str, float]:
         return {"oom_retries": self.oom_retries, "quality_pass_final_batch_size": self.final_batch_size}
@@ -180,7 +189,7 @@ def run_quality_pass(
             stream.close()
         result.attempt_s = clock() - start
     result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
-    result.wall_s += result.attempt_s
+    result.wall_s = result.attempt_s
     result.oom_retries, result.final_batch_size = backoff.retries, backoff.batch_size
     result.batch_sizes = tuple(backoff.sizes_used)
     return result
@@ -255,5 +264,4 @@ def resume_from(restored: Restored, data: TaskData) -> QualityPassResult:
             result.skipped.append({**row, "sample_id": by_key[str(key)]})
     result.n_resumed = len(result.predictions) + len(result.skipped)
     result.resumed_predictions, result.resumed_tokens = len(result.predictions), result.generated_tokens
-    result.wall_s = restored.seconds
     return result

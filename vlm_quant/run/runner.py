@@ -405,8 +405,7 @@ def quality_pass(
         {
             "n_samples_evaluated": len(quality.predictions),
             "n_samples_skipped": len(quality.skipped),
-            "quality_pass_s": quality.wall_s,
-            "quality_pass_samples_per_s": len(quality.predictions) / quality.wall_s,
+            **quality.pass_metrics(),  # this attempt's, like its energy
             "n_samples_resumed": quality.n_resumed,  # taken from an interrupted attempt of this run
             **quality.oom_metrics(),
             **quality.time_split_metrics(),  # this attempt: the model's share, its wait for inputs

@@ -18,6 +18,8 @@ TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the delt
 # score=later: "deferred" until `vlm-quant score run` has scored the run, then "done" (absent: scored at once)
 TAG_SCORING = "vlm_quant.scoring"
 TAG_SCORING_ABSENT = "vlm_quant.scoring_absent_reason"  # why the quality metrics are absent (deferred)
+# + <metric>: a multi-process total left out because some ranks lacked their value (names those ranks)
+TAG_RANK_TOTAL_ABSENT = "vlm_quant.rank_total_absent_"
 
 # --- params that must agree between runs before they may be compared --------------------------
 COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split", "shots", "pope_source")

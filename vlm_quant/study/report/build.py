@@ -147,7 +147,7 @@ def build_report(
     notes += tables.warnings  # also under the quality table
     notes += [tables.power] if tables.power else []  # also under the quality table
     traces = (
-        {label: run_set.power_history(rid) for label, rid in zip(runs["label"], runs["run_id"], strict=True)}
+        run_set.gpu_power_traces(runs)
         if cost_refused is None
         else {}
     )

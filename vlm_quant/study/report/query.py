@@ -50,16 +50,32 @@ class RunSet:
         text = self._artifact_text(run_id, rs.ARTIFACT_ENVIRONMENT)
         return None if text is None else json.loads(text)
 
-    def power_history(self, run_id: str) -> pd.DataFrame:
-        """The ``gpu_power_w`` metric history as columns ``t_s`` (seconds since run start) and ``power_w``.
+    def power_history(self, run_id: str, metric: str = rs.METRIC_POWER_HISTORY) -> pd.DataFrame:
+        """The ``gpu_power_w`` metric history (or ``metric``'s, e.g. ``rank1_gpu_power_w``) as columns
+        ``t_s`` (seconds since run start) and ``power_w``.
 
         Empty frame when the run logged no power samples (CPU run, no NVML).
         """
-        history = self.client.get_metric_history(run_id, rs.METRIC_POWER_HISTORY)
+        history = self.client.get_metric_history(run_id, metric)
         frame = pd.DataFrame(
             {"t_s": [m.step / 1000.0 for m in history], "power_w": [m.value for m in history]}
         )
         return frame.sort_values("t_s", ignore_index=True)
+
+    def gpu_power_traces(self, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Each run's GPU power by label; a run of N processes gives one trace per rank's GPU, labelled
+        "<label>, rank r's GPU" (rank 0's is ``gpu_power_w``, rank r's ``rank{r}_gpu_power_w``)."""
+        worlds = runs.get("params.distributed_world_size", pd.Series(None, index=runs.index, dtype=object))
+        traces = {}
+        for label, run_id, world in zip(runs["label"], runs["run_id"], worlds, strict=True):
+            ranks = int(world) if isinstance(world, str) and world.isdigit() else 1
+            if ranks <= 1:
+                traces[label] = self.power_history(run_id)
+                continue
+            for rank in range(ranks):
+                metric = rs.METRIC_POWER_HISTORY if rank == 0 else f"rank{rank}_{rs.METRIC_POWER_HISTORY}"
+                traces[f"{label}, rank {rank}'s GPU"] = self.power_history(run_id, metric)
+        return traces
 
     def _artifact_text(self, run_id: str, path: str) -> str | None:
         key = (run_id, path)
