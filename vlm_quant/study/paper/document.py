@@ -8,6 +8,7 @@ become ``table*``/``figure*`` floats and shrink (never grow) to the text width.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +19,44 @@ from vlm_quant.study.paper.examples import examples_table, shown_examples
 from vlm_quant.study.paper.references import BIBTEX
 from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
+from vlm_quant.study.report import table_parts
 from vlm_quant.study.report.plots import PARETO_COSTS
 
 DEFAULT_PREAMBLE = r"""\documentclass[10pt,twocolumn]{article}
 \usepackage[margin=2cm]{geometry}
+% Floats may fill more of a page, and a page of floats alone must be mostly full: with the
+% defaults, the many small tables and plots are pushed past the references onto near-empty pages.
+\renewcommand{\topfraction}{0.85}
+\renewcommand{\dbltopfraction}{0.85}
+\renewcommand{\bottomfraction}{0.6}
+\renewcommand{\textfraction}{0.1}
+\renewcommand{\floatpagefraction}{0.7}
+\renewcommand{\dblfloatpagefraction}{0.7}
+\setcounter{topnumber}{3}
+\setcounter{dbltopnumber}{2}
+\setcounter{bottomnumber}{2}
+\setcounter{totalnumber}{5}
 """
 # Loaded after any preamble (the default or the user's): loading a package twice is harmless.
+# \vqfit sets a tabular at its natural size, or shrinks it to the line, but never below 8/9 of it:
+# the tables are set in \small (9 pt), so no table text is smaller than 8 pt (too wide a table
+# rather runs into the margin, which a reader can still read).
 REQUIRED_PREAMBLE = r"""\usepackage[T1]{fontenc}
 \usepackage[utf8]{inputenc}
 \usepackage{lmodern}
 \usepackage{amsmath,graphicx,booktabs,xcolor}
 \usepackage[hidelinks]{hyperref}
 \providecommand{\placeholder}[1]{\textcolor{red!70!black}{[\textbf{To write:} #1]}}
+\newsavebox{\vqfitbox}
+\newcommand{\vqfit}[1]{\sbox{\vqfitbox}{#1}%
+\ifdim\wd\vqfitbox>\linewidth
+\ifdim0.889\wd\vqfitbox>\linewidth\scalebox{0.889}{\usebox{\vqfitbox}}%
+\else\resizebox{\linewidth}{!}{\usebox{\vqfitbox}}\fi
+\else\usebox{\vqfitbox}\fi}
 """
 SHRINK = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+FIT = r"\vqfit{"
+_FLOAT = re.compile(r"\\begin\{table\}\[[^\]]*\](.*?)\\end\{table\}", re.S)
 
 
 @dataclass(frozen=True)
@@ -52,24 +77,40 @@ def preamble(template: Path | None, folder: Path) -> str:
     return text.split(r"\begin{document}")[0].rstrip() + "\n"
 
 
-def widen(table_tex: str, *, star: bool = True) -> str:
-    """A report table float as a page-wide ``table*`` whose tabular shrinks to fit. ``star=False``
-    (the one-column appendix): kept in reading order right here, in smaller type."""
-    text = table_tex
-    if star:
-        text = text.replace(r"\begin{table}", r"\begin{table*}").replace(r"\end{table}", r"\end{table*}")
-    else:
-        text = text.replace(r"\begin{table}[t]", r"\begin{table}[h!]").replace(r"\small", r"\footnotesize")
-    text = text.replace(r"\begin{tabular}", SHRINK + r"\begin{tabular}")
-    return text.replace(r"\end{tabular}", r"\end{tabular}}")
+def place_tables(tables_tex: str, *, two_column: bool = True) -> str:
+    """The report's table floats as the paper sets them: each tabular fitted (`FIT`, never below
+    8 pt); in two columns, a table estimated wider than a column becomes a page-wide ``table*``
+    (top of a page or a float page), a narrower one stays in the column (here, top, bottom or a
+    float page). ``two_column=False`` (the one-column appendix): kept in reading order right here."""
+
+    def place(match: re.Match) -> str:
+        body = match.group(1).replace(r"\begin{tabular}", FIT + r"\begin{tabular}")
+        body = body.replace(r"\end{tabular}", r"\end{tabular}}")
+        if not two_column:
+            return rf"\begin{{table}}[h!]{body}\end{{table}}"
+        if table_parts.latex_width_pt(tabular_columns(match.group(1))) > table_parts.COLUMN_PT:
+            return rf"\begin{{table*}}[tp]{body}\end{{table*}}"
+        return rf"\begin{{table}}[tbp]{body}\end{{table}}"
+
+    return _FLOAT.sub(place, tables_tex)
+
+
+def tabular_columns(float_tex: str) -> list[list[str]]:
+    """The cells of a booktabs tabular (header and body rows), column by column."""
+    between = float_tex.split(r"\toprule")[1].split(r"\bottomrule")[0].replace(r"\midrule", "")
+    rows = [row.strip().removesuffix(r"\\").split(" & ") for row in between.splitlines() if row.strip()]
+    return [list(column) for column in zip(*rows, strict=False)]
 
 
 def figure(path: str, caption: str, label: str, *, wide: bool = False) -> str:
     env = "figure*" if wide else "figure"
     # Capped height: one qualitative example would otherwise fill a page.
     size = r"width=\textwidth,height=0.3\textheight" if wide else r"width=\columnwidth,height=0.3\textheight"
+    # A column figure may go here, at the top or bottom, or on a float page; a page-wide one at
+    # the top of a page or on a float page (the only places LaTeX allows it).
+    where = "tp" if wide else "tbp"
     return (
-        rf"\begin{{{env}}}[t]\centering\includegraphics[{size},keepaspectratio]{{{path}}}"
+        rf"\begin{{{env}}}[{where}]\centering\includegraphics[{size},keepaspectratio]{{{path}}}"
         rf"\caption{{{caption}}}\label{{{label}}}\end{{{env}}}"
     )
 
@@ -116,8 +157,8 @@ def _copy_tables(study: Study, folder: Path, files: list[Path]) -> dict[str, str
         target = folder / "tables" / path.name
         target.parent.mkdir(exist_ok=True)
         source = path.read_text(encoding="utf-8")
-        # The appendix is set in one column: its floats are page-wide already, only shrink them.
-        target.write_text(widen(source, star=path.name != "appendix.tex"), encoding="utf-8")
+        # The appendix is set in one column: its floats are page-wide already.
+        target.write_text(place_tables(source, two_column=path.name != "appendix.tex"), encoding="utf-8")
         files.append(target)
         out[path.stem] = f"tables/{path.name}"
     return out
@@ -170,14 +211,20 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
         "",
         sp.bootstrap_sentence(study, stated) + r"~\cite{efron1993bootstrap}",
         r"\section{Results}",
-        _results_intro(tables, figs),
-        "",
-        " ".join(rp.comparison_sentences(study, stated)) or placeholder("no second pretrained configuration"),
     ]
+    # The floats first: defined on the page where Results starts, LaTeX can place them from the
+    # next page on instead of pushing the page-wide ones past the references.
     for name in ("results_quality", "results_cost"):
         if name in tables:
             parts.append(rf"\input{{{tables[name]}}}")
     parts += _result_figures(study, figs)
+    parts += [
+        _results_intro(tables, figs),
+        "",
+        " ".join(rp.comparison_sentences(study, stated)) or placeholder("no second pretrained configuration"),
+    ]
+    if "gpu_power" not in figs:
+        parts.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     parts += _qualitative(study, figs, stated)
     parts += [
         r"\section{Discussion}",
@@ -257,8 +304,6 @@ def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
         out.append(figure(figs["cost_bars"], caption, "fig:cost_bars", wide=True))
     if "gpu_power" in figs:
         out.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
-    else:
-        out.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     return out
 
 
@@ -290,8 +335,9 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
             "configuration's output and the references."
         )
     out.append(placeholder("what these examples show about the configurations' errors"))
+    floats = []  # defined right after the heading, so they are placed before the references
     if "qualitative" in figs:
-        out.append(
+        floats.append(
             figure(
                 figs["qualitative"],
                 "Samples where the configurations disagree: each configuration's "
@@ -301,5 +347,5 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
             )
         )
     if table:
-        out.append(table)
-    return out
+        floats.append(table)
+    return [out[0], *floats, *out[1:]]

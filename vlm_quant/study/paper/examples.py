@@ -42,7 +42,7 @@ def examples_table(study: Study, *, wide: bool = True) -> str | None:
     width = r"0.62\textwidth" if wide else r"0.5\linewidth"
     return "\n".join(
         [
-            rf"\begin{{{env}}}[t]",
+            rf"\begin{{{env}}}[{'tp' if wide else 'tbp'}]",
             r"\centering",
             r"\small",
             rf"\caption{{Qualitative examples: each configuration's output, its per-sample "
