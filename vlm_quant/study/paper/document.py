@@ -1,9 +1,10 @@
 """``paper.tex``: the draft paper's LaTeX source, from the generated sentences and the report's files.
 
-Layout: the standard ``article`` class in two columns (about 4-6 pages with the default content),
-or the user's own class/preamble (``template``). Tables and figures are the compare report's,
-copied next to the .tex (``tables/``, ``figures/``) so the folder compiles on its own; wide ones
-become ``table*``/``figure*`` floats and shrink (never grow) to the text width.
+Layout: the standard ``article`` class in two columns (about 4-6 pages before the appendix), or the
+user's own class/preamble (``template``). Tables and figures are the compare report's, copied next to
+the .tex (``tables/``, ``figures/``) so the folder compiles on its own. The report writes a wide table
+as one float per topic (`table_parts`); here each float stays in the column or spans the page as its
+estimated width needs, and shrinks to the line at most to 8 pt (the preamble's ``vqfit`` macro), never further.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def write_paper(study: Study, folder: Path, *, template: Path | None = None) -> 
     files: list[Path] = []
     figs = _copy_figures(study, folder, files)
     tables = _copy_tables(study, folder, files)
-    body = _body(study, stated, figs, tables)
+    body = _body(study, stated, figs, tables, folder)
     tex = folder / "paper.tex"
     tex.write_text(preamble(template, folder) + REQUIRED_PREAMBLE + body, encoding="utf-8")
     bib = folder / "references.bib"
@@ -173,7 +174,7 @@ def _title(study: Study) -> str:
     )
 
 
-def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, str]) -> str:
+def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, str], folder: Path) -> str:
     captioning = study.task == "captioning"
     data_cite = r"~\cite{lin2014coco}" if captioning else r"~\cite{antol2015vqa}"
     metric_cite = r"~\cite{vedantam2015cider}" if captioning else r"~\cite{antol2015vqa}"
@@ -218,8 +219,9 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
         if name in tables:
             parts.append(rf"\input{{{tables[name]}}}")
     parts += _result_figures(study, figs)
+    parts += _qualitative_floats(study, figs)
     parts += [
-        _results_intro(tables, figs),
+        _results_intro(tables, figs, folder),
         "",
         " ".join(rp.comparison_sentences(study, stated)) or placeholder("no second pretrained configuration"),
     ]
@@ -268,12 +270,13 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
     return "\n".join(parts) + "\n"
 
 
-def _results_intro(tables: dict[str, str], figs: dict[str, str]) -> str:
+def _results_intro(tables: dict[str, str], figs: dict[str, str], folder: Path) -> str:
     text = []
     if "results_quality" in tables:
-        text.append(r"Table~\ref{tab:quality} gives the quality of every pretrained configuration")
+        text.append(f"{_table_refs(folder / tables['results_quality'])} give the quality of every pretrained "
+                    "configuration")
     if "results_cost" in tables:
-        text.append(r"Table~\ref{tab:cost} the cost of every configuration")
+        text.append(f"{_table_refs(folder / tables['results_cost'])} the cost of every configuration")
     pareto = [n for n in figs if n.startswith("quality_vs_")]
     if pareto:
         text.append(
@@ -283,6 +286,14 @@ def _results_intro(tables: dict[str, str], figs: dict[str, str]) -> str:
             "Pareto front"
         )
     return ("; ".join(text) + ".") if text else ""
+
+
+def _table_refs(path: Path) -> str:
+    """``Table~1`` or ``Tables~1--3``: every part of a table split by topic (`table_parts`)."""
+    labels = re.findall(r"\\label\{([^}]+)\}", path.read_text(encoding="utf-8"))
+    if len(labels) == 1:
+        return rf"Table~\ref{{{labels[0]}}}"
+    return rf"Tables~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}"
 
 
 def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
@@ -335,7 +346,13 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
             "configuration's output and the references."
         )
     out.append(placeholder("what these examples show about the configurations' errors"))
-    floats = []  # defined right after the heading, so they are placed before the references
+    return out
+
+
+def _qualitative_floats(study: Study, figs: dict[str, str]) -> list[str]:
+    """The examples figure and table, defined with the results' floats (before the Results text) so
+    LaTeX places them before the references."""
+    floats = []
     if "qualitative" in figs:
         floats.append(
             figure(
@@ -346,6 +363,7 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
                 wide=True,
             )
         )
+    table = examples_table(study)
     if table:
         floats.append(table)
-    return [out[0], *floats, *out[1:]]
+    return floats
