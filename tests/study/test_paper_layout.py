@@ -103,6 +103,9 @@ def test_no_text_below_8pt_and_no_half_empty_page_before_the_references(store_wr
         assert text, f"page {page.number} holds no text"
         small = [(round(r.size, 1), r.text) for r in text if r.size < MIN_PT]
         assert not small, f"page {page.number}: text below 8 pt: {small[:5]}"
+        # nor pushed off the text block (a table too wide for the page runs into the margin)
+        outside = [r.text for r in text if r.left < MARGIN_PT - 2 or r.right > page.width - MARGIN_PT + 2]
+        assert not outside, f"page {page.number}: text outside the text block: {outside[:5]}"
         if page.number < references:
             left, right = column_fill(page, MARGIN_PT)
             assert (left + right) / 2 >= 0.5, (

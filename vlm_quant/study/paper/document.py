@@ -45,7 +45,7 @@ DEFAULT_PREAMBLE = r"""\documentclass[10pt,twocolumn]{article}
 REQUIRED_PREAMBLE = r"""\usepackage[T1]{fontenc}
 \usepackage[utf8]{inputenc}
 \usepackage{lmodern}
-\usepackage{amsmath,graphicx,booktabs,xcolor}
+\usepackage{amsmath,graphicx,booktabs,xcolor,tabularx}
 \usepackage[hidelinks]{hyperref}
 \providecommand{\placeholder}[1]{\textcolor{red!70!black}{[\textbf{To write:} #1]}}
 \newsavebox{\vqfitbox}
