@@ -4,7 +4,7 @@ Layout: the standard ``article`` class in two columns (about 4-6 pages before th
 user's own class/preamble (``template``). Tables and figures are the compare report's, copied next to
 the .tex (``tables/``, ``figures/``) so the folder compiles on its own. The report writes a wide table
 as one float per topic (`table_parts`); here each float stays in the column or spans the page as its
-estimated width needs, and shrinks to the line at most to 8 pt (the preamble's ``vqfit`` macro), never further.
+estimated width needs, and shrinks to the line at most to 8 pt (the preamble's ``vqfit``), never further.
 """
 
 from __future__ import annotations
