@@ -35,7 +35,10 @@ pytestmark = [
 
 
 def pdf_text(pdf) -> str:
-    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    # -raw: the order TeX wrote the text in, so a table set beside a paragraph (the first page's
+    # quality table beside the abstract) is not read into the middle of its sentences
+    command = ["pdftotext", "-raw", str(pdf), "-"]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return " ".join(text.split())
 
 

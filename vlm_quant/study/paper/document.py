@@ -220,6 +220,10 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
             parts.append(rf"\input{{{tables[name]}}}")
     parts += _result_figures(study, figs)
     parts += _qualitative_floats(study, figs)
+    if "gpu_power" in figs:
+        # After the page-wide examples: a column figure queued before them would hold them back
+        # (LaTeX keeps figures in order), past the references.
+        parts.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
     parts += [
         _results_intro(tables, figs, folder),
         "",
@@ -313,8 +317,6 @@ def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
     if "cost_bars" in figs:
         caption = r"Every cost per configuration (\dag: random weights, cost only; n/a: not measured)."
         out.append(figure(figs["cost_bars"], caption, "fig:cost_bars", wide=True))
-    if "gpu_power" in figs:
-        out.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
     return out
 
 
