@@ -22,3 +22,8 @@ def check_booktabs(tex: str) -> list[str]:
     for row in rows:
         assert row.endswith(r"\\") and row.count(" & ") == columns - 1, row
     return rows
+
+
+def table_floats(tex: str) -> list[str]:
+    """Each ``table`` float of a generated file (a wide table is written as several, one per topic)."""
+    return re.findall(r"\\begin\{table\}.*?\\end\{table\}", tex, flags=re.S)

@@ -8,7 +8,7 @@ import pytest
 
 from vlm_quant.errors import UserError
 from vlm_quant.study.paper import compile as tex_compile
-from vlm_quant.study.paper.document import preamble, widen
+from vlm_quant.study.paper.document import preamble
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
 
 
@@ -52,15 +52,6 @@ def test_stated_numbers_keep_the_printed_text_and_the_full_value():
         "value": 1149.6,
         "source": "metric:r1:peak_vram_allocated_mib",
     }
-
-
-def test_widen_makes_a_page_wide_float_that_only_shrinks():
-    source = "\\begin{table}[t]\n\\begin{tabular}{lr}\na & b \\\\\n\\end{tabular}\n\\end{table}\n"
-    out = widen(source)
-    assert out.count(r"\begin{table*}") == out.count(r"\end{table*}") == 1
-    assert r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{\begin{tabular}" in out
-    assert out.count("{") == out.count("}")
-    assert r"\begin{table}[h!]" in widen(source, star=False)
 
 
 def test_template_preamble_or_class(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from latex_checks import check_booktabs
+from latex_checks import check_booktabs, table_floats
 from report_store import SHIFT
 
 from vlm_quant.study.report.bootstrap import paired_bootstrap, paired_scores
@@ -84,11 +84,13 @@ def test_cost_table_marks_random_runs_and_shows_missing_energy_as_na(caption_rep
 def test_latex_tables_are_booktabs_with_escaped_underscores(caption_report):
     quality = (caption_report.out_dir / "results_quality.tex").read_text()
     cost = (caption_report.out_dir / "results_cost.tex").read_text()
-    assert len(check_booktabs(quality)) == 1 + 4  # header + pretrained runs
-    assert len(check_booktabs(cost)) == 1 + 5
+    # each topic's part a booktabs float of its own, every run a row of it
+    assert all(len(check_booktabs(part)) == 1 + 4 for part in table_floats(quality))  # header + pretrained
+    assert all(len(check_booktabs(part)) == 1 + 5 for part in table_floats(cost))
+    assert r"\label{tab:quality}" in quality and r"\label{tab:cost}" in cost
     assert "random" not in quality and r"fp16 (random)$^\dagger$" in cost
     assert r"$^\dagger$ random weights" in cost
-    assert r"$\Delta$CIDEr [95\% CI]" in quality
+    assert r"\shortstack{$\Delta$CIDEr\\ {}[95\% CI]}" in quality  # name, then the interval, on two lines
 
 
 def test_render_helpers():

@@ -1,13 +1,15 @@
 """``paper.tex``: the draft paper's LaTeX source, from the generated sentences and the report's files.
 
-Layout: the standard ``article`` class in two columns (about 4-6 pages with the default content),
-or the user's own class/preamble (``template``). Tables and figures are the compare report's,
-copied next to the .tex (``tables/``, ``figures/``) so the folder compiles on its own; wide ones
-become ``table*``/``figure*`` floats and shrink (never grow) to the text width.
+Layout: the standard ``article`` class in two columns (about 4-6 pages before the appendix), or the
+user's own class/preamble (``template``). Tables and figures are the compare report's, copied next to
+the .tex (``tables/``, ``figures/``) so the folder compiles on its own. The report writes a wide table
+as one float per topic (`table_parts`); here each float stays in the column or spans the page as its
+estimated width needs, and shrinks to the line at most to 8 pt (the preamble's ``vqfit``), never further.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +21,44 @@ from vlm_quant.study.paper.examples import examples_table, shown_examples
 from vlm_quant.study.paper.references import BIBTEX
 from vlm_quant.study.paper.study import Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
+from vlm_quant.study.report import table_parts
 from vlm_quant.study.report.plots import PARETO_COSTS
 
 DEFAULT_PREAMBLE = r"""\documentclass[10pt,twocolumn]{article}
 \usepackage[margin=2cm]{geometry}
+% Floats may fill more of a page, and a page of floats alone must be mostly full: with the
+% defaults, the many small tables and plots are pushed past the references onto near-empty pages.
+\renewcommand{\topfraction}{0.85}
+\renewcommand{\dbltopfraction}{0.85}
+\renewcommand{\bottomfraction}{0.6}
+\renewcommand{\textfraction}{0.1}
+\renewcommand{\floatpagefraction}{0.7}
+\renewcommand{\dblfloatpagefraction}{0.7}
+\setcounter{topnumber}{3}
+\setcounter{dbltopnumber}{2}
+\setcounter{bottomnumber}{2}
+\setcounter{totalnumber}{5}
 """
 # Loaded after any preamble (the default or the user's): loading a package twice is harmless.
+# \vqfit sets a tabular at its natural size, or shrinks it to the line, but never below 8/9 of it:
+# the tables are set in \small (9 pt), so no table text is smaller than 8 pt (too wide a table
+# rather runs into the margin, which a reader can still read).
 REQUIRED_PREAMBLE = r"""\usepackage[T1]{fontenc}
 \usepackage[utf8]{inputenc}
 \usepackage{lmodern}
-\usepackage{amsmath,graphicx,booktabs,xcolor}
+\usepackage{amsmath,graphicx,booktabs,xcolor,tabularx}
 \usepackage[hidelinks]{hyperref}
 \providecommand{\placeholder}[1]{\textcolor{red!70!black}{[\textbf{To write:} #1]}}
+\newsavebox{\vqfitbox}
+\newcommand{\vqfit}[1]{\sbox{\vqfitbox}{#1}%
+\ifdim\wd\vqfitbox>\linewidth
+\ifdim0.889\wd\vqfitbox>\linewidth\scalebox{0.889}{\usebox{\vqfitbox}}%
+\else\resizebox{\linewidth}{!}{\usebox{\vqfitbox}}\fi
+\else\usebox{\vqfitbox}\fi}
 """
 SHRINK = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+FIT = r"\vqfit{"
+_FLOAT = re.compile(r"\\begin\{table\}\[[^\]]*\](.*?)\\end\{table\}", re.S)
 
 
 @dataclass(frozen=True)
@@ -53,24 +79,40 @@ def preamble(template: Path | None, folder: Path) -> str:
     return text.split(r"\begin{document}")[0].rstrip() + "\n"
 
 
-def widen(table_tex: str, *, star: bool = True) -> str:
-    """A report table float as a page-wide ``table*`` whose tabular shrinks to fit. ``star=False``
-    (the one-column appendix): kept in reading order right here, in smaller type."""
-    text = table_tex
-    if star:
-        text = text.replace(r"\begin{table}", r"\begin{table*}").replace(r"\end{table}", r"\end{table*}")
-    else:
-        text = text.replace(r"\begin{table}[t]", r"\begin{table}[h!]").replace(r"\small", r"\footnotesize")
-    text = text.replace(r"\begin{tabular}", SHRINK + r"\begin{tabular}")
-    return text.replace(r"\end{tabular}", r"\end{tabular}}")
+def place_tables(tables_tex: str, *, two_column: bool = True) -> str:
+    """The report's table floats as the paper sets them: each tabular fitted (`FIT`, never below
+    8 pt); in two columns, a table estimated wider than a column becomes a page-wide ``table*``
+    (top of a page or a float page), a narrower one stays in the column (here, top, bottom or a
+    float page). ``two_column=False`` (the one-column appendix): kept in reading order right here."""
+
+    def place(match: re.Match) -> str:
+        body = match.group(1).replace(r"\begin{tabular}", FIT + r"\begin{tabular}")
+        body = body.replace(r"\end{tabular}", r"\end{tabular}}")
+        if not two_column:
+            return rf"\begin{{table}}[h!]{body}\end{{table}}"
+        if table_parts.latex_width_pt(tabular_columns(match.group(1))) > table_parts.COLUMN_PT:
+            return rf"\begin{{table*}}[tp]{body}\end{{table*}}"
+        return rf"\begin{{table}}[tbp]{body}\end{{table}}"
+
+    return _FLOAT.sub(place, tables_tex)
+
+
+def tabular_columns(float_tex: str) -> list[list[str]]:
+    """The cells of a booktabs tabular (header and body rows), column by column."""
+    between = float_tex.split(r"\toprule")[1].split(r"\bottomrule")[0].replace(r"\midrule", "")
+    rows = [row.strip().removesuffix(r"\\").split(" & ") for row in between.splitlines() if row.strip()]
+    return [list(column) for column in zip(*rows, strict=False)]
 
 
 def figure(path: str, caption: str, label: str, *, wide: bool = False) -> str:
     env = "figure*" if wide else "figure"
     # Capped height: one qualitative example would otherwise fill a page.
     size = r"width=\textwidth,height=0.3\textheight" if wide else r"width=\columnwidth,height=0.3\textheight"
+    # A column figure may go here, at the top or bottom, or on a float page; a page-wide one at
+    # the top of a page or on a float page (the only places LaTeX allows it).
+    where = "tp" if wide else "tbp"
     return (
-        rf"\begin{{{env}}}[t]\centering\includegraphics[{size},keepaspectratio]{{{path}}}"
+        rf"\begin{{{env}}}[{where}]\centering\includegraphics[{size},keepaspectratio]{{{path}}}"
         rf"\caption{{{caption}}}\label{{{label}}}\end{{{env}}}"
     )
 
@@ -82,7 +124,7 @@ def write_paper(study: Study, folder: Path, *, template: Path | None = None) -> 
     files: list[Path] = []
     figs = _copy_figures(study, folder, files)
     tables = _copy_tables(study, folder, files)
-    body = _body(study, stated, figs, tables)
+    body = _body(study, stated, figs, tables, folder)
     tex = folder / "paper.tex"
     tex.write_text(preamble(template, folder) + REQUIRED_PREAMBLE + body, encoding="utf-8")
     bib = folder / "references.bib"
@@ -117,8 +159,8 @@ def _copy_tables(study: Study, folder: Path, files: list[Path]) -> dict[str, str
         target = folder / "tables" / path.name
         target.parent.mkdir(exist_ok=True)
         source = path.read_text(encoding="utf-8")
-        # The appendix is set in one column: its floats are page-wide already, only shrink them.
-        target.write_text(widen(source, star=path.name != "appendix.tex"), encoding="utf-8")
+        # The appendix is set in one column: its floats are page-wide already.
+        target.write_text(place_tables(source, two_column=path.name != "appendix.tex"), encoding="utf-8")
         files.append(target)
         out[path.stem] = f"tables/{path.name}"
     return out
@@ -133,7 +175,7 @@ def _title(study: Study) -> str:
     )
 
 
-def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, str]) -> str:
+def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, str], folder: Path) -> str:
     captioning = study.task == "captioning"
     data_cite = r"~\cite{lin2014coco}" if captioning else r"~\cite{antol2015vqa}"
     metric_cite = r"~\cite{vedantam2015cider}" if captioning else r"~\cite{antol2015vqa}"
@@ -166,14 +208,28 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
         "",
         sp.bootstrap_sentence(study, stated) + r"~\cite{efron1993bootstrap}",
         r"\section{Results}",
-        _results_intro(tables, figs),
-        "",
-        " ".join(rp.comparison_sentences(study, stated)) or placeholder("no second pretrained configuration"),
     ]
+    # The floats first: defined on the page where Results starts, LaTeX can place them from the
+    # next page on instead of pushing the page-wide ones past the references.
     for name in ("results_quality", "results_cost"):
         if name in tables:
             parts.append(rf"\input{{{tables[name]}}}")
     parts += _result_figures(study, figs)
+    parts += _qualitative_floats(study, figs)
+    if "gpu_power" in figs:
+        # After the page-wide examples: a column figure queued before them would hold them back
+        # (LaTeX keeps figures in order), past the references.
+        parts.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
+    parts += [
+        _results_intro(tables, figs, folder),
+        "",
+        " ".join(rp.comparison_sentences(study, stated)) or placeholder("no second pretrained configuration"),
+    ]
+    if study.cost_refused is not None:
+        # the results prose above already states the refusal with every run's value
+        parts.append("Since the costs are not compared, there is no cost table and no cost or power figure.")
+    elif "gpu_power" not in figs:
+        parts.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     parts += _qualitative(study, figs, stated)
     parts += [
         r"\section{Discussion}",
@@ -217,12 +273,13 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
     return "\n".join(parts) + "\n"
 
 
-def _results_intro(tables: dict[str, str], figs: dict[str, str]) -> str:
+def _results_intro(tables: dict[str, str], figs: dict[str, str], folder: Path) -> str:
     text = []
     if "results_quality" in tables:
-        text.append(r"Table~\ref{tab:quality} gives the quality of every pretrained configuration")
+        text.append(f"{_table_refs(folder / tables['results_quality'])} give the quality of every pretrained "
+                    "configuration")
     if "results_cost" in tables:
-        text.append(r"Table~\ref{tab:cost} the cost of every configuration")
+        text.append(f"{_table_refs(folder / tables['results_cost'])} the cost of every configuration")
     pareto = [n for n in figs if n.startswith("quality_vs_")]
     if pareto:
         text.append(
@@ -232,6 +289,14 @@ def _results_intro(tables: dict[str, str], figs: dict[str, str]) -> str:
             "Pareto front"
         )
     return ("; ".join(text) + ".") if text else ""
+
+
+def _table_refs(path: Path) -> str:
+    """``Table~1`` or ``Tables~1--3``: every part of a table split by topic (`table_parts`)."""
+    labels = re.findall(r"\\label\{([^}]+)\}", path.read_text(encoding="utf-8"))
+    if len(labels) == 1:
+        return rf"Table~\ref{{{labels[0]}}}"
+    return rf"Tables~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}"
 
 
 def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
@@ -251,13 +316,6 @@ def _result_figures(study: Study, figs: dict[str, str]) -> list[str]:
     if "cost_bars" in figs:
         caption = r"Every cost per configuration (\dag: random weights, cost only; n/a: not measured)."
         out.append(figure(figs["cost_bars"], caption, "fig:cost_bars", wide=True))
-    if "gpu_power" in figs:
-        out.append(figure(figs["gpu_power"], "GPU power over each run (NVML samples).", "fig:gpu_power"))
-    elif study.cost_refused is not None:
-        # the results prose above already states the refusal with every run's value
-        out.append("Since the costs are not compared, there is no cost table and no cost or power figure.")
-    else:
-        out.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     return out
 
 
@@ -289,8 +347,15 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
             "configuration's output and the references."
         )
     out.append(placeholder("what these examples show about the configurations' errors"))
+    return out
+
+
+def _qualitative_floats(study: Study, figs: dict[str, str]) -> list[str]:
+    """The examples figure and table, defined with the results' floats (before the Results text) so
+    LaTeX places them before the references."""
+    floats = []
     if "qualitative" in figs:
-        out.append(
+        floats.append(
             figure(
                 figs["qualitative"],
                 "Samples where the configurations disagree: each configuration's "
@@ -299,6 +364,7 @@ def _qualitative(study: Study, figs: dict[str, str], stated: Stated) -> list[str
                 wide=True,
             )
         )
+    table = examples_table(study)
     if table:
-        out.append(table)
-    return out
+        floats.append(table)
+    return floats

@@ -39,21 +39,23 @@ def examples_table(study: Study, *, wide: bool = True) -> str | None:
         rows.append(r"\midrule")
     rows[-1] = r"\bottomrule"
     env = "table*" if wide else "table"
-    width = r"0.62\textwidth" if wide else r"0.5\linewidth"
+    # The output column takes what the labels and scores leave of the line (tabularx's X), so a
+    # long configuration name never pushes the table into the margin.
+    width = r"\textwidth" if wide else r"\linewidth"
     return "\n".join(
         [
-            rf"\begin{{{env}}}[t]",
+            rf"\begin{{{env}}}[{'tp' if wide else 'tbp'}]",
             r"\centering",
             r"\small",
             rf"\caption{{Qualitative examples: each configuration's output, its per-sample "
             rf"{tex_text(study.primary_name)}, and references.}}",
             r"\label{tab:examples}",
-            rf"\begin{{tabular}}{{lp{{{width}}}r}}",
+            rf"\begin{{tabularx}}{{{width}}}{{lXr}}",
             r"\toprule",
             rf"Configuration & Output & {tex_text(study.primary_name)} \\",
             r"\midrule",
             *rows,
-            r"\end{tabular}",
+            r"\end{tabularx}",
             rf"\end{{{env}}}",
         ]
     )

@@ -195,8 +195,9 @@ def power_sentence(study: Study, stated: Stated) -> str | None:
         f"{stated.num(mde, QUALITY_SPEC, f'mde:{rid}')} cannot be told apart from noise: that is the "
         f"minimum detectable paired difference of {label} (the largest among the configurations) at "
         rf"${power.POWER * 100:.0f}\%$ power and two-sided $\alpha = {power.ALPHA:g}$, "
-        r"$(z_{1-\alpha/2} + z_{\mathrm{power}})\,\mathrm{SE}$, with SE the standard error of $\Delta$ "
-        "from the image-level paired differences."
+        # No subscripts (they print below 8 pt); constants in math mode, as the other fixed numbers.
+        rf"that is ${power.minimum_detectable_difference(1.0):.2f}$ standard errors of $\Delta$ (normal "
+        "approximation), the standard error from the image-level paired differences."
     )
 
 

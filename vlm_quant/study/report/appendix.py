@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import caveats
+from vlm_quant.study.report import caveats, table_parts
 from vlm_quant.study.report.render import NA, latex_escape, latex_table, markdown_table
 
 # Params reported as shared evaluation settings, in reading order.
@@ -89,14 +89,40 @@ def write_appendix(appendix: Appendix, out_dir: Path) -> tuple[Path, Path]:
         tex += [rf"\item {latex_escape(w)}" for w in appendix.warnings] + [r"\end{itemize}"]
     for i, (title, table) in enumerate(appendix.sections):
         # Key/value tables wrap their long values (the prompt) instead of overflowing the page.
-        align = r"lp{0.65\linewidth}" if len(table.columns) == 2 else None
-        tex.append(
-            latex_table(table, caption=latex_escape(title), label=f"tab:appendix-{i + 1}", align=align)
-        )
+        caption, label = latex_escape(title), f"tab:appendix-{i + 1}"
+        if len(table.columns) == 2:
+            tex.append(latex_table(table, caption=caption, label=label, align=r"lp{0.65\linewidth}"))
+            continue
+        # A wide table (precision per role, hardware) in parts of the page's width, each part
+        # repeating the configuration column: never shrunk below 8 pt.
+        table = table.rename(columns=_tex_header)
+        parts = table_parts.split_columns(table, _precision_topic, budgets_pt=(table_parts.PAGE_PT,))
+        for k, (_, columns) in enumerate(parts):
+            tex.append(
+                latex_table(
+                    table[columns],
+                    caption=caption + (f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""),
+                    label=label + (f"-{k + 1}" if k else ""),
+                    stack_headers=True,
+                )
+            )
     md_path, tex_path = out_dir / "appendix.md", out_dir / "appendix.tex"
     md_path.write_text("\n".join(md), encoding="utf-8")
     tex_path.write_text("\n".join(tex), encoding="utf-8")
     return md_path, tex_path
+
+
+def _tex_header(column: str) -> str:
+    """``realized_precision_vision`` -> ``vision (realized)``, ``precision_vision`` -> ``vision
+    (requested)``: set on two lines, the precision table's headers fit the page."""
+    for prefix, kind in (("realized_precision_", "realized"), ("precision_", "requested")):
+        if column.startswith(prefix):
+            return f"{column.removeprefix(prefix)} ({kind})"
+    return column
+
+
+def _precision_topic(header: str) -> str:
+    return next((kind for kind in ("realized", "requested") if f"({kind})" in header), "run")
 
 
 def _hardware(runs: pd.DataFrame, environments: dict[str, dict | None]) -> pd.DataFrame:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from vlm_quant.study.report.table_parts import header_lines, stacked_header
+
 NA = "n/a"
 
 # LaTeX specials other than the backslash, which is handled apart (its escape contains braces).
@@ -101,14 +103,21 @@ def latex_table(
     align: str | None = None,
     footnotes: Sequence[str] = (),
     raw_columns: Sequence[str] = (),
+    stack_headers: bool = False,
 ) -> str:
     """A booktabs ``table`` float ready for ``\\input``: caption, label, toprule/midrule/bottomrule.
 
     Cells and headers are escaped unless their column is named in ``raw_columns`` (cells already
     written in LaTeX, e.g. a dagger marker). ``caption`` and ``footnotes`` are LaTeX source.
+    ``stack_headers``: a header ``Name (unit)`` is set on two lines (narrower numeric columns).
     """
     align = align or "l" + "r" * (len(table.columns) - 1)
-    header = " & ".join(latex_escape(column) for column in table.columns) + r" \\"
+    header = " & ".join(
+        stacked_header([latex_escape(line) for line in header_lines(str(column))])
+        if stack_headers
+        else latex_escape(column)
+        for column in table.columns
+    ) + r" \\"
     body = []
     for row in table.itertuples(index=False):
         cells = [

@@ -17,7 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 from vlm_quant.models.families import ROLES
-from vlm_quant.study.report import batch_invariance, caveats, cost_cells, fidelity_note, power, quality_cells
+from vlm_quant.study.report import (
+    batch_invariance,
+    caveats,
+    cost_cells,
+    fidelity_note,
+    power,
+    quality_cells,
+    table_parts,
+)
 from vlm_quant.study.report.bootstrap import DeltaEstimate
 from vlm_quant.study.report.render import (
     MIB_SPEC,
@@ -354,14 +362,17 @@ def _quality_tex(
         latex_escape(label) + caveats.marks(keys, tex=True)
         for label, keys in zip(pretrained["label"], caveat_keys, strict=True)
     ]
-    text = latex_table(
+    # The primary metric, its Δ and the batch-1 agreement first; the other metrics in parts after it.
+    main = {table.columns[1], *(c for c in table.columns if c.startswith("Δ")), batch_invariance.HEADER}
+    parts = table_parts.split_columns(table, lambda c: "main" if c in main else "more")
+    return _split_tex(
         table,
+        parts,
         caption=latex_escape(f"Quality per precision configuration. {method}."),
         label="tab:quality",
+        continued="Quality per precision configuration, further metrics",
         footnotes=[*_tex_legend(caveat_keys), *map(latex_escape, notes)],
-        raw_columns=("Configuration",),
-    )
-    return text.replace("Δ", r"$\Delta$")
+    ).replace("Δ", r"$\Delta$")
 
 
 def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
@@ -377,13 +388,43 @@ def _cost_tex(numbers: pd.DataFrame, any_random: bool) -> str:
     with_idle = cost_cells.IDLE_HEADER in table.columns
     footnotes += [latex_escape(line) for line in cost_cells.legend(numbers, with_codecarbon, with_idle)]
     footnotes += [latex_escape(line) for line in fidelity_note.legend(numbers)]
-    return latex_table(
+    return _split_tex(
         table,
-        caption="Cost per precision configuration (n/a: not measured).",
+        table_parts.split_columns(table, table_parts.cost_topic),
+        caption="Cost per precision configuration: {topic} (n/a: not measured).",
         label="tab:cost",
+        continued="Cost per precision configuration: {topic}",
         footnotes=footnotes,
-        raw_columns=("Configuration",),
     )
+
+
+def _split_tex(
+    table: pd.DataFrame,
+    parts: list[tuple[str, list[str]]],
+    *,
+    caption: str,
+    label: str,
+    continued: str,
+    footnotes: list[str],
+) -> str:
+    """One booktabs float per part (`table_parts`): the first is ``label`` and holds the legend,
+    the others (``label-2``, ...) point to it."""
+    floats = []
+    for i, (topic, columns) in enumerate(parts):
+        text = (caption if i == 0 else continued).replace("{topic}", latex_escape(topic))
+        if i:
+            text += rf"; marks and n/a as in Table~\ref{{{label}}}."
+        floats.append(
+            latex_table(
+                table[columns],
+                caption=text,
+                label=label if i == 0 else f"{label}-{i + 1}",
+                footnotes=footnotes if i == 0 else (),
+                raw_columns=("Configuration",),
+                stack_headers=True,
+            )
+        )
+    return "\n".join(floats)
 
 
 def _tex_legend(keys: list[str]) -> list[str]:
