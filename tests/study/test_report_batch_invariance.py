@@ -125,3 +125,14 @@ def test_a_true_ten_percent_mismatch_at_16_samples_is_always_warned():
 def test_no_column_and_no_warning_for_runs_logged_before_the_check(caption_report):
     assert bi.HEADER not in caption_report.tables.quality.columns
     assert caption_report.warnings == () and not caption_report.tables.warnings
+
+
+def test_the_default_subset_is_large_enough_for_the_check_to_pass():
+    """All identical, the default subset's interval clears the warning threshold (16 never could)."""
+    import dataclasses
+
+    from vlm_quant.config import ExperimentConfig
+    from vlm_quant.study.report.batch_invariance import samples_needed
+
+    default = next(f.default for f in dataclasses.fields(ExperimentConfig) if f.name == "invariance_samples")
+    assert default == samples_needed() == 35
