@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from vlm_quant.measure.carbon import NullCodecarbonTracker
+from vlm_quant.measure.energy import EnergyWindow
 from vlm_quant.measure.nvml import NullGpu
 from vlm_quant.measure.power_sampler import PowerSample
 from vlm_quant.run import instruments as instruments_module
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.interrupts import RunInterrupted
-from vlm_quant.tracking.run_schema import ARTIFACT_POWER_CSV, METRIC_POWER_HISTORY
+from vlm_quant.tracking.run_schema import ARTIFACT_POWER_CSV, METRIC_POWER_HISTORY, TAG_IDLE_POWER_ABSENT
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 POWER = "gpu_power_w"
@@ -51,7 +52,8 @@ class FakeSampler:
 
 
 def fake_instruments(monkeypatch, gpu=None, sampler=None) -> RunInstruments:
-    monkeypatch.setattr(instruments_module, "measure_idle_power_w", lambda gpu, seconds: 61.5)
+    idle = EnergyWindow("idle", 5.0, 307.5, 61.5)
+    monkeypatch.setattr(instruments_module, "measure_idle_window", lambda gpu, seconds: idle)
     instruments = RunInstruments(
         torch.device("cpu"), power_hz=10, idle_seconds=0, country_iso_code="USA", pue=1.0
     )
@@ -132,3 +134,15 @@ def test_mlflow_tracker_reads_the_last_step_of_a_resumed_run(tracking_uri, monke
 
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, METRIC_POWER_HISTORY)
     assert sorted((m.step, m.value) for m in history) == [(0, 100.0), (100, 200.0), (200, 300.0), (300, 1.0)]
+
+
+def test_an_idle_window_without_a_reading_is_absent_with_its_reason_not_the_string_none(monkeypatch):
+    tracker = InMemoryTracker()
+    instruments = fake_instruments(monkeypatch)
+    short = EnergyWindow("idle", 0.2, None, None, "window lasted 0.200 s (< 1 s)")
+    monkeypatch.setattr(instruments_module, "measure_idle_window", lambda gpu, seconds: short)
+    with pytest.raises(RuntimeError):
+        with instruments.logged_on_failure(tracker), instruments:
+            raise RuntimeError("boom")
+    assert "idle_power_w" not in tracker.params
+    assert tracker.tags[TAG_IDLE_POWER_ABSENT] == "idle power not measured: window lasted 0.200 s (< 1 s)"

@@ -91,14 +91,15 @@ def _window(name: str, duration_s: float, start_mj: float | None, end_mj: float 
     return EnergyWindow(name, duration_s, energy_j, energy_j / duration_s)
 
 
-def measure_idle_power_w(
+def measure_idle_window(
     gpu: Any,
     seconds: float = 5.0,
     *,
     clock: Clock = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
-) -> float | None:
-    """Mean GPU power (W) over ``seconds`` of doing nothing; None without an energy counter.
+) -> EnergyWindow | None:
+    """The GPU energy window over ``seconds`` of doing nothing (its ``mean_power_w`` in W, or the reason
+    it has none); None without an energy counter.
 
     Take it before loading the model, so the reading is the board's idle floor to compare against.
     """
@@ -107,7 +108,19 @@ def measure_idle_power_w(
     meter = EnergyMeter(gpu, clock=clock)
     meter.begin_window("idle")
     sleep(seconds)
-    return meter.end_window("idle").mean_power_w
+    return meter.end_window("idle")
+
+
+def measure_idle_power_w(
+    gpu: Any,
+    seconds: float = 5.0,
+    *,
+    clock: Clock = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float | None:
+    """Mean GPU power (W) over ``seconds`` of idling; None without a reading (`measure_idle_window`)."""
+    window = measure_idle_window(gpu, seconds, clock=clock, sleep=sleep)
+    return None if window is None else window.mean_power_w
 
 
 def derive_energy_metrics(window: EnergyWindow, n_images: int, n_tokens: int) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from vlm_quant.measure.carbon import open_machine_codecarbon_tracker
-from vlm_quant.measure.energy import EnergyMeter, measure_idle_power_w
+from vlm_quant.measure.energy import EnergyMeter, measure_idle_window
 from vlm_quant.measure.nvml import cuda_index_of, nvml_indices, open_gpu
 from vlm_quant.measure.power_sampler import PowerSampler, peak_memory_used_mib, plot_power, write_power_csv
 from vlm_quant.measure.timing import DeviceTimer
@@ -78,7 +78,12 @@ class RunInstruments:
                 message = f"other processes use the GPU (pids {others}): power and energy include their load"
                 log.warning(message)
                 self.tags["vlm_quant.gpu_shared"] = message
-            self.params["idle_power_w"] = measure_idle_power_w(self.gpu, seconds=self.idle_seconds)
+            idle = measure_idle_window(self.gpu, seconds=self.idle_seconds)
+            if idle is not None and idle.mean_power_w is not None:
+                self.params["idle_power_w"] = idle.mean_power_w
+            else:  # absent with its reason, never logged as the string "None"
+                reason = idle.absent_reason if idle is not None else "no GPU energy counter"
+                self.tags[run_schema.TAG_IDLE_POWER_ABSENT] = f"idle power not measured: {reason}"
         else:
             self.tags["vlm_quant.energy_absent_reason"] = self.gpu.reason
         self.sampler.start()

@@ -18,6 +18,7 @@ TAG_BASELINE_RUN = "vlm_quant.baseline_run_id"  # compare runs: the run the delt
 # score=later: "deferred" until `vlm-quant score run` has scored the run, then "done" (absent: scored at once)
 TAG_SCORING = "vlm_quant.scoring"
 TAG_SCORING_ABSENT = "vlm_quant.scoring_absent_reason"  # why the quality metrics are absent (deferred)
+TAG_IDLE_POWER_ABSENT = "vlm_quant.idle_power_absent_reason"  # why idle_power_w is absent (GPU runs)
 # + <metric>: a multi-process total left out because some ranks lacked their value (names those ranks)
 TAG_RANK_TOTAL_ABSENT = "vlm_quant.rank_total_absent_"
 
