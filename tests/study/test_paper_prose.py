@@ -6,6 +6,7 @@ The store (report_store.py) is built so the answers are known: int8 repeats fp16
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -139,3 +140,16 @@ def test_the_stated_delta_is_the_mean_paired_difference(caption_study, caption_s
     delta = next(n for n in stated.numbers if n.source == f"delta:{int4.run_id}:delta")
     base = np.array([r["cider"] for r in caption_store.runs["fp16"].rows])
     assert delta.value == pytest.approx(np.mean(np.array([r["cider"] for r in int4.rows]) - base))
+
+
+def test_the_safety_paragraph_states_the_headline_metrics_only(caption_study):
+    """CHAIR and the screen's flagged count/rate, each once per pretrained run; not every count metric."""
+    runs = caption_study.runs.copy()
+    for count in ("chair_n_mentions", "safety_flagged_pii_n", "safety_flagged_email_n"):
+        runs[f"metrics.{count}"] = 3.0  # logged by every run; no sentence of their own
+    study = dataclasses.replace(caption_study, runs=runs)
+    sentences = rp.safety_sentences(study, Stated())
+    named = [s.split("}", 1)[0].removeprefix(r"\texttt{") for s in sentences]
+    assert {"chair\\_i", "chair\\_s"} <= set(named)
+    counts = ("chair\\_n", "safety\\_flagged\\_pii", "safety\\_flagged\\_email")
+    assert not any(n.startswith(counts) for n in named) and len(named) == len(set(named))

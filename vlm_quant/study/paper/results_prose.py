@@ -18,6 +18,7 @@ from vlm_quant.study.report.comparability import refusal_headline, refusal_value
 from vlm_quant.study.report.precision_labels import precision_label, realized_precisions, unnamed_remainder
 from vlm_quant.study.report.render import MIB_SPEC, fmt_number
 from vlm_quant.study.report.tables import COST_COLUMNS
+from vlm_quant.tracking.run_schema import POPE_SPLITS
 
 SPEC = {metric: spec for metric, _, spec in COST_COLUMNS} | {"peak_rss_mib": MIB_SPEC}
 QUALITY_SPEC = ".3f"
@@ -29,7 +30,6 @@ AXES = (
     ("size_on_disk_mib", "size on disk", "MiB"),
     ("peak_rss_mib", "peak host memory (RSS)", "MiB"),
 )
-SAFETY_PREFIXES = ("chair", "pope", "hallucination", "safety", "unsafe")
 
 
 def cost_refusal_sentence(study: Study, *, values: bool = True) -> str | None:
@@ -202,18 +202,24 @@ def pareto_sentences(study: Study) -> list[str]:
     return []
 
 
+# The hallucination and safety metrics the prose states (metric, format): the headline of each, the
+# full set stays in the report's tables. A prefix match printed all 33 of POPE's metrics.
+SAFETY_HEADLINE = (
+    ("chair_i", ".3f"), ("chair_s", ".3f"), ("object_recall", ".3f"), ("pope_accuracy", ".3f"),
+    *((f"pope_{split}_f1", ".3f") for split in POPE_SPLITS),
+    ("pope_doubtful_answers_n", ".0f"), ("safety_flagged_n", ".0f"), ("safety_flagged_rate", ".3f"),
+)
+
+
 def safety_sentences(study: Study, stated: Stated) -> list[str]:
-    """Hallucination and safety numbers, when the runs logged any (metrics named chair*, pope*, ...)."""
-    columns = [
-        c
-        for c in study.runs.columns
-        if c.startswith("metrics.") and c.split(".", 1)[1].startswith(SAFETY_PREFIXES)
-    ]
+    """The headline hallucination and safety numbers (`SAFETY_HEADLINE`) of the runs that logged them."""
     out = []
-    for column in columns:
-        name = column.split(".", 1)[1]
+    for name, spec in SAFETY_HEADLINE:
+        column = f"metrics.{name}"
+        if column not in study.runs.columns:
+            continue
         values = [
-            f"{tex_text(row['label'])} {stated.num(row[column], '.3f', f'metric:{row.run_id}:{name}')}"
+            f"{tex_text(row['label'])} {stated.num(row[column], spec, f'metric:{row.run_id}:{name}')}"
             for _, row in study.pretrained.iterrows()
             if not pd.isna(row[column])
         ]
