@@ -57,12 +57,14 @@ ACCEPTED_CASES = {  # not a difference: the cost table stays
 COST_WORDS = ("median latency", "peak VRAM", "energy per image", "size on disk", "Lowest", "tab:cost")
 
 
-def _store(writer: StoreWriter, name: str, param: str, values: tuple[str | None, str | None]) -> Store:
+def _store(
+    writer: StoreWriter, name: str, param: str, values: tuple[str | None, str | None], weights="pretrained"
+) -> Store:
     exp = writer.experiment(name)
     scores = np.linspace(0.5, 1.0, 4)
     runs = {}
     for quant, value, scale in (("fp16", values[0], 1.0), ("int8", values[1], 0.7)):
-        params = _params(quant, "pretrained", writer.root / "data", n_samples="4")
+        params = _params(quant, weights, writer.root / "data", n_samples="4")
         params.pop(param, None)
         if value is not None:
             params[param] = value
@@ -139,3 +141,19 @@ def test_an_unlogged_or_equal_setting_keeps_the_cost_table(param, store_writer, 
     assert (tmp_path / "compare" / "results_cost.tex").is_file()
     paper = (tmp_path / "paper" / "paper" / "paper.tex").read_text()
     assert r"\input{tables/results_cost.tex}" in paper and "median latency" in paper
+
+
+@pytest.mark.parametrize("param", ["max_new_tokens", "engine_resolved"])
+def test_random_weight_runs_whose_costs_differ_leave_nothing_to_compare(param, store_writer, tmp_path):
+    """Random-weight runs are cost-only: a cost refusal refuses them whole, exit 2 in all three commands."""
+    values = QUALITY_CASES.get(param) or COST_CASES[param]
+    store = _store(store_writer, f"gate-random-{param}", param, values, weights="random")
+    messages = set()
+    for command in ("compare", "paper", "slides"):
+        result = _invoke(command, store, tmp_path / command)
+        assert result.exit_code == 2, (command, result.output)
+        assert not (tmp_path / command).exists()
+        messages.add(result.stderr)
+    (message,) = messages
+    assert message.startswith(f"error: runs are not comparable: parameter '{param}' differs")
+    assert "random weights" in message

@@ -103,7 +103,14 @@ def gate(runs: pd.DataFrame) -> str | None:
     """The verdict on a loaded run set: raise ``UserError`` on a quality refusal, else return the cost
     refusal (`cost_refusal`: why the costs may not be tabulated side by side), None when they may."""
     check_quality_comparable(runs)
-    return cost_refusal(runs)
+    refusal = cost_refusal(runs)
+    if refusal is not None and "weights" in runs.columns and (runs["weights"] == "random").all():
+        # Random-weight runs are cost-only: with their costs refused, nothing is left to compare.
+        raise UserError(
+            f"runs are not comparable: {first_difference(runs, COST_PARAMS)}\n"
+            "Every run has random weights (cost only), so nothing else could be compared."
+        )
+    return refusal
 
 
 def check_comparable(runs: pd.DataFrame, params: tuple[str, ...] = SHARED_PARAMS) -> None:
