@@ -147,6 +147,10 @@ def test_random_weight_runs_are_counted_as_cost_only_runs_in_the_abstract(labels
     assert "2 random-weight configurations measured as cost-only runs" in abstract
     assert "precision configuration" not in abstract and " 0 " not in abstract
     assert [n.value for n in stated.numbers if n.source == "count:random_runs"] == [2]
+    # nor an empty quality table: the paper inputs the cost table alone and says so
+    tex = (build_draft(study, "paper", compile=False).folder / "paper.tex").read_text()
+    assert "results_quality" not in tex and "tables/results_cost.tex" in tex
+    assert "give the quality" not in tex
 
 
 def test_the_abstract_counts_pretrained_and_random_runs_apart(caption_study):

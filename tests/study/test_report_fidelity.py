@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlm_quant.study.report import fidelity_note
+from vlm_quant.models.families import ROLES
+from vlm_quant.study.report import fidelity_note, table_parts
 from vlm_quant.study.report.tables import FIDELITY_COLUMNS, cost_table
 from vlm_quant.tracking import run_schema as rs
 
+REALIZED = [f"realized_precision_{role}" for role in ROLES]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -26,6 +28,7 @@ def test_cost_table_reads_the_logged_fidelity_metrics():
         [
             {"label": "fp16", "weights": "pretrained", "caveats": ""},  # unquantized: nothing logged
             {"label": "int8", "weights": "pretrained", "caveats": "", **logged},
+            {"label": "fp32", "weights": "random", "caveats": "", **dict.fromkeys(REALIZED, "fp32")},
         ]
     )
     cost = cost_table(numbers).set_index("Configuration")
@@ -33,7 +36,10 @@ def test_cost_table_reads_the_logged_fidelity_metrics():
     assert cost.loc["int8", "Vision cos, token p5"] == "0.0500"
     assert cost.loc["int8", "KL (nats/token)"] == "0.125"
     assert cost.loc["int8", "Top-1 agreement (tokens)"] == "0.81"
-    assert cost.loc["fp16", "Vision cos, token mean"].startswith("n/a")
+    assert cost.loc["fp16", "Vision cos, token mean"] == "n/a (not logged)"  # no audit: cannot say why
+    assert cost.loc["fp32†", "KL (nats/token)"] == "n/a (unquantized)"  # nothing to compare with
+    # the fidelity headers form their own part of the paper's split cost table
+    assert {table_parts.cost_topic(h) for _, h, _ in FIDELITY_COLUMNS} == {"fidelity"}
     assert {metric for metric, _, _ in FIDELITY_COLUMNS} <= set(rs.FIDELITY_METRICS)
     (note,) = fidelity_note.legend(numbers)  # says what the columns are, over how much
     assert "5th percentile" in note and "(16 images, 241 positions)" in note

@@ -156,6 +156,8 @@ def _copy_tables(study: Study, folder: Path, files: list[Path]) -> dict[str, str
     for path in study.report.paths:
         if path.name not in ("results_quality.tex", "results_cost.tex", "appendix.tex"):
             continue
+        if path.name == "results_quality.tex" and study.pretrained.empty:
+            continue  # random weights only: a quality table would hold no number (the abstract says why)
         target = folder / "tables" / path.name
         target.parent.mkdir(exist_ok=True)
         source = path.read_text(encoding="utf-8")

@@ -1,8 +1,14 @@
-"""The sentence under the cost table that says what its fidelity columns measure and over what."""
+"""The fidelity columns of the cost table: their cells, and the sentence that says what they measure."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from vlm_quant.models.families import ROLES
+from vlm_quant.study.report.precision_labels import is_unquantized
+from vlm_quant.study.report.render import NA, fmt_number, is_missing
+
+UNQUANTIZED = f"{NA} (unquantized)"  # nothing to compare with: the fidelity pass runs for quantized runs
 
 COUNTS = ("fidelity_n_images", "fidelity_n_positions")
 
@@ -26,3 +32,18 @@ def legend(numbers: pd.DataFrame) -> list[str]:
         "images; KL (nats) and top-1 agreement at every position of the 16-bit model's own greedy "
         f"continuation, both models teacher-forced, mean over all positions ({_over(numbers)})."
     ]
+
+
+def cells(numbers: pd.DataFrame, metric: str, fmt: str, not_logged: str) -> list[str]:
+    """One fidelity column: the value, ``n/a (unquantized)`` for a run whose roles all held one plain
+    float type (the pass compares a quantized model with its unquantized self), else ``not_logged``."""
+    out = []
+    for _, row in numbers.iterrows():
+        value = row.get(metric)
+        if not is_missing(value):
+            out.append(fmt_number(value, fmt))
+            continue
+        realized = {r: row.get(f"realized_precision_{r}") for r in ROLES}
+        realized = {r: v for r, v in realized.items() if isinstance(v, str) and v}
+        out.append(UNQUANTIZED if realized and is_unquantized(realized) else not_logged)
+    return out

@@ -30,7 +30,7 @@ FIT_SLACK = 1.06
 # Header words that say a cost column's topic, checked in this order (an energy header may name a
 # time window, "cost pass at batch 8", so energy is checked before time).
 COST_TOPICS = (
-    ("fidelity", ("fidelity",)),
+    ("fidelity", ("fidelity", " cos,", "kl (", "top-1")),  # the headers of tables.FIDELITY_COLUMNS
     ("energy", ("energy", "co2", "j/", "wh", "power", "(w")),
     ("memory & size", ("mib", "gib", "vram", "rss", "disk", "memory")),
 )

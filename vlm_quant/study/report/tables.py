@@ -235,7 +235,7 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
         if metric == "energy_j_per_image" and cost_cells.needs_codecarbon_column(numbers):
             table[cost_cells.CODECARBON_HEADER] = cost_cells.codecarbon_cells(numbers)
     for metric, header, fmt in FIDELITY_COLUMNS:  # absent for unquantized runs: "n/a", never a number
-        table[header] = cost_cells.metric_cells(numbers, metric, fmt)
+        table[header] = fidelity_note.cells(numbers, metric, fmt, cost_cells.NOT_LOGGED)
     return table.reset_index(drop=True)
 
 
