@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -227,9 +228,12 @@ def test_workers_yield_the_cpu_to_the_model_process(tiny_vlm_dirs):
 
 
 def report_worker_state(sample: Sample):
-    """What a worker process was set up with, carried back as the "error": parent-death signal, and how
-    it treats SIGINT and SIGTERM."""
-    state = (parent_death_signal(), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    """What a worker process was set up with, carried back as the "error": parent-death signal, how it
+    treats SIGINT and SIGTERM, and whether it left its parent's process group."""
+    state = (
+        parent_death_signal(), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
+        os.getpgid(0) == os.getpid() != os.getpgid(os.getppid()),
+    )
     return sample, None, repr(state)
 
 
@@ -243,7 +247,29 @@ def test_workers_die_with_the_main_process_and_leave_its_signals_to_it(tiny_vlm_
         num_workers=1, pin_memory=False,
     )
     states = {error for batch in batches for _, _, error in batch.loaded}
-    assert states == {repr((int(signal.SIGKILL), signal.SIG_IGN, signal.SIG_IGN))}
+    # SIGTERM keeps its default action: the DataLoader's and multiprocessing's terminate() must end it.
+    assert states == {repr((int(signal.SIGKILL), signal.SIG_IGN, signal.SIG_DFL, True))}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_worker_ends_on_its_parents_terminate_even_with_a_handler_inherited():
+    """multiprocessing's exit handler terminate()s and then joins leftover daemonic workers: a worker deaf
+    to SIGTERM (ignored, or the main process's own handler inherited by the fork) hung its parent."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # the main process's handler, inherited
+    try:
+        process = multiprocessing.get_context("fork").Process(target=_init_then_wait, daemon=True)
+        process.start()
+        time.sleep(1.0)  # let it run the init
+        process.terminate()
+        process.join(timeout=10)
+        assert process.exitcode == -signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _init_then_wait() -> None:
+    WorkerInit(os.getppid())(0)
+    time.sleep(60)
 
 
 def start_worker_init(parent_pid: int) -> int:

@@ -16,7 +16,8 @@ the main process generates; with ``num_workers=0`` they run in the main process 
 GPU itself (``processor_device``). Workers are forked: the processor, task and data are inherited,
 not pickled; each worker uses one torch thread (the DataLoader's default), so workers and the model
 share the CPU cores rather than oversubscribing them. Workers run at a lower CPU priority, die with
-the main process and ignore SIGINT/SIGTERM, which the main process handles (`worker_process`).
+the main process and sit in a process group of their own, so a terminal's signals reach the main
+process alone (`worker_process`).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def prepared_batches(
         pin_memory=pin_memory,
         prefetch_factor=2 if num_workers > 0 else None,
         # Forked (the workers inherit processor, task and data; their parent is this process): lower
-        # priority, killed with this process, SIGINT/SIGTERM left to it (`worker_process`).
+        # priority, killed with this process, out of its process group (`worker_process`).
         worker_init_fn=WorkerInit(os.getpid()) if num_workers > 0 else None,
         multiprocessing_context="fork" if num_workers > 0 else None,
     )

@@ -7,10 +7,16 @@ to the signals a terminal or a job scheduler sends to the whole process group.
   that died before that request is caught by comparing ``os.getppid()`` with the pid it had at fork.
   (The kernel sends it when the parent *thread* that forked the worker ends: the DataLoader is iterated
   on the main thread.)
-- **Leaves SIGINT and SIGTERM to the main process.** Ctrl-C, ``timeout`` and a cluster's job cancel
+- **Leaves the process group's signals to the main process.** Ctrl-C, ``timeout`` and ``kill -- -PGID``
   signal the whole process group; a worker that died of the signal first made the main process fail
   ("DataLoader worker (pid ...) is killed by signal") instead of finishing the batch in flight and
-  ending the run KILLED (`vlm_quant.run.interrupts`). The main process shuts its workers down.
+  ending the run KILLED (`vlm_quant.run.interrupts`). The worker moves to a process group of its own
+  (``setpgid``), so those signals reach the main process alone, and ignores SIGINT besides. It does
+  **not** ignore SIGTERM, and resets it to the default action (a fork inherits the main process's
+  "finish the batch" handler): SIGTERM sent to the worker itself is how its parent ends it
+  (``Process.terminate`` in the DataLoader's shutdown and in multiprocessing's exit handler, which then
+  waits for it; a worker deaf to SIGTERM hung its parent at exit). A scheduler that signals every
+  process of a job one by one (not through the group) still ends the workers first.
 - **Lower CPU priority** (``nice``): where the model computes on the CPU the workers take the cores only
   when its threads wait, instead of slowing its matmuls.
 """
@@ -27,7 +33,6 @@ from dataclasses import dataclass
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PR_GET_PDEATHSIG = 2
-LEFT_TO_PARENT = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,10 @@ class WorkerInit:
 
     def __call__(self, worker_id: int) -> None:
         die_with_parent(self.parent_pid)
+        os.setpgid(0, 0)  # out of the terminal's / job's process group: its signals go to the parent
         if threading.current_thread() is threading.main_thread():  # (a forked worker's only thread)
-            for signum in LEFT_TO_PARENT:
-                signal.signal(signum, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's terminate() must end it
         os.nice(WORKER_NICENESS)
 
 

@@ -12,9 +12,9 @@ A second signal during a deferred block stops the batch now (the flushed predict
 signal that arrives while the run is already being closed is ignored, so the KILLED status gets
 written. The previous handlers are restored on exit.
 
-A terminal's Ctrl-C, ``timeout`` and a job scheduler's cancel signal the whole process group; the
-input-pipeline workers ignore SIGINT and SIGTERM (`vlm_quant.engines.worker_process`), so the signal
-is handled here alone and the main process shuts its workers down.
+A terminal's Ctrl-C and ``timeout`` signal the whole process group; the input-pipeline workers run in
+a process group of their own (`vlm_quant.engines.worker_process`), so the signal is handled here alone
+and the main process shuts its workers down.
 """
 
 from __future__ import annotations
