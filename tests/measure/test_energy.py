@@ -5,7 +5,7 @@ from vlm_quant.measure.energy import (
     EnergyMeter,
     EnergyWindow,
     derive_energy_metrics,
-    measure_idle_power_w,
+    measure_idle_window,
 )
 from vlm_quant.measure.nvml import NullGpu, open_gpu
 
@@ -109,13 +109,13 @@ def test_idle_power_is_the_mean_over_the_wait(fake_clock, fake_nvml):
         slept.append(seconds)
         clock.advance(seconds)
 
-    assert measure_idle_power_w(gpu, seconds=4.0, clock=clock, sleep=sleep) == pytest.approx(62.5)
+    assert measure_idle_window(gpu, seconds=4.0, clock=clock, sleep=sleep).mean_power_w == pytest.approx(62.5)
     assert slept == [4.0]
 
 
 def test_idle_power_without_a_gpu_is_none_and_does_not_wait():
     slept = []
-    assert measure_idle_power_w(NullGpu("no GPU"), seconds=30.0, sleep=slept.append) is None
+    assert measure_idle_window(NullGpu("no GPU"), seconds=30.0, sleep=slept.append) is None
     assert slept == []
 
 

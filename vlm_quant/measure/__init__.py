@@ -14,7 +14,7 @@ from vlm_quant.measure.carbon import (
     estimate_co2e,
     open_codecarbon_tracker,
 )
-from vlm_quant.measure.energy import EnergyMeter, EnergyWindow, derive_energy_metrics, measure_idle_power_w
+from vlm_quant.measure.energy import EnergyMeter, EnergyWindow, derive_energy_metrics, measure_idle_window
 from vlm_quant.measure.memory import MemoryReading, MemoryTracker, weights_footprint_mib
 from vlm_quant.measure.nvml import Gpu, NullGpu, open_gpu
 from vlm_quant.measure.power_sampler import (
@@ -46,7 +46,7 @@ __all__ = [
     "carbon_intensity_g_per_kwh",
     "derive_energy_metrics",
     "estimate_co2e",
-    "measure_idle_power_w",
+    "measure_idle_window",
     "open_codecarbon_tracker",
     "open_gpu",
     "peak_memory_used_mib",

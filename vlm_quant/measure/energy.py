@@ -111,18 +111,6 @@ def measure_idle_window(
     return meter.end_window("idle")
 
 
-def measure_idle_power_w(
-    gpu: Any,
-    seconds: float = 5.0,
-    *,
-    clock: Clock = time.perf_counter,
-    sleep: Callable[[float], None] = time.sleep,
-) -> float | None:
-    """Mean GPU power (W) over ``seconds`` of idling; None without a reading (`measure_idle_window`)."""
-    window = measure_idle_window(gpu, seconds, clock=clock, sleep=sleep)
-    return None if window is None else window.mean_power_w
-
-
 def derive_energy_metrics(window: EnergyWindow, n_images: int, n_tokens: int) -> dict[str, float]:
     """Per-unit energy metrics of a window in which ``n_images`` images / ``n_tokens`` tokens were made.
 
