@@ -8,12 +8,15 @@ per image, so its net J/image is negative and must be shown as such, never clamp
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from report_store import Store, _params, caption_rows, cost_metrics, environment
 
 from vlm_quant.cli.commands import main
+from vlm_quant.study.report import cost_cells
 from vlm_quant.study.report.build import compare
+from vlm_quant.tracking.run_schema import TAG_IDLE_POWER_ABSENT
 
 SHORT = (
     "window lasted 0.412 s (< 1 s): the NVML energy counter updates about every 100 ms, too coarse "
@@ -101,3 +104,13 @@ def test_the_slides_name_the_energy_window(energy_store, tmp_path):
     assert result.exit_code == 0, result.output
     slides = (tmp_path / "slides" / "slides.tex").read_text()
     assert r"energy per image\\(J, cost pass bs 4)" in slides
+
+
+def test_an_absent_idle_power_shows_the_idle_windows_logged_reason():
+    """A GPU run whose idle window gave no reading logs why (tag), and the idle cell says it."""
+    runs = pd.DataFrame({
+        "params.batch_size": ["4"],
+        f"tags.{TAG_IDLE_POWER_ABSENT}": ["window lasted 0.200 s (< 1 s): the NVML energy counter ..."],
+    })
+    numbers = pd.DataFrame(cost_cells.window_columns(runs))
+    assert cost_cells.idle_cells(numbers) == ["n/a (window lasted 0.200 s (< 1 s))"]

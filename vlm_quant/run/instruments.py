@@ -83,7 +83,7 @@ class RunInstruments:
                 self.params["idle_power_w"] = idle.mean_power_w
             else:  # absent with its reason, never logged as the string "None"
                 reason = idle.absent_reason if idle is not None else "no GPU energy counter"
-                self.tags[run_schema.TAG_IDLE_POWER_ABSENT] = f"idle power not measured: {reason}"
+                self.tags[run_schema.TAG_IDLE_POWER_ABSENT] = reason
         else:
             self.tags["vlm_quant.energy_absent_reason"] = self.gpu.reason
         self.sampler.start()

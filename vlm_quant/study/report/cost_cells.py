@@ -32,6 +32,7 @@ from __future__ import annotations
 import pandas as pd
 
 from vlm_quant.study.report.render import MIB_SPEC, NA, fmt_number, is_missing
+from vlm_quant.tracking import run_schema as rs
 
 J_PER_WH = 3600.0
 WH_PER_KWH = 1000.0
@@ -64,6 +65,7 @@ WINDOW_COLUMNS = {  # numbers column -> which window's tag it holds
     "energy_absent_cost_pass": "cost",
     "energy_absent_quality_pass": "quality",
     "cost_oom_eval_batch": "oom",
+    "idle_power_absent": "idle",
 }
 
 
@@ -77,6 +79,7 @@ def window_columns(runs: pd.DataFrame) -> dict[str, list]:
             "cost": WINDOW_REASON_TAG.format(window=f"throughput_bs{batch}") if batch else None,
             "quality": WINDOW_REASON_TAG.format(window="quality_pass"),
             "oom": OOM_TAG.format(batch_size=batch) if batch else None,
+            "idle": rs.TAG_IDLE_POWER_ABSENT,
         }
         for name, window in WINDOW_COLUMNS.items():
             value = row.get(f"tags.{tags[window]}") if tags[window] else None
@@ -94,8 +97,8 @@ def _net(row: pd.Series) -> float:
 
 
 def idle_power_w(value: object) -> float | None:
-    """The logged ``idle_power_w`` param as W; None when absent or not a number (``None`` is logged
-    when the idle window gave no energy)."""
+    """The logged ``idle_power_w`` param as W; None when absent or not a number (runs logged before
+    the tag ``vlm_quant.idle_power_absent_reason`` existed logged the string ``None`` instead)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -182,6 +185,8 @@ def idle_cells(numbers: pd.DataFrame) -> list[str]:
             cells.append(fmt_number(idle, ".1f"))
         elif isinstance(row.get("energy_absent_reason"), str):
             cells.append(NO_NVML)
+        elif reason := _text(row.get("idle_power_absent")):  # the idle window's own reason
+            cells.append(f"{NA} ({_first_clause(reason)})")
         else:
             cells.append(NOT_LOGGED)
     return cells
