@@ -157,7 +157,7 @@ def check_preset(
 def measure_speed(loaded, args, images, dtype, device, memory) -> dict[str, Any]:
     """Captions of a short batch, batch-1 latency, batch-N throughput, peak VRAM of inference."""
     # SmolVLM/Idefics3 image tiling: the processor's default on GPU, one tile on CPU (as the runner).
-    splitting = None if device.type == "cuda" or loaded.family.name != "idefics3" else False
+    splitting = None if device.type == "cuda" or not loaded.family.splits_images else False
     base = GenerationSettings(args.new_tokens, 0, splitting)
     requests = [single_image_request(image, PROMPT) for image in images]
     memory.reset()

@@ -8,7 +8,6 @@ from transformers import AutoConfig, AutoModelForImageTextToText, LlamaConfig
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import (
-    FAMILIES,
     ROLES,
     family_by_name,
     family_for_config,
@@ -28,7 +27,7 @@ EXPECTED = {
     "HuggingFaceTB/SmolVLM-500M-Instruct": ("idefics3", 86_433_024, 11_796_480, 361_944_000, 47_308_800),
     "HuggingFaceTB/SmolVLM-Instruct": ("idefics3", 412_987_248, 21_233_664, 1_711_382_528, 100_669_440),
     "Qwen/Qwen2-VL-2B-Instruct": ("qwen2_vl", 665_271_296 - 34_087_936, 34_087_936, 1_543_714_304, 0),
-    "Qwen/Qwen2.5-VL-3B-Instruct": ("qwen2_vl", 668_684_288 - 36_708_608, 36_708_608, 3_085_938_688, 0),
+    "Qwen/Qwen2.5-VL-3B-Instruct": ("qwen2_5_vl", 668_684_288 - 36_708_608, 36_708_608, 3_085_938_688, 0),
     "llava-hf/llava-1.5-7b-hf": ("llava", 303_507_456, 20_979_712, 6_607_605_760, 131_334_144),
 }
 TOTALS = {
@@ -113,24 +112,38 @@ def test_a_module_outside_every_role_is_an_error_that_names_it():
 
 def test_longest_prefix_wins_on_path_boundaries_only():
     qwen = family_by_name("qwen2_vl")
-    assert role_of("model.visual.blocks.0.attn.qkv", qwen) == "vision"
-    assert role_of("model.visual.merger.mlp.0", qwen) == "projector"
-    assert role_of("model.visual", qwen) == "vision"
-    assert role_of("model.visualizer", qwen) is None
-    assert role_of("lm_head", qwen) == "lm_head"
+    assert role_of("model.visual.blocks.0.attn.qkv", qwen.layout) == "vision"
+    assert role_of("model.visual.merger.mlp.0", qwen.layout) == "projector"
+    assert role_of("model.visual", qwen.layout) == "vision"
+    assert role_of("model.visualizer", qwen.layout) is None
+    assert role_of("lm_head", qwen.layout) == "lm_head"
 
 
-def test_family_for_config_picks_by_model_type():
-    assert family_for_config(AutoConfig.for_model("qwen2_5_vl")).name == "qwen2_vl"
-    assert family_for_config(AutoConfig.for_model("idefics3")).name == "idefics3"
-    assert {family.name for family in FAMILIES} == {"idefics3", "qwen2_vl", "llava"}
+def test_family_for_config_reads_the_layout_from_the_architecture():
+    qwen25 = family_for_config(AutoConfig.for_model("qwen2_5_vl"))
+    assert qwen25.name == "qwen2_5_vl"
+    assert qwen25.roles["projector"] == ("model.visual.merger",)
+    assert qwen25.tied_lm_head is False  # the default config unties; the 3B checkpoint ties:
+    assert family_of(meta_model("Qwen/Qwen2.5-VL-3B-Instruct")).tied_lm_head is True
+    smolvlm = family_for_config(AutoConfig.for_model("smolvlm"))  # SmolVLM2: not "idefics3"
+    assert smolvlm.roles["vision"] == ("model.vision_model",) and smolvlm.splits_images
 
 
-def test_unsupported_model_type_names_the_supported_ones():
-    with pytest.raises(UserError, match="'llama'.*idefics3, llava, qwen2_5_vl, qwen2_vl"):
+def test_single_image_families_come_from_the_exception_table():
+    assert family_by_name("llava").supports_multiple_images is False
+    assert family_by_name("llava_onevision").supports_multiple_images is True
+
+
+def test_unsupported_layout_names_the_modules_no_role_covers():
+    with pytest.raises(UserError, match="'qwen2_5_omni_thinker'.*model.audio_tower.*supported_models.md"):
+        family_by_name("qwen2_5_omni_thinker")
+
+
+def test_a_text_only_model_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="'llama'.*no image-text-to-text class"):
         family_for_config(LlamaConfig())
 
 
-def test_unknown_family_name_lists_the_families():
-    with pytest.raises(UserError, match="'gpt4v'.*idefics3, qwen2_vl, llava"):
+def test_unknown_model_type_points_to_the_supported_list():
+    with pytest.raises(UserError, match="'gpt4v'.*supported_models.md"):
         family_by_name("gpt4v")

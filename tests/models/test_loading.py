@@ -11,7 +11,7 @@ from vlm_quant.errors import UserError
 from vlm_quant.models import loading
 from vlm_quant.models.loading import LoadedVLM, family_of, load_processor, load_vlm
 
-FAMILY_OF_TINY = {"idefics3": "idefics3", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_vl", "llava": "llava"}
+FAMILY_OF_TINY = {"idefics3": "idefics3", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl", "llava": "llava"}
 # Image placeholder tokens the tiny processors produce for a 640x480 image (see tests/tiny_vlms.py).
 TINY_IMAGE_TOKENS = {"idefics3": 20, "qwen2_vl": 12, "qwen2_5_vl": 12, "llava": 16}
 

@@ -1,119 +1,152 @@
-"""The family table: which module of each supported VLM architecture plays which role.
+"""A model's family: its role layout, found from its structure, plus the few facts structure cannot tell.
 
 A *role* is one of ``vision`` (the image encoder), ``projector`` (the connector that maps image features
 into the language model's embedding space), ``language`` (the decoder, including its token embeddings)
 and ``lm_head`` (the output projection to vocabulary logits). Quantization plans are written per role
 ("int8 for the language model, vision in fp16") and expanded here to exact module names.
 
-Module paths are those of the transformers 5 classes (``Idefics3ForConditionalGeneration``,
-``Qwen2VLForConditionalGeneration``, ``Qwen2_5_VLForConditionalGeneration``,
-``LlavaForConditionalGeneration``); the tests check them against the full-size architectures built on
-the meta device from the bundled configs, role by role, down to the parameter count.
+Where each role lives is read from the model's module tree (`models.roles`), on the meta device when only
+the config is known: transformers' image-text-to-text classes share one layout under a small vocabulary
+of names. The exception table below keeps only what the tree does not say: a projector nested in the
+vision tower under a name outside the vocabulary, and whether the model was trained on several images
+per prompt. Which ``model_type``s are supported is the output of a test over transformers' own mapping
+(``docs/supported_models.md``), not a list typed here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from vlm_quant.errors import UserError
+from vlm_quant.models.roles import ROLES, RoleLayout, UnsupportedLayout, find_roles, role_of
 
-ROLES: tuple[str, ...] = ("vision", "projector", "language", "lm_head")
+__all__ = [
+    "ROLES",
+    "FamilySpec",
+    "family_by_name",
+    "family_for_config",
+    "family_of",
+    "linear_modules_by_role",
+    "module_roles",
+    "parameter_counts_by_role",
+    "role_of",
+]
+
+SUPPORTED_LIST = "docs/supported_models.md"
+
+
+@dataclass(frozen=True)
+class FamilyException:
+    """What a model type's structure cannot tell: extra nested projector names, single-image training."""
+
+    nested_projectors: tuple[str, ...] = ()
+    single_image: bool = False
+    splits_images: bool = False  # the image processor tiles large images (``do_image_splitting``)
+
+
+# Trained on one image per prompt: several images run but are out of distribution, so few-shot prompts
+# (several images) are refused for them.
+_SINGLE_IMAGE = dict.fromkeys(
+    ("llava", "llava_next", "vipllava", "paligemma", "blip-2", "instructblip", "kosmos-2", "mllama"),
+    FamilyException(single_image=True),
+)
+# Idefics-style processors cut a large image into tiles plus a global view (SmolVLM: 13 tiles for 640x480).
+_TILING = dict.fromkeys(("idefics2", "idefics3", "smolvlm"), FamilyException(splits_images=True))
+EXCEPTIONS: dict[str, FamilyException] = {**_SINGLE_IMAGE, **_TILING}
 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """One architecture family.
+    """One model type's layout: ``layout`` maps each role to module paths (`models.roles.RoleLayout`).
 
-    ``roles`` maps each role to module-path prefixes; a module belongs to the role of the longest
-    prefix that matches it on a path boundary (so ``model.visual.merger`` can be the projector inside
-    the vision role ``model.visual``).
+    ``name`` is the config's ``model_type``; ``tied_lm_head`` says whether ``lm_head`` shares its weight
+    with the token embeddings (quantizing one quantizes the other).
     """
 
     name: str
-    model_types: tuple[str, ...]
-    roles: dict[str, tuple[str, ...]]
-    supports_multiple_images: bool
+    layout: RoleLayout
+    supports_multiple_images: bool = True
+    splits_images: bool = False
+    tied_lm_head: bool = False
+    model_types: tuple[str, ...] = field(default=())
+
+    @property
+    def roles(self) -> dict[str, tuple[str, ...]]:
+        """Module-path prefixes per role; the first of a role is its main module (the vision tower)."""
+        return self.layout.prefixes
 
 
-FAMILIES: tuple[FamilySpec, ...] = (
-    FamilySpec(
-        name="idefics3",  # SmolVLM
-        model_types=("idefics3",),
-        roles={
-            "vision": ("model.vision_model",),
-            "projector": ("model.connector",),
-            "language": ("model.text_model",),
-            "lm_head": ("lm_head",),
-        },
-        supports_multiple_images=True,
-    ),
-    FamilySpec(
-        name="qwen2_vl",
-        model_types=("qwen2_vl", "qwen2_5_vl"),
-        roles={
-            "vision": ("model.visual",),
-            # The merger sits inside the vision tower but is the projector (MLP into the text width).
-            "projector": ("model.visual.merger",),
-            "language": ("model.language_model",),
-            # Tied to model.language_model.embed_tokens in the 2B/3B checkpoints: quantizing one
-            # quantizes the other.
-            "lm_head": ("lm_head",),
-        },
-        supports_multiple_images=True,
-    ),
-    FamilySpec(
-        name="llava",
-        model_types=("llava",),
-        roles={
-            "vision": ("model.vision_tower",),
-            "projector": ("model.multi_modal_projector",),
-            "language": ("model.language_model",),
-            "lm_head": ("lm_head",),
-        },
-        # LLaVA-1.5 was trained on one image per prompt; several images run but are out of distribution.
-        supports_multiple_images=False,
-    ),
-)
+def family_of(model: nn.Module) -> FamilySpec:
+    """The family of a model instance (loaded or on the meta device), from its module tree.
 
-
-def supported_model_types() -> list[str]:
-    """Every ``config.model_type`` some family covers, sorted."""
-    return sorted(model_type for family in FAMILIES for model_type in family.model_types)
-
-
-def family_by_name(name: str) -> FamilySpec:
-    """The family called ``name`` (e.g. ``"qwen2_vl"``); UserError naming the known families otherwise."""
-    for family in FAMILIES:
-        if family.name == name:
-            return family
-    known = ", ".join(family.name for family in FAMILIES)
-    raise UserError(f"Unknown model family {name!r}; known families: {known}.")
-
-
-def family_for_config(config) -> FamilySpec:
-    """The family of a transformers config, chosen by its ``model_type``."""
-    model_type = getattr(config, "model_type", None)
-    for family in FAMILIES:
-        if model_type in family.model_types:
-            return family
-    raise UserError(
-        f"Unsupported model type {model_type!r}: vlm-quant supports the model types "
-        f"{', '.join(supported_model_types())}."
+    UserError naming the modules no role covers, or the missing role, when the layout is not the usual one.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    exception = EXCEPTIONS.get(model_type, FamilyException())
+    try:
+        layout = find_roles(model, exception.nested_projectors)
+    except UnsupportedLayout as error:
+        raise UserError(_unsupported(model_type, str(error))) from None
+    return FamilySpec(
+        name=model_type,
+        layout=layout,
+        supports_multiple_images=not exception.single_image,
+        splits_images=exception.splits_images,
+        tied_lm_head=_tied_head(model, layout),
+        model_types=(model_type,),
     )
 
 
-def role_of(module_name: str, family: FamilySpec) -> str | None:
-    """The role of one module path, or None when no prefix of the family matches it."""
-    best_role, best_length = None, -1
-    for role, prefixes in family.roles.items():
-        for prefix in prefixes:
-            on_boundary = module_name == prefix or module_name.startswith(prefix + ".")
-            if on_boundary and len(prefix) > best_length:
-                best_role, best_length = role, len(prefix)
-    return best_role
+_BY_CONFIG: dict[str, FamilySpec] = {}
+
+
+def family_for_config(config, *, trust_remote_code: bool = False) -> FamilySpec:
+    """The family of a transformers config: its architecture built on the meta device (no weights, ~0.1 s
+    for a 7B config on a 2-core CPU), then `family_of`. Remembered per config within a process."""
+    key = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()
+    if key not in _BY_CONFIG:
+        from vlm_quant.models.meta_model import build_meta_model
+
+        model_type = getattr(config, "model_type", None)
+        try:
+            model = build_meta_model(config, trust_remote_code=trust_remote_code)
+        except ValueError as error:  # not an image-text-to-text configuration at all
+            reason = f"transformers has no image-text-to-text class for it ({error})"
+            raise UserError(_unsupported(model_type, reason)) from None
+        _BY_CONFIG[key] = family_of(model)
+    return _BY_CONFIG[key]
+
+
+def family_by_name(model_type: str) -> FamilySpec:
+    """The family of ``model_type`` at its default configuration (e.g. ``"qwen2_vl"``)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.for_model(model_type)
+    except ValueError:
+        raise UserError(
+            f"Unknown model type {model_type!r}; see {SUPPORTED_LIST} for the supported ones."
+        ) from None
+    return family_for_config(config)
+
+
+def _unsupported(model_type: str | None, reason: str) -> str:
+    return (
+        f"Unsupported model type {model_type!r}: {reason}. vlm-quant needs a vision tower, a projector, a "
+        f"language model and an lm_head, each a module of its own; {SUPPORTED_LIST} lists the supported "
+        "model types and why each other one is left out."
+    )
+
+
+def _tied_head(model: nn.Module, layout: RoleLayout) -> bool:
+    head = model.get_submodule(layout.prefixes["lm_head"][0])
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return weight is not None and embeddings is not None and weight is getattr(embeddings, "weight", None)
 
 
 def is_packed_linear(module: nn.Module) -> bool:
@@ -134,8 +167,8 @@ def _owns_weights(module: nn.Module) -> bool:
 def module_roles(model: nn.Module, family: FamilySpec) -> dict[str, str]:
     """Map every module that directly owns parameters to its role.
 
-    The map is total: a parameter-owning module outside every role is a bug in the family table (or a
-    model of another family), so it raises ValueError listing those modules rather than leaving
+    The map is total: a parameter-owning module outside every role (a model whose layout differs from
+    the one its family was read from) raises ValueError listing those modules rather than leaving
     weights silently out of every quantization plan. A tied ``lm_head`` appears under its own name
     even though it shares its weight with the token embeddings.
     """
@@ -144,7 +177,7 @@ def module_roles(model: nn.Module, family: FamilySpec) -> dict[str, str]:
     for name, module in model.named_modules():
         if not _owns_weights(module):
             continue
-        role = role_of(name, family)
+        role = role_of(name, family.layout)
         if role is None:
             orphans.append(name or "<root>")
         else:
@@ -183,8 +216,3 @@ def parameter_counts_by_role(model: nn.Module, family: FamilySpec) -> dict[str, 
         module_name = name.rpartition(".")[0]
         counts[roles[module_name]] += parameter.numel()
     return counts
-
-
-def family_of(model: nn.Module) -> FamilySpec:
-    """The family of a loaded model (from ``model.config``)."""
-    return family_for_config(model.config)

@@ -202,7 +202,7 @@ def _onnx_records(model: nn.Module, family: FamilySpec) -> dict[str, ModuleRecor
         tensors = tuple(StoredTensor(f"onnx.initializers.{dtype}", dtype, (), n) for dtype, n in by_dtype)
         records[name] = ModuleRecord(
             name=name,
-            role=role_of(name, family) or "vision",
+            role=role_of(name, family.layout) or "vision",
             module_type=type(module).__name__,
             is_linear=True,
             weight_type=f"onnxruntime.InferenceSession({summary['execution_provider']})",

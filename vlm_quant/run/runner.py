@@ -100,12 +100,12 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
 
 
 def image_splitting(cfg: ExperimentConfig, device: torch.device, family: FamilySpec) -> bool | None:
-    """SmolVLM/Idefics3 tiling: the processor's default on GPU; off on CPU ('auto'). Other families: None.
+    """Idefics-style tiling (SmolVLM): the processor's default on GPU; off on CPU ('auto'). Others: None.
 
     With tiling a 640x480 image becomes 13 tiles (832 image tokens) for SmolVLM; on 2 CPU cores that
     is ~40 s per image, so CPU runs use one tile (64 tokens) and say so in the params.
     """
-    if family.name != "idefics3":
+    if not family.splits_images:
         return None  # only Idefics3 processors tile; others would warn about an unknown kwarg
     if cfg.image_splitting == "on":
         return True
