@@ -25,7 +25,7 @@ from transformers import (
     Qwen2VLConfig,
 )
 
-from vlm_quant.models.random_weights import bundled_config_dir
+from vlm_quant.models.config_source import bundled_config_dir
 
 TINY_FAMILIES = ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")
 

@@ -15,10 +15,10 @@ MODEL_ID = "acme/tiny-smolvlm"
 
 
 def tiny_bundled_root(root: Path) -> Path:
-    from vlm_quant.models import random_weights
+    from vlm_quant.models import config_source
 
     entry = root / MODEL_ID.replace("/", "__")
-    shutil.copytree(random_weights.BUNDLED_ROOT / "HuggingFaceTB__SmolVLM-256M-Instruct", entry)
+    shutil.copytree(config_source.BUNDLED_ROOT / "HuggingFaceTB__SmolVLM-256M-Instruct", entry)
     config = json.loads((entry / "config.json").read_text())
     small = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2)
     config["text_config"].update(small, num_key_value_heads=1, head_dim=32)
@@ -28,9 +28,9 @@ def tiny_bundled_root(root: Path) -> Path:
 
 
 def build(bundled: Path, cache: Path, out: Path, barrier, index: int) -> None:
-    from vlm_quant.models import random_weights
+    from vlm_quant.models import config_source, random_weights
 
-    random_weights.BUNDLED_ROOT = bundled
+    config_source.BUNDLED_ROOT = bundled
     write = random_weights._write_random_checkpoint
     built = []
 

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, LlamaConfig
 
 from vlm_quant.errors import UserError
+from vlm_quant.models.config_source import bundled_config_dir
 from vlm_quant.models.families import (
     ROLES,
     family_by_name,
@@ -17,7 +18,6 @@ from vlm_quant.models.families import (
     parameter_counts_by_role,
     role_of,
 )
-from vlm_quant.models.random_weights import bundled_config_dir
 
 # Parameter counts per role from the bundled README (meta-device counts, tied weights counted once;
 # the Qwen merger is the projector, so it is taken out of "visual"; their lm_head is tied to the

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import huggingface_hub
 import pytest
 import torch
@@ -11,7 +15,7 @@ from vlm_quant.errors import UserError
 from vlm_quant.models import loading
 from vlm_quant.models.loading import LoadedVLM, family_of, load_processor, load_vlm
 
-FAMILY_OF_TINY = {"idefics3": "idefics3", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl", "llava": "llava"}
+FAMILY_OF_TINY = {family: family for family in ("idefics3", "qwen2_vl", "qwen2_5_vl", "llava")}
 # Image placeholder tokens the tiny processors produce for a 640x480 image (see tests/tiny_vlms.py).
 TINY_IMAGE_TOKENS = {"idefics3": 20, "qwen2_vl": 12, "qwen2_5_vl": 12, "llava": 16}
 
@@ -76,13 +80,13 @@ def test_generate_on_a_real_coco_image(family, tiny_vlm_dirs, coco_dir):
 def test_random_weights_go_through_the_same_loader(tiny_vlm_dirs, monkeypatch):
     materialized = []
 
-    def fake_materialize(model_id, *, seed):
-        materialized.append((model_id, seed))
+    def fake_materialize(model_id, *, seed, revision):
+        materialized.append((model_id, seed, revision))
         return tiny_vlm_dirs["idefics3"]
 
     monkeypatch.setattr(loading, "materialize_random_checkpoint", fake_materialize)
     loaded = load_vlm("HuggingFaceTB/SmolVLM-256M-Instruct", weights="random", seed=5, dtype=torch.float32)
-    assert materialized == [("HuggingFaceTB/SmolVLM-256M-Instruct", 5)]
+    assert materialized == [("HuggingFaceTB/SmolVLM-256M-Instruct", 5, None)]
     assert (loaded.model_id, loaded.weights, loaded.revision) == (
         "HuggingFaceTB/SmolVLM-256M-Instruct",
         "random",
@@ -96,9 +100,53 @@ def test_unknown_weights_value_names_the_choices():
         load_vlm("HuggingFaceTB/SmolVLM-256M-Instruct", weights="randn")
 
 
-def test_random_weights_of_an_unbundled_model_list_the_bundled_ones():
-    with pytest.raises(UserError, match="'acme/vlm-1b'.*Qwen/Qwen2-VL-2B-Instruct"):
+def test_random_weights_of_an_unbundled_model_unreachable_offline_list_the_bundled_ones():
+    with pytest.raises(UserError, match="'acme/vlm-1b'.*Qwen/Qwen2-VL-2B-Instruct.*local folder"):
         load_vlm("acme/vlm-1b", weights="random")
+
+
+def test_random_weights_from_a_local_folder_keep_its_real_tokenizer(tiny_vlm_dirs, tmp_path, monkeypatch):
+    """Any architecture whose config is at hand gets random weights: here a folder with config and
+    processor files but no weights (as a user copies them from a model card)."""
+    folder = tmp_path / "configs-only"
+    shutil.copytree(tiny_vlm_dirs["llava"], folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    loaded = load_vlm(str(folder), weights="random", seed=1, dtype=torch.float32)
+    assert loaded.family.name == "llava" and loaded.weights == "random"
+    assert Path(loaded.source_dir).parent == tmp_path / "cache" / "vlm-quant" / "random"
+    reference = load_processor(str(tiny_vlm_dirs["llava"]))
+    assert loaded.processor.tokenizer.get_vocab() == reference.tokenizer.get_vocab()
+    original = load_vlm(str(tiny_vlm_dirs["llava"]), dtype=torch.float32).model.state_dict()
+    drawn = loaded.model.state_dict()
+    assert drawn.keys() == original.keys()
+    assert all(drawn[k].shape == original[k].shape for k in drawn)
+    assert not torch.equal(drawn["lm_head.weight"], original["lm_head.weight"])
+
+
+def test_random_weights_fetch_only_configuration_files_from_the_hub(tiny_vlm_dirs, tmp_path, monkeypatch):
+    """No weights are downloaded: snapshot_download is asked for configuration files only, and the
+    snapshot's commit (its folder name) is recorded in the random checkpoint's manifest."""
+    import huggingface_hub
+
+    commit = "a" * 40
+    snapshot = tmp_path / "hub" / "snapshots" / commit
+    shutil.copytree(tiny_vlm_dirs["qwen2_vl"], snapshot, ignore=shutil.ignore_patterns("*.safetensors"))
+    asked = []
+
+    def fake_snapshot_download(repo_id, *, revision, allow_patterns):
+        asked.append((repo_id, revision, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    loaded = load_vlm("acme/tiny-qwen2-vl", weights="random", revision="main", dtype=torch.float32)
+    ((repo, revision, patterns),) = asked
+    assert (repo, revision) == ("acme/tiny-qwen2-vl", "main")
+    assert "config.json" in patterns and not any("safetensors" in p or ".bin" in p for p in patterns)
+    manifest = json.loads((Path(loaded.source_dir) / "vlm_quant_random.json").read_text())
+    assert (manifest["config_origin"], manifest["config_revision"]) == ("hub", commit)
+    assert loaded.revision == commit
+    assert loaded.family.name == "qwen2_vl"
 
 
 def test_random_weights_have_no_revision():

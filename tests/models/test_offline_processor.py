@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from transformers import AutoConfig, AutoProcessor
 
+from vlm_quant.models.config_source import bundled_config_dir, bundled_model_ids
 from vlm_quant.models.loading import load_processor
 from vlm_quant.models.offline_processor import placeholder_word, save_offline_processor
-from vlm_quant.models.random_weights import bundled_config_dir, bundled_model_ids
 
 SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
 QWEN2_VL = "Qwen/Qwen2-VL-2B-Instruct"

@@ -17,10 +17,10 @@ from safetensors.torch import save_file
 
 from vlm_quant.errors import UserError
 from vlm_quant.models import random_weights
+from vlm_quant.models.config_source import bundled_model_ids, find_config_source
 from vlm_quant.models.random_weights import (
     MANIFEST_NAME,
     build_random_model,
-    bundled_model_ids,
     checkpoint_dir_name,
     entry_problem,
     materialize_random_checkpoint,
@@ -42,14 +42,16 @@ def test_bundled_model_ids():
     ]
 
 
-def test_unknown_model_id_lists_the_bundled_ones(tmp_path):
-    with pytest.raises(UserError, match=r"'acme/vlm-1b'.*HuggingFaceTB/SmolVLM-256M-Instruct, .*llava-hf"):
+def test_a_model_neither_bundled_nor_local_nor_on_the_reachable_hub_names_the_three_ways(tmp_path):
+    bundled = r"not bundled \(HuggingFaceTB/SmolVLM-256M-Instruct, .*llava-hf"
+    with pytest.raises(UserError, match=rf"'acme/vlm-1b'.*{bundled}.*not a local folder.*Hub"):
         materialize_random_checkpoint("acme/vlm-1b", seed=0, cache_dir=tmp_path)
 
 
-def test_cache_directory_name_carries_seed_and_transformers_version():
-    name = checkpoint_dir_name(SMOLVLM_256M, 7)
-    assert name == f"HuggingFaceTB__SmolVLM-256M-Instruct-seed7-tf{transformers.__version__}"
+def test_cache_directory_name_carries_the_config_digest_seed_and_transformers_version():
+    source = find_config_source(SMOLVLM_256M)
+    name = checkpoint_dir_name(source, 7)
+    assert name == f"HuggingFaceTB__SmolVLM-256M-Instruct-{source.key}-seed7-tf{transformers.__version__}"
 
 
 def test_default_cache_root_honours_xdg_cache_home(tmp_path, monkeypatch):
@@ -65,7 +67,7 @@ def entries(cache_root: Path) -> list[str]:
 def _fake_writer(calls: list):
     """Writes a small but complete checkpoint: the required files and a readable safetensors file."""
 
-    def write(config_dir, out_dir, *, seed):
+    def write(source, out_dir, *, seed):
         calls.append(seed)
         tensors = {"embed.weight": torch.zeros(4, 2), "head.weight": torch.ones(2)}
         save_file(tensors, out_dir / "model.safetensors")
@@ -81,7 +83,7 @@ def test_complete_checkpoint_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
     first = materialize_random_checkpoint(SMOLVLM_256M, seed=3, cache_dir=tmp_path)
     second = materialize_random_checkpoint(SMOLVLM_256M, seed=3, cache_dir=tmp_path)
-    assert first == second == tmp_path / checkpoint_dir_name(SMOLVLM_256M, 3)
+    assert first == second == tmp_path / checkpoint_dir_name(find_config_source(SMOLVLM_256M), 3)
     assert calls == [3]
     manifest = json.loads((first / MANIFEST_NAME).read_text())
     assert manifest["model_id"] == SMOLVLM_256M and manifest["seed"] == 3
@@ -100,7 +102,7 @@ def test_a_crash_while_writing_leaves_no_checkpoint_behind(tmp_path, monkeypatch
 
 
 def test_an_incomplete_directory_is_rebuilt(tmp_path, monkeypatch):
-    stale = tmp_path / checkpoint_dir_name(SMOLVLM_256M, 0)
+    stale = tmp_path / checkpoint_dir_name(find_config_source(SMOLVLM_256M), 0)
     stale.mkdir()
     (stale / "config.json").write_text("{}")  # no manifest: e.g. copied by hand, half-way
     calls: list[int] = []
@@ -135,8 +137,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_broken_entry_is_detected_from_its_files_and_rebuilt_with_a_log_line(damage, tmp_path, monkeypatch,
-                                                                               caplog):
+def test_a_broken_entry_is_detected_from_its_files_and_rebuilt_with_a_log_line(
+    damage, tmp_path, monkeypatch, caplog
+):
     calls: list[int] = []
     monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
     entry = materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path)
@@ -162,8 +165,10 @@ def test_two_processes_building_the_same_checkpoint_at_once_build_it_once(tmp_pa
     out.mkdir()
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    processes = [context.Process(target=random_cache_child.build, args=(bundled, cache, out, barrier, i))
-                 for i in range(2)]
+    processes = [
+        context.Process(target=random_cache_child.build, args=(bundled, cache, out, barrier, i))
+        for i in range(2)
+    ]
     for process in processes:
         process.start()
     for process in processes:

@@ -25,8 +25,9 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
 from vlm_quant.errors import UserError
+from vlm_quant.models.config_source import bundled_model_ids
 from vlm_quant.models.families import FamilySpec, family_for_config, family_of
-from vlm_quant.models.random_weights import bundled_model_ids, materialize_random_checkpoint
+from vlm_quant.models.random_weights import materialize_random_checkpoint
 
 __all__ = ["WEIGHT_SOURCES", "LoadedVLM", "family_of", "load_processor", "load_vlm"]
 
@@ -37,7 +38,8 @@ WEIGHT_SOURCES: tuple[str, ...] = ("pretrained", "random")
 class LoadedVLM:
     """A model ready for generation, with where it came from.
 
-    ``revision`` is the Hub commit hash when the weights came from the Hub (or its cache), else None.
+    ``revision`` is the Hub commit hash when the weights (for random weights: the configuration) came
+    from the Hub (or its cache), else None.
     ``source_dir`` is the local directory the weights were read from, when known. ``load_time_s`` is
     the wall time of reading config, weights and processor, in seconds (for random weights it
     excludes writing the random checkpoint the first time).
@@ -69,19 +71,19 @@ def load_vlm(
     """Load a supported VLM and its processor, in eval mode.
 
     ``model_id`` is a Hub id (``"HuggingFaceTB/SmolVLM-256M-Instruct"``) or a local checkpoint
-    directory. ``weights="random"`` builds the bundled architecture of ``model_id`` with random
-    weights drawn from ``seed`` (cached on disk); ``seed`` is unused for pretrained weights.
+    directory. ``weights="random"`` builds the architecture of ``model_id`` (its bundled, local or Hub
+    configuration at ``revision``; `config_source`) with random weights drawn from ``seed`` (cached on
+    disk); ``seed`` is unused for pretrained weights.
     ``device`` is passed as ``device_map`` ("cpu", "cuda", "cuda:0", "auto"). ``image_backend``: the
     image processor's backend, "torchvision", "pil" or "auto" (transformers' default), see `load_processor`.
     """
     if weights not in WEIGHT_SOURCES:
         raise UserError(f"Unknown weights {weights!r}; choose one of: {', '.join(WEIGHT_SOURCES)}.")
+    config_revision = None
     if weights == "random":
-        if revision is not None:
-            raise UserError(
-                f"revision={revision!r} applies to pretrained weights only, not weights='random'."
-            )
-        source = str(materialize_random_checkpoint(model_id, seed=seed))
+        source = str(materialize_random_checkpoint(model_id, seed=seed, revision=revision))
+        config_revision = _random_config_revision(Path(source))
+        revision = None  # it chose the configuration; the random checkpoint itself is a local folder
     else:
         source = _checked_source(model_id)
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
@@ -108,7 +110,7 @@ def load_vlm(
         processor=processor,
         family=family,
         model_id=model_id,
-        revision=commit_hash,
+        revision=commit_hash or config_revision,
         weights=weights,
         source_dir=_local_dir(source, commit_hash),
         load_time_s=load_time_s,
@@ -197,6 +199,16 @@ def _not_found_message(model_id: str, error: OSError) -> str:
         f"HF_HUB_OFFLINE=1) and the model is not in the local cache, or no such repository/revision "
         f"exists. For {model_id!r}, {advice}. ({error})"
     )
+
+
+def _random_config_revision(checkpoint: Path) -> str | None:
+    """The Hub commit a random checkpoint's configuration came from (None: bundled or local files)."""
+    manifest = checkpoint / "vlm_quant_random.json"
+    if not manifest.is_file():
+        return None
+    import json
+
+    return json.loads(manifest.read_text()).get("config_revision")
 
 
 def _local_dir(source: str, commit_hash: str | None) -> str | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlm_quant.models.config_source import bundled_config_dir
 from vlm_quant.models.loading import load_processor
 from vlm_quant.models.offline_processor import save_offline_processor
-from vlm_quant.models.random_weights import bundled_config_dir
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Real architectures with seeded random weights, built offline from the bundled configs.
+"""Real architectures with seeded random weights, built from configuration files alone.
 
 ``materialize_random_checkpoint`` writes a checkpoint directory that looks like a downloaded Hub
 snapshot (``config.json``, ``model.safetensors``, ``generation_config.json``, processor and synthetic
 tokenizer files), so ``load_vlm`` reads it through the same ``from_pretrained`` path as real weights
 and every quantization config applies identically. Sizes, shapes, dtypes and image-token counts are
-the real ones; only the numbers in the weights (and the vocabulary strings) are made up. That is
-enough to measure cost (latency, memory, size on disk, energy), not quality.
+the real ones; only the numbers in the weights (and, for the bundled configs, the vocabulary strings)
+are made up. That is enough to measure cost (latency, memory, size on disk, energy), not quality. The
+configuration comes from the bundled files (offline), a local folder or the Hub (`config_source`).
 
 The cache is shared by concurrent processes (ranks, a sweep's children, two users): one of them
 builds an entry under a file lock (``filelock``) into a temporary sibling and renames it into place;
@@ -30,11 +31,11 @@ from transformers import AutoConfig, AutoModelForImageTextToText
 from transformers import initialization as hf_init
 
 from vlm_quant.errors import UserError
+from vlm_quant.models.config_source import CONFIG_FILES, ConfigSource, find_config_source
 from vlm_quant.models.offline_processor import save_offline_processor
 
 log = logging.getLogger(__name__)
 
-BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 # Written last into a finished checkpoint; describes how it was made and lists its files and sizes.
 MANIFEST_NAME = "vlm_quant_random.json"
 # Files every checkpoint holds, whatever the manifest says (weights: model.safetensors or its index).
@@ -46,36 +47,26 @@ REQUIRED_FILES = (
 )
 
 
-def bundled_model_ids() -> list[str]:
-    """Hub ids of the bundled checkpoints (directory ``<org>__<name>`` -> ``"<org>/<name>"``), sorted."""
-    return sorted(
-        path.name.replace("__", "/", 1) for path in BUNDLED_ROOT.iterdir() if (path / "config.json").is_file()
-    )
-
-
-def bundled_config_dir(model_id: str) -> Path:
-    """The bundled configuration directory of ``model_id``; UserError listing the bundled ids otherwise."""
-    if model_id not in bundled_model_ids():
-        raise UserError(
-            f"No bundled configuration for model {model_id!r}; random weights exist for: "
-            f"{', '.join(bundled_model_ids())}."
-        )
-    return BUNDLED_ROOT / model_id.replace("/", "__", 1)
-
-
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/vlm-quant/random`` (``~/.cache/vlm-quant/random`` when unset)."""
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache_home) / "vlm-quant" / "random"
 
 
-def checkpoint_dir_name(model_id: str, seed: int) -> str:
-    """Cache directory name; the transformers version is part of it because init and file layout vary."""
-    return f"{model_id.replace('/', '__', 1)}-seed{seed}-tf{transformers.__version__}"
+def checkpoint_dir_name(source: ConfigSource, seed: int) -> str:
+    """Cache directory name: the model's name, a digest of its configuration files (two folders or Hub
+    revisions never share an entry), the seed, and the transformers version (init and layout vary)."""
+    name = Path(source.model_id).name if source.origin == "local" else source.model_id.replace("/", "__", 1)
+    return f"{name}-{source.key}-seed{seed}-tf{transformers.__version__}"
 
 
-def materialize_random_checkpoint(model_id: str, *, seed: int, cache_dir: Path | None = None) -> Path:
+def materialize_random_checkpoint(
+    model_id: str, *, seed: int, cache_dir: Path | None = None, revision: str | None = None
+) -> Path:
     """Return a directory holding ``model_id``'s real architecture with random weights drawn from ``seed``.
+
+    ``model_id``: a bundled id, a local folder holding ``config.json`` (and processor files), or a Hub id
+    whose configuration files (not weights) are downloaded at ``revision`` (`config_source`).
 
     A complete cache entry is reused as it is (complete entries are never modified). Otherwise one
     process at a time, under a file lock next to the entry, writes it into a temporary sibling
@@ -83,9 +74,9 @@ def materialize_random_checkpoint(model_id: str, *, seed: int, cache_dir: Path |
     half-written checkpoint under the final name; a broken entry found there is replaced, with a log
     line saying what was wrong. Full size: SmolVLM-256M takes about 10 s and 0.5 GB on disk.
     """
-    config_dir = bundled_config_dir(model_id)
+    source = find_config_source(model_id, revision=revision)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    final_dir = cache_root / checkpoint_dir_name(model_id, seed)
+    final_dir = cache_root / checkpoint_dir_name(source, seed)
     if entry_problem(final_dir) is None:
         return final_dir
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -101,17 +92,17 @@ def materialize_random_checkpoint(model_id: str, *, seed: int, cache_dir: Path |
             return final_dir
         if final_dir.exists():
             log.warning("random-weights cache entry %s is broken (%s); rebuilding it", final_dir, problem)
-        _build_entry(config_dir, cache_root, final_dir, model_id=model_id, seed=seed)
+        _build_entry(source, cache_root, final_dir, seed=seed)
     finally:
         lock.release()
     return final_dir
 
 
-def _build_entry(config_dir: Path, cache_root: Path, final_dir: Path, *, model_id: str, seed: int) -> None:
+def _build_entry(source: ConfigSource, cache_root: Path, final_dir: Path, *, seed: int) -> None:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".partial", dir=cache_root))
     try:
-        _write_random_checkpoint(config_dir, work_dir, seed=seed)
-        _write_manifest(work_dir, model_id=model_id, seed=seed)
+        _write_random_checkpoint(source, work_dir, seed=seed)
+        _write_manifest(work_dir, source, seed=seed)
         work_dir.chmod(0o755)  # mkdtemp makes it private; a cache is readable like any other
         _move_into_place(work_dir, final_dir)
     finally:
@@ -189,18 +180,34 @@ def build_random_model(config_dir: Path, *, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
-def _write_random_checkpoint(config_dir: Path, out_dir: Path, *, seed: int) -> None:
-    """Model weights, real generation config, processor files and synthetic tokenizer into ``out_dir``."""
+def _write_random_checkpoint(source: ConfigSource, out_dir: Path, *, seed: int) -> None:
+    """Model weights, real generation config, processor files and tokenizer into ``out_dir``.
+
+    The tokenizer is the real one when the source has its vocabulary files, else a synthetic one with the
+    real special tokens at their real ids (`offline_processor`, for the bundled configs).
+    """
+    config_dir = source.directory
+    if not source.has_vocabulary and not (config_dir / "tokenizer_config.json").is_file():
+        raise UserError(
+            f"weights=random for {source.model_id!r} needs its tokenizer: {config_dir} has neither "
+            "vocabulary files (tokenizer.json, vocab.json, tokenizer.model) nor a tokenizer_config.json."
+        )
     model = build_random_model(config_dir, seed=seed)
     model.save_pretrained(out_dir)
     del model
     # The saved generation config is derived from the model config (wrong eos for SmolVLM); the
     # checkpoint's real one replaces it.
-    shutil.copyfile(config_dir / "generation_config.json", out_dir / "generation_config.json")
-    save_offline_processor(config_dir, out_dir)
+    if (config_dir / "generation_config.json").is_file():
+        shutil.copyfile(config_dir / "generation_config.json", out_dir / "generation_config.json")
+    if source.has_vocabulary:
+        for name in CONFIG_FILES:
+            if name not in ("config.json", "generation_config.json") and (config_dir / name).is_file():
+                shutil.copyfile(config_dir / name, out_dir / name)
+    else:
+        save_offline_processor(config_dir, out_dir)
 
 
-def _write_manifest(out_dir: Path, *, model_id: str, seed: int) -> None:
+def _write_manifest(out_dir: Path, source: ConfigSource, *, seed: int) -> None:
     """The manifest, written last: provenance, and the inventory (bytes per file) and tensor count
     that `entry_problem` checks."""
     files = {
@@ -209,7 +216,10 @@ def _write_manifest(out_dir: Path, *, model_id: str, seed: int) -> None:
         if path.is_file() and path.name != MANIFEST_NAME
     }
     manifest = {
-        "model_id": model_id,
+        "model_id": source.model_id,
+        "config_origin": source.origin,
+        "config_revision": source.revision,
+        "config_key": source.key,
         "weights": "random",
         "seed": seed,
         "init": "transformers _init_weights",

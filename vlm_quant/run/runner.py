@@ -28,10 +28,10 @@ from vlm_quant.measure.energy import derive_energy_metrics
 from vlm_quant.measure.environment import environment_record
 from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
 from vlm_quant.models.checkpoint import save_checkpoint
+from vlm_quant.models.config_source import find_config_source
 from vlm_quant.models.families import FamilySpec, family_for_config
 from vlm_quant.models.loading import _not_found_message as model_not_found_message
 from vlm_quant.models.loading import load_vlm
-from vlm_quant.models.random_weights import bundled_config_dir
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
@@ -149,11 +149,17 @@ class PreparedRun:
 
 
 def model_config(cfg: ExperimentConfig) -> Any:
-    """The model's configuration alone (bundled for random weights), without loading weights."""
-    source = str(bundled_config_dir(cfg.model)) if cfg.weights == "random" else cfg.model
+    """The model's configuration alone (for random weights: bundled, a local folder's or the Hub's
+    configuration files), without loading weights."""
+    if cfg.weights == "random":
+        source = str(find_config_source(cfg.model, revision=cfg.revision or None).directory)
+    else:
+        source = cfg.model
     try:
         config = AutoConfig.from_pretrained(
-            source, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code
+            source,
+            revision=None if cfg.weights == "random" else cfg.revision or None,
+            trust_remote_code=cfg.trust_remote_code,
         )
     except OSError as error:  # no such repo / path, or the Hub is unreachable and nothing is cached
         raise UserError(model_not_found_message(cfg.model, error)) from error
