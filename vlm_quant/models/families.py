@@ -27,6 +27,7 @@ from vlm_quant.models.roles import ROLES, RoleLayout, UnsupportedLayout, find_ro
 __all__ = [
     "ROLES",
     "FamilySpec",
+    "UnsupportedModel",
     "family_by_name",
     "family_for_config",
     "family_of",
@@ -37,6 +38,18 @@ __all__ = [
 ]
 
 SUPPORTED_LIST = "docs/supported_models.md"
+
+
+class UnsupportedModel(UserError):
+    """A model type whose layout vlm-quant cannot read; ``reason`` says what is missing or left over."""
+
+    def __init__(self, model_type: str | None, reason: str) -> None:
+        super().__init__(
+            f"Unsupported model type {model_type!r}: {reason}. vlm-quant needs a vision tower, a projector, "
+            f"a language model and an lm_head, each a module of its own; {SUPPORTED_LIST} lists the "
+            "supported model types and why each other one is left out."
+        )
+        self.model_type, self.reason = model_type, reason
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def family_of(model: nn.Module) -> FamilySpec:
     try:
         layout = find_roles(model, exception.nested_projectors)
     except UnsupportedLayout as error:
-        raise UserError(_unsupported(model_type, str(error))) from None
+        raise UnsupportedModel(model_type, str(error)) from None
     return FamilySpec(
         name=model_type,
         layout=layout,
@@ -116,7 +129,7 @@ def family_for_config(config, *, trust_remote_code: bool = False) -> FamilySpec:
             model = build_meta_model(config, trust_remote_code=trust_remote_code)
         except ValueError as error:  # not an image-text-to-text configuration at all
             reason = f"transformers has no image-text-to-text class for it ({error})"
-            raise UserError(_unsupported(model_type, reason)) from None
+            raise UnsupportedModel(model_type, reason) from None
         _BY_CONFIG[key] = family_of(model)
     return _BY_CONFIG[key]
 
@@ -132,14 +145,6 @@ def family_by_name(model_type: str) -> FamilySpec:
             f"Unknown model type {model_type!r}; see {SUPPORTED_LIST} for the supported ones."
         ) from None
     return family_for_config(config)
-
-
-def _unsupported(model_type: str | None, reason: str) -> str:
-    return (
-        f"Unsupported model type {model_type!r}: {reason}. vlm-quant needs a vision tower, a projector, a "
-        f"language model and an lm_head, each a module of its own; {SUPPORTED_LIST} lists the supported "
-        "model types and why each other one is left out."
-    )
 
 
 def _tied_head(model: nn.Module, layout: RoleLayout) -> bool:

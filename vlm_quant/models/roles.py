@@ -44,10 +44,11 @@ PROJECTOR_NAMES = (
     "resampler_model",
     "visual_embeddings_table",
     "qformer",
+    "embed_vision",
 )
 LANGUAGE_NAMES = ("language_model", "text_model")
 # Children of the vision tower that map its features to the text width: the projector, nested.
-NESTED_PROJECTOR_NAMES = ("merger", "deepstack_merger_list", "projector", "connector")
+NESTED_PROJECTOR_NAMES = ("merger", "deepstack_merger_list", "patch_merger", "projector", "connector")
 # Parameters held by the container itself: learned embeddings spliced between image features (LLaVA-NeXT's
 # row separator, BLIP-2's query tokens), which belong to the projector's side of the model.
 OWN_PROJECTOR_PARAMETERS = ("image_newline", "view_separator", "view_seperator", "query_tokens")
