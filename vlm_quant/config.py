@@ -60,8 +60,9 @@ class ExperimentConfig:
     )
     weights: str = _param(
         "pretrained",
-        "'pretrained' loads the checkpoint; 'random' builds the real architecture at its real size from "
-        "configuration bundled in the package (offline; for cost only, quality is meaningless).",
+        "'pretrained' loads the checkpoint; 'random' builds the real architecture at its real size with "
+        "seeded random weights from its configuration files alone: bundled in the package (offline), a "
+        "local folder, or the Hub (config files only, no weights). For cost only: quality is meaningless.",
         WEIGHTS_CHOICES,
     )
     trust_remote_code: bool = _param(False, "Allow a checkpoint's own Python code to run (off by default).")
