@@ -97,13 +97,13 @@ def test_untied_lm_head_can_be_quantized(tiny_vlm_dirs):
 def test_a_quantized_role_without_linear_layers_is_an_error(tiny_vlm_dirs):
     loaded = load_tiny(tiny_vlm_dirs["idefics3"])
     family = loaded.family
-    # A family table whose projector is only the final norm (no nn.Linear): nothing to quantize.
+    # A layout whose projector is only the final norm (no nn.Linear): nothing to quantize.
     roles = {
         **family.roles,
         "vision": ("model.vision_model", "model.connector"),
         "projector": ("model.text_model.norm",),
     }
-    odd = dataclasses.replace(family, roles=roles)
+    odd = dataclasses.replace(family, layout=dataclasses.replace(family.layout, prefixes=roles))
     with pytest.raises(UserError, match=r"role 'projector' .* has no nn.Linear module"):
         apply_plan(
             loaded.model,
