@@ -16,7 +16,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
-    AutoModelForImageTextToText,
     AutoProcessor,
     Qwen2_5_VLProcessor,
     Qwen2VLProcessor,
@@ -27,6 +26,13 @@ from transformers.utils import is_torchvision_available
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, family_for_config, family_of
 from vlm_quant.models.random_weights import bundled_model_ids, materialize_random_checkpoint
+from vlm_quant.models.remote_code import (
+    RemoteCode,
+    auto_model_class,
+    check_random_weights_code,
+    check_remote_code,
+    read_raw_config,
+)
 
 __all__ = ["WEIGHT_SOURCES", "LoadedVLM", "family_of", "load_processor", "load_vlm"]
 
@@ -51,6 +57,7 @@ class LoadedVLM:
     weights: str
     source_dir: str | None
     load_time_s: float
+    remote_code: RemoteCode | None = None  # the checkpoint's own code that ran (trust_remote_code)
 
 
 def load_vlm(
@@ -77,18 +84,31 @@ def load_vlm(
     if weights not in WEIGHT_SOURCES:
         raise UserError(f"Unknown weights {weights!r}; choose one of: {', '.join(WEIGHT_SOURCES)}.")
     if weights == "random":
-        if revision is not None:
+        # Remote code (Phi-3.5-vision, Bunny): the architecture is the checkpoint's own code, found in the
+        # local Hugging Face cache at `revision`; a revision pins that code, not weights.
+        code = check_random_weights_code(model_id, trust_remote_code=trust_remote_code, revision=revision)
+        if revision is not None and code is None:
             raise UserError(
                 f"revision={revision!r} applies to pretrained weights only, not weights='random'."
             )
-        source = str(materialize_random_checkpoint(model_id, seed=seed))
+        source = str(materialize_random_checkpoint(model_id, seed=seed, code_dir=code and code.directory))
+        remote_code = code and code.remote_code
+        revision = None  # the random checkpoint is a local directory
     else:
         source = _checked_source(model_id)
+        local_dir = Path(source) if Path(source).is_dir() else None
+        remote_code = check_remote_code(  # before any code or weight file is fetched
+            model_id,
+            read_raw_config(source, revision),
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            local_dir=local_dir,
+        )
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
 
     started = time.perf_counter()
     config = _load_config(source, model_id, hub_kwargs)
-    family = family_for_config(config)  # fails fast, before the weights are read
+    family = family_for_config(config, trust_remote_code=trust_remote_code)  # fails fast, before the weights
     commit_hash = getattr(config, "_commit_hash", None)
     if commit_hash is not None and not Path(source).is_dir():
         # Weights and processor from the very commit the config came from, even if "main" moves on.
@@ -96,11 +116,12 @@ def load_vlm(
     model_kwargs = {"config": config, "dtype": dtype, "device_map": device, **hub_kwargs}
     if quantization_config is not None:
         model_kwargs["quantization_config"] = quantization_config
-    model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
+    model = auto_model_class(config, trust_remote_code=trust_remote_code).from_pretrained(source, **model_kwargs)
     model.eval()
     processor = load_processor(
         source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
     )
+    processor = with_prompt_format(processor, family, model_id)
     load_time_s = time.perf_counter() - started
 
     return LoadedVLM(
@@ -112,7 +133,26 @@ def load_vlm(
         weights=weights,
         source_dir=_local_dir(source, commit_hash),
         load_time_s=load_time_s,
+        remote_code=remote_code,
     )
+
+
+def with_prompt_format(processor: Any, family: FamilySpec, model_id: str) -> Any:
+    """``processor``, checked to take images, with the family's prompt format as its chat template when
+    the checkpoint has none (`FamilyException.chat_template`: Phi-3.5-vision, Bunny).
+
+    UserError when ``AutoProcessor`` gave no image processor (Bunny's checkpoints ship only a tokenizer:
+    their model card builds the image inputs by hand, which vlm-quant does not reproduce).
+    """
+    if not hasattr(processor, "image_processor"):
+        raise UserError(
+            f"Model {model_id!r} ships no multimodal processor (AutoProcessor gives a "
+            f"{type(processor).__name__}, which cannot encode images), so vlm-quant cannot build its inputs. "
+            "Pass a checkpoint directory that adds a processor (processor_config.json + preprocessor_config.json)."
+        )
+    if getattr(processor, "chat_template", None) is None and family.chat_template is not None:
+        processor.chat_template = family.chat_template
+    return processor
 
 
 def load_processor(

@@ -70,6 +70,11 @@ FIDELITY_METRICS = (
     "fidelity_n_positions",
 )
 
+# --- remote code (models/remote_code.py): what a trust_remote_code run executed ----------------
+# (`trust_remote_code` and the resolved `revision`, a commit hash for a Hub model, are params of every run)
+PARAM_REMOTE_CODE_FILES = "remote_code_files"  # the Python files config.json's auto_map names, comma-separated
+PARAM_REMOTE_CODE_SHA256 = "remote_code_sha256"  # SHA-256 of the *.py files of a local directory / code snapshot
+
 # --- artifact paths inside a run ------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.yaml"
 ARTIFACT_IDS = "split/ids.json"

@@ -1,0 +1,117 @@
+"""trust_remote_code: refused by default, pinned when allowed, and a remote-code VLM runs end to end.
+
+The models are vlm-quant's own tiny remote-code repositories (tests/fixtures/remote_code/), laid out like
+Phi-3.5-vision and Bunny; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.remote_code_vlms import build_remote_code_vlm
+from vlm_quant.config import ExperimentConfig
+from vlm_quant.errors import UserError
+from vlm_quant.models.families import family_for_config, parameter_counts_by_role
+from vlm_quant.models.loading import load_vlm
+from vlm_quant.models.meta_model import build_meta_model
+from vlm_quant.models.remote_code import check_remote_code, directory_code_sha256
+from vlm_quant.run.runner import model_config, prepare_experiment, run_experiment
+from vlm_quant.tracking import run_schema
+from vlm_quant.tracking.tracker import InMemoryTracker
+
+HASH = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="session")
+def remote_code_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("remote_code")
+    return {name: build_remote_code_vlm(name, root / name) for name in ("tiny-phi3v-style", "tiny-bunny-style")}
+
+
+def _config(directory):
+    return json.loads((directory / "config.json").read_text())
+
+
+def test_refused_without_trust_remote_code_naming_it_and_the_risk(remote_code_dirs):
+    directory = remote_code_dirs["tiny-phi3v-style"]
+    cfg = ExperimentConfig.from_mapping({"model": str(directory), "data_dir": "."})
+    with pytest.raises(UserError) as refused:
+        model_config(cfg)  # prepare_experiment's first look at the model: before any code runs
+    message = str(refused.value)
+    assert "trust_remote_code=true" in message and "executes Python files" in message
+    assert "modeling_tiny_phi3v.py" in message
+    with pytest.raises(UserError, match="trust_remote_code=true"):
+        load_vlm(str(directory), dtype=None)
+
+
+def test_hub_model_needs_a_commit_hash_revision(remote_code_dirs):
+    config = _config(remote_code_dirs["tiny-bunny-style"])
+    for revision in (None, "main", "v1.0", HASH[:12]):
+        with pytest.raises(UserError, match="40 hex characters") as refused:
+            check_remote_code("BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=revision, local_dir=None)
+        assert "huggingface.co/BAAI/Bunny-v1_0-3B/commits" in str(refused.value)
+    pinned = check_remote_code("BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=HASH, local_dir=None)
+    assert pinned.revision == HASH and pinned.code_files == ("configuration_tiny_bunny.py", "modeling_tiny_bunny.py")
+    # transformers' own classes: nothing to trust, nothing pinned.
+    assert check_remote_code("x/y", {"model_type": "llava"}, trust_remote_code=False, revision=None, local_dir=None) is None
+    with pytest.raises(UserError, match="no auto_map"):
+        check_remote_code("x/y", {"model_type": "not_a_type"}, trust_remote_code=True, revision=HASH, local_dir=None)
+
+
+@pytest.mark.parametrize(
+    ("name", "vision", "projector"),
+    [
+        ("tiny-phi3v-style", "model.vision_embed_tokens", "model.vision_embed_tokens.img_projection"),
+        ("tiny-bunny-style", "model.vision_tower", "model.mm_projector"),
+    ],
+)
+def test_roles_of_the_remote_code_layouts_are_total(remote_code_dirs, name, vision, projector):
+    cfg = ExperimentConfig.from_mapping({"model": str(remote_code_dirs[name]), "trust_remote_code": True, "data_dir": "."})
+    config = model_config(cfg)
+    family = family_for_config(config, trust_remote_code=True)
+    assert family.roles["vision"] == (vision,)
+    assert family.roles["projector"] == (projector,)
+    assert family.roles["language"] == ("model",)  # the decoder's layers sit in `model` beside the vision
+    assert family.roles["lm_head"] == ("lm_head",)
+    model = build_meta_model(config, trust_remote_code=True)
+    counts = parameter_counts_by_role(model, family)  # raises on any module outside every role
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+    vision_params = sum(p.numel() for p in model.get_submodule(vision).parameters())
+    projector_params = sum(p.numel() for p in model.get_submodule(projector).parameters())
+    expected_vision = vision_params - (projector_params if projector.startswith(vision + ".") else 0)
+    assert counts["vision"] == expected_vision and counts["projector"] == projector_params
+    assert family.supports_multiple_images == (name == "tiny-phi3v-style")  # Bunny: one image per prompt
+
+
+def test_evaluate_runs_the_remote_code_model_and_logs_the_code_hash(remote_code_dirs, coco_dir):
+    directory = remote_code_dirs["tiny-phi3v-style"]
+    cfg = ExperimentConfig.from_mapping(
+        dict(
+            model=str(directory),
+            trust_remote_code=True,
+            data_dir=str(coco_dir),
+            quant="int8",
+            n_samples=2,
+            batch_size=2,
+            max_new_tokens=3,
+            log_model=False,
+            cost_samples=1,
+            fidelity_samples=1,
+            fidelity_new_tokens=2,
+            cost_iterations=1,
+            cost_warmup=0,
+            cost_new_tokens=2,
+            idle_seconds=0,
+        )
+    )
+    tracker = InMemoryTracker()
+    run_experiment(prepare_experiment(cfg), tracker, progress=False)
+    params = tracker.params
+    assert params["trust_remote_code"] in (True, "True", "true")
+    assert params[run_schema.PARAM_REMOTE_CODE_SHA256] == directory_code_sha256(directory)
+    assert params[run_schema.PARAM_REMOTE_CODE_FILES] == "configuration_tiny_phi3v.py,modeling_tiny_phi3v.py"
+    assert params["model_family"] == "phi3_v"
+    predictions = tracker.artifacts[run_schema.ARTIFACT_PREDICTIONS_JSONL]
+    assert predictions
