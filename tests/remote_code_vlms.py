@@ -22,7 +22,15 @@ REMOTE_CODE_VLMS = ("tiny-phi3v-style", "tiny-bunny-style")
 
 # Special tokens in id order (0, 1, ...): config.json of each fixture names these ids.
 SPECIAL_TOKENS = {
-    "tiny-phi3v-style": ["<unk>", "<s>", "<|endoftext|>", "<|end|>", "<|user|>", "<|assistant|>", "<|image|>"],
+    "tiny-phi3v-style": [
+        "<unk>",
+        "<s>",
+        "<|endoftext|>",
+        "<|end|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|image|>",
+    ],
     "tiny-bunny-style": ["<unk>", "<|endoftext|>", "<image>"],
 }
 WORDS = (
@@ -35,7 +43,8 @@ WORDS = (
 def build_remote_code_vlm(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     """Copy fixture ``name`` to ``out_dir`` and add its tokenizer and seeded random weights."""
     out_dir = Path(out_dir)
-    shutil.copytree(FIXTURES / name, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(FIXTURES / name, out_dir, dirs_exist_ok=True, ignore=ignore)
     tokenizer = _word_level_tokenizer(SPECIAL_TOKENS[name])
     tokenizer.save_pretrained(out_dir)
     config = AutoConfig.from_pretrained(out_dir, trust_remote_code=True)
@@ -59,5 +68,6 @@ def _word_level_tokenizer(specials: list[str]) -> PreTrainedTokenizerFast:
     if "eos_token" not in named:
         named["eos_token"] = "<|endoftext|>"
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **named)
-    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in specials if t not in named.values()]})
+    others = [token for token in specials if token not in named.values()]
+    tokenizer.add_special_tokens({"additional_special_tokens": others})
     return tokenizer

@@ -33,12 +33,14 @@ SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
 def test_bundled_model_ids():
     assert bundled_model_ids() == [
+        "BAAI/Bunny-v1_0-3B",  # remote code: random weights need its cached code (test_remote_code.py)
         "HuggingFaceTB/SmolVLM-256M-Instruct",
         "HuggingFaceTB/SmolVLM-500M-Instruct",
         "HuggingFaceTB/SmolVLM-Instruct",
         "Qwen/Qwen2-VL-2B-Instruct",
         "Qwen/Qwen2.5-VL-3B-Instruct",
         "llava-hf/llava-1.5-7b-hf",
+        "microsoft/Phi-3.5-vision-instruct",  # remote code, likewise
     ]
 
 
@@ -135,8 +137,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_broken_entry_is_detected_from_its_files_and_rebuilt_with_a_log_line(damage, tmp_path, monkeypatch,
-                                                                               caplog):
+def test_a_broken_entry_is_detected_from_its_files_and_rebuilt_with_a_log_line(
+    damage, tmp_path, monkeypatch, caplog
+):
     calls: list[int] = []
     monkeypatch.setattr(random_weights, "_write_random_checkpoint", _fake_writer(calls))
     entry = materialize_random_checkpoint(SMOLVLM_256M, seed=0, cache_dir=tmp_path)
@@ -162,8 +165,10 @@ def test_two_processes_building_the_same_checkpoint_at_once_build_it_once(tmp_pa
     out.mkdir()
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    processes = [context.Process(target=random_cache_child.build, args=(bundled, cache, out, barrier, i))
-                 for i in range(2)]
+    processes = [
+        context.Process(target=random_cache_child.build, args=(bundled, cache, out, barrier, i))
+        for i in range(2)
+    ]
     for process in processes:
         process.start()
     for process in processes:

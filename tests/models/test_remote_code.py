@@ -7,15 +7,19 @@ Phi-3.5-vision and Bunny; nothing is downloaded.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+from transformers import AutoModelForCausalLM
 
 from tests.remote_code_vlms import build_remote_code_vlm
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
+from vlm_quant.models import random_weights
 from vlm_quant.models.families import family_for_config, parameter_counts_by_role
 from vlm_quant.models.loading import load_vlm
 from vlm_quant.models.meta_model import build_meta_model
+from vlm_quant.models.random_weights import bundled_model_ids
 from vlm_quant.models.remote_code import check_remote_code, directory_code_sha256
 from vlm_quant.run.runner import model_config, prepare_experiment, run_experiment
 from vlm_quant.tracking import run_schema
@@ -27,7 +31,9 @@ HASH = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture(scope="session")
 def remote_code_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote_code")
-    return {name: build_remote_code_vlm(name, root / name) for name in ("tiny-phi3v-style", "tiny-bunny-style")}
+    return {
+        name: build_remote_code_vlm(name, root / name) for name in ("tiny-phi3v-style", "tiny-bunny-style")
+    }
 
 
 def _config(directory):
@@ -50,14 +56,28 @@ def test_hub_model_needs_a_commit_hash_revision(remote_code_dirs):
     config = _config(remote_code_dirs["tiny-bunny-style"])
     for revision in (None, "main", "v1.0", HASH[:12]):
         with pytest.raises(UserError, match="40 hex characters") as refused:
-            check_remote_code("BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=revision, local_dir=None)
+            check_remote_code(
+                "BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=revision, local_dir=None
+            )
         assert "huggingface.co/BAAI/Bunny-v1_0-3B/commits" in str(refused.value)
-    pinned = check_remote_code("BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=HASH, local_dir=None)
-    assert pinned.revision == HASH and pinned.code_files == ("configuration_tiny_bunny.py", "modeling_tiny_bunny.py")
+    pinned = check_remote_code(
+        "BAAI/Bunny-v1_0-3B", config, trust_remote_code=True, revision=HASH, local_dir=None
+    )
+    assert pinned.revision == HASH and pinned.code_files == (
+        "configuration_tiny_bunny.py",
+        "modeling_tiny_bunny.py",
+    )
     # transformers' own classes: nothing to trust, nothing pinned.
-    assert check_remote_code("x/y", {"model_type": "llava"}, trust_remote_code=False, revision=None, local_dir=None) is None
+    assert (
+        check_remote_code(
+            "x/y", {"model_type": "llava"}, trust_remote_code=False, revision=None, local_dir=None
+        )
+        is None
+    )
     with pytest.raises(UserError, match="no auto_map"):
-        check_remote_code("x/y", {"model_type": "not_a_type"}, trust_remote_code=True, revision=HASH, local_dir=None)
+        check_remote_code(
+            "x/y", {"model_type": "not_a_type"}, trust_remote_code=True, revision=HASH, local_dir=None
+        )
 
 
 @pytest.mark.parametrize(
@@ -68,7 +88,9 @@ def test_hub_model_needs_a_commit_hash_revision(remote_code_dirs):
     ],
 )
 def test_roles_of_the_remote_code_layouts_are_total(remote_code_dirs, name, vision, projector):
-    cfg = ExperimentConfig.from_mapping({"model": str(remote_code_dirs[name]), "trust_remote_code": True, "data_dir": "."})
+    cfg = ExperimentConfig.from_mapping(
+        {"model": str(remote_code_dirs[name]), "trust_remote_code": True, "data_dir": "."}
+    )
     config = model_config(cfg)
     family = family_for_config(config, trust_remote_code=True)
     assert family.roles["vision"] == (vision,)
@@ -85,14 +107,18 @@ def test_roles_of_the_remote_code_layouts_are_total(remote_code_dirs, name, visi
     assert family.supports_multiple_images == (name == "tiny-phi3v-style")  # Bunny: one image per prompt
 
 
-def test_evaluate_runs_the_remote_code_model_and_logs_the_code_hash(remote_code_dirs, coco_dir):
-    directory = remote_code_dirs["tiny-phi3v-style"]
+@pytest.mark.parametrize(
+    ("name", "quant"),
+    [("tiny-phi3v-style", "fp16"), ("tiny-phi3v-style", "int8"), ("tiny-bunny-style", "fp16")],
+)
+def test_evaluate_runs_the_remote_code_model_and_logs_the_code_hash(remote_code_dirs, coco_dir, name, quant):
+    directory = remote_code_dirs[name]
     cfg = ExperimentConfig.from_mapping(
         dict(
             model=str(directory),
             trust_remote_code=True,
             data_dir=str(coco_dir),
-            quant="int8",
+            quant=quant,
             n_samples=2,
             batch_size=2,
             max_new_tokens=3,
@@ -107,11 +133,69 @@ def test_evaluate_runs_the_remote_code_model_and_logs_the_code_hash(remote_code_
         )
     )
     tracker = InMemoryTracker()
-    run_experiment(prepare_experiment(cfg), tracker, progress=False)
+    summary = run_experiment(prepare_experiment(cfg), tracker, progress=False)
     params = tracker.params
     assert params["trust_remote_code"] in (True, "True", "true")
     assert params[run_schema.PARAM_REMOTE_CODE_SHA256] == directory_code_sha256(directory)
-    assert params[run_schema.PARAM_REMOTE_CODE_FILES] == "configuration_tiny_phi3v.py,modeling_tiny_phi3v.py"
-    assert params["model_family"] == "phi3_v"
-    predictions = tracker.artifacts[run_schema.ARTIFACT_PREDICTIONS_JSONL]
-    assert predictions
+    code = {"tiny-phi3v-style": "tiny_phi3v", "tiny-bunny-style": "tiny_bunny"}[name]
+    assert params[run_schema.PARAM_REMOTE_CODE_FILES] == f"configuration_{code}.py,modeling_{code}.py"
+    assert params["model_family"] == {"tiny-phi3v-style": "phi3_v", "tiny-bunny-style": "bunny-phi"}[name]
+    assert params["realized_precision_language"] == (
+        "int8" if quant == "int8" else "fp32"
+    )  # fp16 -> fp32 on CPU
+    assert summary.n_predictions == 2  # both COCO images captioned through generate
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tiny-phi3v-style", "<|user|>\n<|image_1|>\nWhat is this?<|end|>\n<|assistant|>\n"),
+        (
+            "tiny-bunny-style",
+            "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+            "helpful, detailed, and polite answers to the user's questions. "
+            "USER: <image>\nWhat is this? ASSISTANT:",
+        ),
+    ],
+)
+def test_prompt_format_of_the_family_when_the_processor_has_no_template(remote_code_dirs, name, expected):
+    loaded = load_vlm(str(remote_code_dirs[name]), dtype=None, trust_remote_code=True)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+    text = loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == expected
+    assert loaded.remote_code.code_sha256 == directory_code_sha256(remote_code_dirs[name])
+
+
+def test_bundled_remote_code_configs_need_their_code_for_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    assert "microsoft/Phi-3.5-vision-instruct" in bundled_model_ids()
+    with pytest.raises(UserError, match="trust_remote_code=true"):
+        load_vlm("microsoft/Phi-3.5-vision-instruct", weights="random", dtype=None)
+    with pytest.raises(UserError, match="40 hex"):
+        load_vlm("BAAI/Bunny-v1_0-3B", weights="random", dtype=None, trust_remote_code=True, revision="main")
+    with pytest.raises(UserError, match="not in the local Hugging Face cache") as refused:
+        load_vlm("BAAI/Bunny-v1_0-3B", weights="random", dtype=None, trust_remote_code=True, revision=HASH)
+    assert f"huggingface-cli download BAAI/Bunny-v1_0-3B --revision {HASH}" in str(refused.value)
+
+
+def test_random_weights_build_a_bundled_remote_code_config_with_its_cached_code(
+    remote_code_dirs, tmp_path, monkeypatch
+):
+    built = remote_code_dirs["tiny-phi3v-style"]
+    bundle = tmp_path / "bundled" / "vlmq-tests__tiny-phi3v-style"
+    bundle.mkdir(parents=True)
+    shutil.copyfile(built / "config.json", bundle / "config.json")  # the config alone, as bundled
+    snapshot = tmp_path / "hub" / "models--vlmq-tests--tiny-phi3v-style" / "snapshots" / HASH
+    shutil.copytree(built, snapshot, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    monkeypatch.setattr(random_weights, "BUNDLED_ROOT", tmp_path / "bundled")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    loaded = load_vlm(
+        "vlmq-tests/tiny-phi3v-style", weights="random", dtype=None, trust_remote_code=True, revision=HASH
+    )
+    assert loaded.family.roles["projector"] == ("model.vision_embed_tokens.img_projection",)
+    assert loaded.remote_code.revision == HASH
+    assert loaded.remote_code.code_sha256 == directory_code_sha256(snapshot)
+    reference = AutoModelForCausalLM.from_pretrained(built, trust_remote_code=True)
+    assert sum(p.numel() for p in loaded.model.parameters()) == sum(p.numel() for p in reference.parameters())

@@ -91,8 +91,9 @@ def load_vlm(
             raise UserError(
                 f"revision={revision!r} applies to pretrained weights only, not weights='random'."
             )
-        source = str(materialize_random_checkpoint(model_id, seed=seed, code_dir=code and code.directory))
-        remote_code = code and code.remote_code
+        code_kwargs = {} if code is None else {"code_dir": code.directory}
+        source = str(materialize_random_checkpoint(model_id, seed=seed, **code_kwargs))
+        remote_code = None if code is None else code.remote_code
         revision = None  # the random checkpoint is a local directory
     else:
         source = _checked_source(model_id)
@@ -116,7 +117,9 @@ def load_vlm(
     model_kwargs = {"config": config, "dtype": dtype, "device_map": device, **hub_kwargs}
     if quantization_config is not None:
         model_kwargs["quantization_config"] = quantization_config
-    model = auto_model_class(config, trust_remote_code=trust_remote_code).from_pretrained(source, **model_kwargs)
+    model = auto_model_class(config, trust_remote_code=trust_remote_code).from_pretrained(
+        source, **model_kwargs
+    )
     model.eval()
     processor = load_processor(
         source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
@@ -148,7 +151,8 @@ def with_prompt_format(processor: Any, family: FamilySpec, model_id: str) -> Any
         raise UserError(
             f"Model {model_id!r} ships no multimodal processor (AutoProcessor gives a "
             f"{type(processor).__name__}, which cannot encode images), so vlm-quant cannot build its inputs. "
-            "Pass a checkpoint directory that adds a processor (processor_config.json + preprocessor_config.json)."
+            "Pass a checkpoint directory that adds a processor (processor_config.json + "
+            "preprocessor_config.json)."
         )
     if getattr(processor, "chat_template", None) is None and family.chat_template is not None:
         processor.chat_template = family.chat_template

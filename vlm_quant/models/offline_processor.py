@@ -72,9 +72,15 @@ def placeholder_word(index: int) -> str:
 
 
 def real_added_tokens(config_dir: Path) -> dict[int, dict]:
-    """The checkpoint's added/special tokens: id -> ``added_tokens_decoder`` entry (content and flags)."""
+    """The checkpoint's added/special tokens: id -> ``added_tokens_decoder`` entry (content and flags).
+
+    Tokenizers saved by transformers 5 keep them in ``tokenizer.json`` (``added_tokens``) only."""
     tokenizer_config = json.loads((config_dir / "tokenizer_config.json").read_text())
-    added = {int(token_id): entry for token_id, entry in tokenizer_config["added_tokens_decoder"].items()}
+    decoder = tokenizer_config.get("added_tokens_decoder")
+    if decoder is None and (config_dir / "tokenizer.json").is_file():
+        entries = json.loads((config_dir / "tokenizer.json").read_text()).get("added_tokens", [])
+        decoder = {entry["id"]: {k: v for k, v in entry.items() if k != "id"} for entry in entries}
+    added = {int(token_id): entry for token_id, entry in (decoder or {}).items()}
     added_tokens_file = config_dir / "added_tokens.json"
     if added_tokens_file.exists():
         for content, token_id in json.loads(added_tokens_file.read_text()).items():

@@ -125,7 +125,8 @@ def _build_entry(
 ) -> None:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".partial", dir=cache_root))
     try:
-        _write_random_checkpoint(config_dir, work_dir, seed=seed, code_dir=code_dir)
+        code = {} if code_dir is None else {"code_dir": code_dir}  # the usual call keeps its signature
+        _write_random_checkpoint(config_dir, work_dir, seed=seed, **code)
         _write_manifest(work_dir, model_id=model_id, seed=seed)
         work_dir.chmod(0o755)  # mkdtemp makes it private; a cache is readable like any other
         _move_into_place(work_dir, final_dir)
@@ -209,7 +210,9 @@ def build_random_model(config_dir: Path, *, seed: int, trust_remote_code: bool =
     return model.eval()
 
 
-def _write_random_checkpoint(config_dir: Path, out_dir: Path, *, seed: int, code_dir: Path | None = None) -> None:
+def _write_random_checkpoint(
+    config_dir: Path, out_dir: Path, *, seed: int, code_dir: Path | None = None
+) -> None:
     """Model weights, real generation config, processor files and synthetic tokenizer into ``out_dir``."""
     files_dir = config_dir
     if code_dir is None:

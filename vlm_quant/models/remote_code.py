@@ -51,7 +51,6 @@ class RemoteCode:
     code_sha256: str | None
 
 
-
 def known_model_type(model_type: str | None) -> bool:
     from transformers import CONFIG_MAPPING
 
@@ -140,7 +139,8 @@ def check_remote_code(
         raise UserError(
             f"trust_remote_code=true runs {model!r}'s own code, so vlm-quant requires revision to be a full "
             f"commit hash (40 hex characters), not {revision or 'the default branch'!r}: a branch or tag can "
-            f"move to other code after you read it. Find the hash on https://huggingface.co/{model}/commits/main "
+            "move to other code after you read it. Find the hash on "
+            f"https://huggingface.co/{model}/commits/main "
             f"(the commit you reviewed), or with `huggingface_hub.HfApi().model_info({model!r}).sha`."
         )
     return RemoteCode(files, revision, None)
@@ -207,7 +207,7 @@ def check_random_weights_code(
             f"{' '.join(remote.code_files)}`), read it, then rerun."
         )
     bundle = config_file.parent
-    missing = [name for name in PROCESSOR_FILES if not (bundle / name).is_file() and not (directory / name).is_file()]
+    missing = [name for name in PROCESSOR_FILES if not any((d / name).is_file() for d in (bundle, directory))]
     if missing:
         raise UserError(
             f"weights=random for {model_id!r}: its code is cached at {directory}, but {', '.join(missing)} "
@@ -215,7 +215,8 @@ def check_random_weights_code(
             f"cached there. Fetch it the same way (`huggingface-cli download {model_id} --revision "
             f"{remote.revision} {' '.join(missing)}`)."
         )
-    return CachedCode(directory, RemoteCode(remote.code_files, remote.revision, directory_code_sha256(directory)))
+    pinned = RemoteCode(remote.code_files, remote.revision, directory_code_sha256(directory))
+    return CachedCode(directory, pinned)
 
 
 def config_with_code(config_file: Path, code_dir: Path) -> Any:

@@ -161,7 +161,8 @@ def model_config(cfg: ExperimentConfig) -> Any:
     trust_remote_code is on and the code is pinned (`models.remote_code`)."""
     revision = cfg.revision or None
     if cfg.weights == "random":
-        code = check_random_weights_code(cfg.model, trust_remote_code=cfg.trust_remote_code, revision=revision)
+        trust = cfg.trust_remote_code
+        code = check_random_weights_code(cfg.model, trust_remote_code=trust, revision=revision)
         if code is not None:
             return config_with_code(bundled_config_dir(cfg.model) / "config.json", code.directory)
         source = str(bundled_config_dir(cfg.model))
