@@ -199,3 +199,13 @@ def test_random_weights_build_a_bundled_remote_code_config_with_its_cached_code(
     assert loaded.remote_code.code_sha256 == directory_code_sha256(snapshot)
     reference = AutoModelForCausalLM.from_pretrained(built, trust_remote_code=True)
     assert sum(p.numel() for p in loaded.model.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+def test_a_checkpoint_without_processor_is_refused_before_its_weights_load(remote_code_dirs, tmp_path):
+    # The published Bunny checkpoints ship a tokenizer only (their model card encodes images by hand).
+    folder = tmp_path / "bunny-without-processor"
+    ignore = shutil.ignore_patterns("processor_config.json", "preprocessor_config.json", "processing_*.py")
+    shutil.copytree(remote_code_dirs["tiny-bunny-style"], folder, ignore=ignore)
+    (folder / "model.safetensors").write_bytes(b"not weights")  # never read: refused before
+    with pytest.raises(UserError, match="ships no multimodal processor"):
+        load_vlm(str(folder), dtype=None, trust_remote_code=True)

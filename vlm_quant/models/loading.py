@@ -114,6 +114,11 @@ def load_vlm(
     if commit_hash is not None and not Path(source).is_dir():
         # Weights and processor from the very commit the config came from, even if "main" moves on.
         hub_kwargs["revision"] = commit_hash
+    # The processor first: a checkpoint without one (Bunny) is refused before its weights are read.
+    processor = load_processor(
+        source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
+    )
+    processor = with_prompt_format(processor, family, model_id)
     model_kwargs = {"config": config, "dtype": dtype, "device_map": device, **hub_kwargs}
     if quantization_config is not None:
         model_kwargs["quantization_config"] = quantization_config
@@ -121,10 +126,6 @@ def load_vlm(
         source, **model_kwargs
     )
     model.eval()
-    processor = load_processor(
-        source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
-    )
-    processor = with_prompt_format(processor, family, model_id)
     load_time_s = time.perf_counter() - started
 
     return LoadedVLM(
