@@ -21,7 +21,13 @@ from vlm_quant.models.loading import load_vlm
 from vlm_quant.models.meta_model import build_meta_model
 from vlm_quant.models.random_weights import bundled_model_ids
 from vlm_quant.models.remote_code import check_remote_code, directory_code_sha256
-from vlm_quant.run.runner import model_config, prepare_experiment, run_experiment
+from vlm_quant.run.runner import (
+    model_config,
+    model_family,
+    prepare_experiment,
+    remote_code_params,
+    run_experiment,
+)
 from vlm_quant.tracking import run_schema
 from vlm_quant.tracking.tracker import InMemoryTracker
 
@@ -199,6 +205,19 @@ def test_random_weights_build_a_bundled_remote_code_config_with_its_cached_code(
     assert loaded.remote_code.code_sha256 == directory_code_sha256(snapshot)
     reference = AutoModelForCausalLM.from_pretrained(built, trust_remote_code=True)
     assert sum(p.numel() for p in loaded.model.parameters()) == sum(p.numel() for p in reference.parameters())
+    params = remote_code_params(loaded.remote_code, "random")
+    assert params[run_schema.PARAM_REMOTE_CODE_REVISION] == HASH
+    # prepare_experiment's look at the config (no weights) goes through the same cached code.
+    cfg = ExperimentConfig.from_mapping(
+        {
+            "model": "vlmq-tests/tiny-phi3v-style",
+            "weights": "random",
+            "trust_remote_code": True,
+            "revision": HASH,
+            "data_dir": ".",
+        }
+    )
+    assert model_family(cfg).roles["vision"] == ("model.vision_embed_tokens",)
 
 
 def test_a_checkpoint_without_processor_is_refused_before_its_weights_load(remote_code_dirs, tmp_path):

@@ -219,16 +219,22 @@ def check_random_weights_code(
     return CachedCode(directory, pinned)
 
 
-def config_with_code(config_file: Path, code_dir: Path) -> Any:
-    """The transformers config of ``config_file``, built by the code in ``code_dir`` (trusted by the caller):
-    both are copied into a temporary folder, as ``from_pretrained`` reads a config beside its code."""
+def config_with_code(model_id: str, config_file: Path, code_dir: Path) -> Any:
+    """The transformers config of ``config_file``, built by the code in ``code_dir`` (trusted by the caller).
+
+    ``from_pretrained`` reads a config beside its code, and building the model later looks that code up
+    again by the config's folder, so both are staged in a folder that stays: the random-weights cache's
+    ``remote-code-configs/<model>-code<hash>`` (a few files; rewritten identically when it exists)."""
     import shutil
-    import tempfile
 
     from transformers import AutoConfig
 
-    with tempfile.TemporaryDirectory(prefix="vlmq-config-") as folder:
-        for code_file in Path(code_dir).glob("*.py"):
-            shutil.copyfile(code_file, Path(folder) / code_file.name)
-        shutil.copyfile(config_file, Path(folder) / "config.json")
-        return AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    from vlm_quant.models.random_weights import default_cache_root
+
+    name = f"{model_id.replace('/', '__', 1)}-code{directory_code_sha256(code_dir)[:12]}"
+    folder = default_cache_root() / "remote-code-configs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for code_file in Path(code_dir).glob("*.py"):
+        shutil.copyfile(code_file, folder / code_file.name)
+    shutil.copyfile(config_file, folder / "config.json")
+    return AutoConfig.from_pretrained(folder, trust_remote_code=True)

@@ -164,7 +164,7 @@ def model_config(cfg: ExperimentConfig) -> Any:
         trust = cfg.trust_remote_code
         code = check_random_weights_code(cfg.model, trust_remote_code=trust, revision=revision)
         if code is not None:
-            return config_with_code(bundled_config_dir(cfg.model) / "config.json", code.directory)
+            return config_with_code(cfg.model, bundled_config_dir(cfg.model) / "config.json", code.directory)
         source = str(bundled_config_dir(cfg.model))
     else:
         source = cfg.model
@@ -308,7 +308,7 @@ def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
     return loaded.revision or cfg.revision or f"local files ({loaded.source_dir or cfg.model})"
 
 
-def remote_code_params(remote_code: Any) -> dict[str, str]:
+def remote_code_params(remote_code: Any, weights: str) -> dict[str, str]:
     """What a trust_remote_code run executed: the code files, and for a local directory (no revision)
     the SHA-256 of its Python files; nothing for a model built by transformers' own classes."""
     if remote_code is None:
@@ -316,6 +316,8 @@ def remote_code_params(remote_code: Any) -> dict[str, str]:
     params = {run_schema.PARAM_REMOTE_CODE_FILES: ",".join(remote_code.code_files)}
     if remote_code.code_sha256 is not None:
         params[run_schema.PARAM_REMOTE_CODE_SHA256] = remote_code.code_sha256
+    if remote_code.revision is not None and weights == "random":  # pretrained: `revision` says it
+        params[run_schema.PARAM_REMOTE_CODE_REVISION] = remote_code.revision
     return params
 
 
@@ -364,7 +366,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         {
             "revision": resolved_revision(loaded, cfg),
             "model_family": loaded.family.name,
-            **remote_code_params(loaded.remote_code),
+            **remote_code_params(loaded.remote_code, cfg.weights),
             **applied.to_params(),
             **precision_map.role_params(),
             **published,

@@ -77,6 +77,7 @@ FIDELITY_METRICS = (
 # (`trust_remote_code` and the resolved `revision`, a commit hash for a Hub model, are params of every run)
 PARAM_REMOTE_CODE_FILES = "remote_code_files"  # the Python files config.json's auto_map names, comma-joined
 PARAM_REMOTE_CODE_SHA256 = "remote_code_sha256"  # SHA-256 of the *.py of a local directory or code snapshot
+PARAM_REMOTE_CODE_REVISION = "remote_code_revision"  # weights=random: the commit the cached code came from
 
 # --- artifact paths inside a run ------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.yaml"
