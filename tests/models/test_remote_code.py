@@ -170,6 +170,12 @@ def test_prompt_format_of_the_family_when_the_processor_has_no_template(remote_c
     text = loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert text == expected
     assert loaded.remote_code.code_sha256 == directory_code_sha256(remote_code_dirs[name])
+    if name == "tiny-phi3v-style":  # several images are numbered, as in the model card's multi-frame prompts
+        two = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "x"}]}
+        ]
+        rendered = loaded.processor.apply_chat_template(two, add_generation_prompt=True, tokenize=False)
+        assert rendered == "<|user|>\n<|image_1|>\n<|image_2|>\nx<|end|>\n<|assistant|>\n"
 
 
 def test_bundled_remote_code_configs_need_their_code_for_random_weights(tmp_path, monkeypatch):
