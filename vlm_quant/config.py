@@ -65,7 +65,11 @@ class ExperimentConfig:
         "local folder, or the Hub (config files only, no weights). For cost only: quality is meaningless.",
         WEIGHTS_CHOICES,
     )
-    trust_remote_code: bool = _param(False, "Allow a checkpoint's own Python code to run (off by default).")
+    trust_remote_code: bool = _param(
+        False,
+        "Allow a checkpoint built by its own Python code (Phi-3.5-vision, Bunny) to run that code on this "
+        "machine; a Hub model then needs revision=<40-hex commit hash>. Off by default.",
+    )
     # --- precision --------------------------------------------------------------------------
     quant: str = _param(
         "fp16",

@@ -33,17 +33,19 @@ SMOLVLM_256M = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
 def test_bundled_model_ids():
     assert bundled_model_ids() == [
+        "BAAI/Bunny-v1_0-3B",  # remote code: random weights need its cached code (test_remote_code.py)
         "HuggingFaceTB/SmolVLM-256M-Instruct",
         "HuggingFaceTB/SmolVLM-500M-Instruct",
         "HuggingFaceTB/SmolVLM-Instruct",
         "Qwen/Qwen2-VL-2B-Instruct",
         "Qwen/Qwen2.5-VL-3B-Instruct",
         "llava-hf/llava-1.5-7b-hf",
+        "microsoft/Phi-3.5-vision-instruct",  # remote code, likewise
     ]
 
 
 def test_a_model_neither_bundled_nor_local_nor_on_the_reachable_hub_names_the_three_ways(tmp_path):
-    bundled = r"not bundled \(HuggingFaceTB/SmolVLM-256M-Instruct, .*llava-hf"
+    bundled = r"not bundled \(.*HuggingFaceTB/SmolVLM-256M-Instruct, .*llava-hf"
     with pytest.raises(UserError, match=rf"'acme/vlm-1b'.*{bundled}.*not a local folder.*Hub"):
         materialize_random_checkpoint("acme/vlm-1b", seed=0, cache_dir=tmp_path)
 

@@ -54,11 +54,18 @@ class UnsupportedModel(UserError):
 
 @dataclass(frozen=True)
 class FamilyException:
-    """What a model type's structure cannot tell: extra nested projector names, single-image training."""
+    """What a model type's structure cannot tell: extra nested projector names, single-image training.
+
+    ``decoder_in_container``: the decoder's layers sit directly in ``model`` beside the vision modules
+    (`models.roles.find_roles`). ``chat_template``: the Jinja prompt format used when the checkpoint's
+    processor has no chat template of its own (remote-code checkpoints written before processors had one).
+    """
 
     nested_projectors: tuple[str, ...] = ()
     single_image: bool = False
     splits_images: bool = False  # the image processor tiles large images (``do_image_splitting``)
+    decoder_in_container: bool = False
+    chat_template: str | None = None
 
 
 # Trained on one image per prompt: several images run but are out of distribution, so few-shot prompts
@@ -69,7 +76,48 @@ _SINGLE_IMAGE = dict.fromkeys(
 )
 # Idefics-style processors cut a large image into tiles plus a global view (SmolVLM: 13 tiles for 640x480).
 _TILING = dict.fromkeys(("idefics2", "idefics3", "smolvlm"), FamilyException(splits_images=True))
-EXCEPTIONS: dict[str, FamilyException] = {**_SINGLE_IMAGE, **_TILING}
+
+# Phi-3.5-vision's chat format, from the model card of microsoft/Phi-3.5-vision-instruct ("Chat Format"):
+# single image "<|user|>\n<|image_1|>\n{prompt}<|end|>\n<|assistant|>\n", several images numbered
+# "<|image_1|>\n<|image_2|>\n..." before the prompt. The checkpoint's tokenizer template takes plain-string
+# contents only, and its processor has none, so the format is rendered here from structured messages.
+PHI3_V_CHAT_TEMPLATE = (
+    "{% set image = namespace(count=0) %}"
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "{% set image.count = image.count + 1 %}{{ '<|image_' ~ image.count ~ '|>\n' }}"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}{{ '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+# Bunny's prompt, from the quickstart of the BAAI Bunny model cards (e.g. BAAI/Bunny-Llama-3-8B-V,
+# BAAI/Bunny-v1_0-3B): "A chat between a curious user and an artificial intelligence assistant. The
+# assistant gives helpful, detailed, and polite answers to the user's questions. USER: <image>\n{prompt}
+# ASSISTANT:". The checkpoints ship no processor or chat template at all.
+BUNNY_CHAT_TEMPLATE = (
+    "{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+    "helpful, detailed, and polite answers to the user\\'s questions.' }}"
+    "{% for message in messages %}{{ ' USER: ' if message['role'] == 'user' else ' ASSISTANT: ' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}{{ '<image>\n' }}"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ ' ASSISTANT:' }}{% endif %}"
+)
+# Remote-code checkpoints (trust_remote_code): a LLaVA-style ``...ForCausalLM`` whose ``model`` holds the
+# decoder's layers and the vision modules side by side. Phi-3.5-vision nests its projection
+# (``img_projection``) in ``model.vision_embed_tokens`` and was trained on several images per prompt
+# (multi-frame, model card); Bunny's ``model.vision_tower`` + ``model.mm_projector`` models (one type per
+# language backbone, from the ``model_type`` of each ``Bunny*Config`` in BAAI-DCAI/Bunny) take one image.
+_REMOTE_CODE = {
+    "phi3_v": FamilyException(
+        nested_projectors=("img_projection",), decoder_in_container=True, chat_template=PHI3_V_CHAT_TEMPLATE
+    ),
+    **dict.fromkeys(
+        ("bunny-phi", "bunny-phi3", "bunny-qwen2", "bunny-llama", "bunny-stablelm", "bunny-minicpm"),
+        FamilyException(single_image=True, decoder_in_container=True, chat_template=BUNNY_CHAT_TEMPLATE),
+    ),
+}
+EXCEPTIONS: dict[str, FamilyException] = {**_SINGLE_IMAGE, **_TILING, **_REMOTE_CODE}
 
 
 @dataclass(frozen=True)
@@ -86,6 +134,7 @@ class FamilySpec:
     splits_images: bool = False
     tied_lm_head: bool = False
     model_types: tuple[str, ...] = field(default=())
+    chat_template: str | None = None  # the prompt format when the processor has none (`FamilyException`)
 
     @property
     def roles(self) -> dict[str, tuple[str, ...]]:
@@ -101,7 +150,9 @@ def family_of(model: nn.Module) -> FamilySpec:
     model_type = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
     exception = EXCEPTIONS.get(model_type, FamilyException())
     try:
-        layout = find_roles(model, exception.nested_projectors)
+        layout = find_roles(
+            model, exception.nested_projectors, decoder_in_container=exception.decoder_in_container
+        )
     except UnsupportedLayout as error:
         raise UnsupportedModel(model_type, str(error)) from None
     return FamilySpec(
@@ -111,6 +162,7 @@ def family_of(model: nn.Module) -> FamilySpec:
         splits_images=exception.splits_images,
         tied_lm_head=_tied_head(model, layout),
         model_types=(model_type,),
+        chat_template=exception.chat_template,
     )
 
 

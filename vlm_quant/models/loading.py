@@ -16,7 +16,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
-    AutoModelForImageTextToText,
     AutoProcessor,
     Qwen2_5_VLProcessor,
     Qwen2VLProcessor,
@@ -28,6 +27,13 @@ from vlm_quant.errors import UserError
 from vlm_quant.models.config_source import bundled_model_ids
 from vlm_quant.models.families import FamilySpec, family_for_config, family_of
 from vlm_quant.models.random_weights import materialize_random_checkpoint
+from vlm_quant.models.remote_code import (
+    RemoteCode,
+    auto_model_class,
+    check_random_weights_code,
+    check_remote_code,
+    read_raw_config,
+)
 
 __all__ = ["WEIGHT_SOURCES", "LoadedVLM", "family_of", "load_processor", "load_vlm"]
 
@@ -53,6 +59,7 @@ class LoadedVLM:
     weights: str
     source_dir: str | None
     load_time_s: float
+    remote_code: RemoteCode | None = None  # the checkpoint's own code that ran (trust_remote_code)
 
 
 def load_vlm(
@@ -81,28 +88,48 @@ def load_vlm(
         raise UserError(f"Unknown weights {weights!r}; choose one of: {', '.join(WEIGHT_SOURCES)}.")
     config_revision = None
     if weights == "random":
-        source = str(materialize_random_checkpoint(model_id, seed=seed, revision=revision))
-        config_revision = _random_config_revision(Path(source))
-        revision = None  # it chose the configuration; the random checkpoint itself is a local folder
+        # Remote code (Phi-3.5-vision, Bunny): the architecture is the checkpoint's own code, found in the
+        # local Hugging Face cache at `revision`, which then pins that code; otherwise `revision` picks the
+        # configuration files on the Hub (`config_source`).
+        code = check_random_weights_code(model_id, trust_remote_code=trust_remote_code, revision=revision)
+        if code is None:
+            source = str(materialize_random_checkpoint(model_id, seed=seed, revision=revision))
+            config_revision, remote_code = _random_config_revision(Path(source)), None
+        else:  # its bundled config, built by the checkpoint's own code cached at `revision`
+            source = str(materialize_random_checkpoint(model_id, seed=seed, code_dir=code.directory))
+            config_revision, remote_code = code.remote_code.revision, code.remote_code
+        revision = None  # the random checkpoint is a local directory
     else:
         source = _checked_source(model_id)
+        local_dir = Path(source) if Path(source).is_dir() else None
+        remote_code = check_remote_code(  # before any code or weight file is fetched
+            model_id,
+            read_raw_config(source, revision),
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            local_dir=local_dir,
+        )
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
 
     started = time.perf_counter()
     config = _load_config(source, model_id, hub_kwargs)
-    family = family_for_config(config)  # fails fast, before the weights are read
+    family = family_for_config(config, trust_remote_code=trust_remote_code)  # fails fast, before the weights
     commit_hash = getattr(config, "_commit_hash", None)
     if commit_hash is not None and not Path(source).is_dir():
         # Weights and processor from the very commit the config came from, even if "main" moves on.
         hub_kwargs["revision"] = commit_hash
-    model_kwargs = {"config": config, "dtype": dtype, "device_map": device, **hub_kwargs}
-    if quantization_config is not None:
-        model_kwargs["quantization_config"] = quantization_config
-    model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
-    model.eval()
+    # The processor first: a checkpoint without one (Bunny) is refused before its weights are read.
     processor = load_processor(
         source, model_type=config.model_type, image_backend=image_backend, **hub_kwargs
     )
+    processor = with_prompt_format(processor, family, model_id)
+    model_kwargs = {"config": config, "dtype": dtype, "device_map": device, **hub_kwargs}
+    if quantization_config is not None:
+        model_kwargs["quantization_config"] = quantization_config
+    model = auto_model_class(config, trust_remote_code=trust_remote_code).from_pretrained(
+        source, **model_kwargs
+    )
+    model.eval()
     load_time_s = time.perf_counter() - started
 
     return LoadedVLM(
@@ -114,7 +141,27 @@ def load_vlm(
         weights=weights,
         source_dir=_local_dir(source, commit_hash),
         load_time_s=load_time_s,
+        remote_code=remote_code,
     )
+
+
+def with_prompt_format(processor: Any, family: FamilySpec, model_id: str) -> Any:
+    """``processor``, checked to take images, with the family's prompt format as its chat template when
+    the checkpoint has none (`FamilyException.chat_template`: Phi-3.5-vision, Bunny).
+
+    UserError when ``AutoProcessor`` gave no image processor (Bunny's checkpoints ship only a tokenizer:
+    their model card builds the image inputs by hand, which vlm-quant does not reproduce).
+    """
+    if not hasattr(processor, "image_processor"):
+        raise UserError(
+            f"Model {model_id!r} ships no multimodal processor (AutoProcessor gives a "
+            f"{type(processor).__name__}, which cannot encode images), so vlm-quant cannot build its inputs. "
+            "Pass a checkpoint directory that adds a processor (processor_config.json + "
+            "preprocessor_config.json)."
+        )
+    if getattr(processor, "chat_template", None) is None and family.chat_template is not None:
+        processor.chat_template = family.chat_template
+    return processor
 
 
 def load_processor(

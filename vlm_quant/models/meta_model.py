@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModelForImageTextToText
+
+from vlm_quant.models.remote_code import auto_model_class
 
 
 def build_meta_model(config, *, trust_remote_code: bool = False) -> nn.Module:
     """The architecture of ``config`` with every parameter on the meta device (shapes only, tied as the
-    config ties them: ``lm_head.weight is embed_tokens.weight`` when ``tie_word_embeddings``)."""
+    config ties them: ``lm_head.weight is embed_tokens.weight`` when ``tie_word_embeddings``).
+
+    A remote-code config (trusted) is built by the auto class its ``auto_map`` names (`auto_model_class`)."""
+    auto_class = auto_model_class(config, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
+        model = auto_class.from_config(config, trust_remote_code=trust_remote_code)
     return model.eval()

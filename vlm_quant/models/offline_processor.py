@@ -72,9 +72,15 @@ def placeholder_word(index: int) -> str:
 
 
 def real_added_tokens(config_dir: Path) -> dict[int, dict]:
-    """The checkpoint's added/special tokens: id -> ``added_tokens_decoder`` entry (content and flags)."""
+    """The checkpoint's added/special tokens: id -> ``added_tokens_decoder`` entry (content and flags).
+
+    Tokenizers saved by transformers 5 keep them in ``tokenizer.json`` (``added_tokens``) only."""
     tokenizer_config = json.loads((config_dir / "tokenizer_config.json").read_text())
-    added = {int(token_id): entry for token_id, entry in tokenizer_config["added_tokens_decoder"].items()}
+    decoder = tokenizer_config.get("added_tokens_decoder")
+    if decoder is None and (config_dir / "tokenizer.json").is_file():
+        entries = json.loads((config_dir / "tokenizer.json").read_text()).get("added_tokens", [])
+        decoder = {entry["id"]: {k: v for k, v in entry.items() if k != "id"} for entry in entries}
+    added = {int(token_id): entry for token_id, entry in (decoder or {}).items()}
     added_tokens_file = config_dir / "added_tokens.json"
     if added_tokens_file.exists():
         for content, token_id in json.loads(added_tokens_file.read_text()).items():
@@ -97,11 +103,14 @@ def _synthetic_vocabulary(vocab_size: int, added: dict[int, dict]) -> dict[str, 
     return vocabulary
 
 
-def synthetic_tokenizer(config_dir: Path) -> PreTrainedTokenizerFast:
-    """Build the synthetic tokenizer of the bundled checkpoint in ``config_dir`` (see module docstring)."""
+def synthetic_tokenizer(config_dir: Path, vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """Build the synthetic tokenizer of the bundled checkpoint in ``config_dir`` (see module docstring).
+
+    ``vocab_size``: the model's, when the caller has it (a remote-code config cannot be read without its
+    code); else read from the config."""
     config_dir = Path(config_dir)
-    config = AutoConfig.from_pretrained(config_dir)
-    vocab_size = config.get_text_config().vocab_size
+    if vocab_size is None:
+        vocab_size = AutoConfig.from_pretrained(config_dir).get_text_config().vocab_size
     added = real_added_tokens(config_dir)
     backend = Tokenizer(models.BPE(vocab=_synthetic_vocabulary(vocab_size, added), merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -125,7 +134,7 @@ def synthetic_tokenizer(config_dir: Path) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, **settings)
 
 
-def save_offline_processor(config_dir: Path, out_dir: Path) -> None:
+def save_offline_processor(config_dir: Path, out_dir: Path, *, vocab_size: int | None = None) -> None:
     """Write a complete processor for the bundled checkpoint in ``config_dir`` into ``out_dir``.
 
     The tokenizer is written with ``save_pretrained``; the image processor, processor settings and chat
@@ -136,7 +145,7 @@ def save_offline_processor(config_dir: Path, out_dir: Path) -> None:
     """
     config_dir, out_dir = Path(config_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    synthetic_tokenizer(config_dir).save_pretrained(out_dir)
+    synthetic_tokenizer(config_dir, vocab_size).save_pretrained(out_dir)
     for name in PROCESSOR_FILES:
         if (config_dir / name).exists():
             shutil.copyfile(config_dir / name, out_dir / name)

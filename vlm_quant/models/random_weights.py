@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import transformers
 from filelock import FileLock, Timeout
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig
 from transformers import initialization as hf_init
 
 from vlm_quant.errors import UserError
@@ -53,15 +53,26 @@ def default_cache_root() -> Path:
     return Path(cache_home) / "vlm-quant" / "random"
 
 
-def checkpoint_dir_name(source: ConfigSource, seed: int) -> str:
+def checkpoint_dir_name(source: ConfigSource, seed: int, code_dir: Path | None = None) -> str:
     """Cache directory name: the model's name, a digest of its configuration files (two folders or Hub
-    revisions never share an entry), the seed, and the transformers version (init and layout vary)."""
+    revisions never share an entry), the seed, the transformers version (init and layout vary) and, for a
+    remote-code architecture, the hash of its code (`remote_code.directory_code_sha256`)."""
     name = Path(source.model_id).name if source.origin == "local" else source.model_id.replace("/", "__", 1)
-    return f"{name}-{source.key}-seed{seed}-tf{transformers.__version__}"
+    name = f"{name}-{source.key}-seed{seed}-tf{transformers.__version__}"
+    if code_dir is not None:
+        from vlm_quant.models.remote_code import directory_code_sha256
+
+        name += f"-code{directory_code_sha256(code_dir)[:12]}"
+    return name
 
 
 def materialize_random_checkpoint(
-    model_id: str, *, seed: int, cache_dir: Path | None = None, revision: str | None = None
+    model_id: str,
+    *,
+    seed: int,
+    cache_dir: Path | None = None,
+    revision: str | None = None,
+    code_dir: Path | None = None,
 ) -> Path:
     """Return a directory holding ``model_id``'s real architecture with random weights drawn from ``seed``.
 
@@ -73,10 +84,15 @@ def materialize_random_checkpoint(
     directory and renames it into place, so neither a crash nor a concurrent build ever leaves a
     half-written checkpoint under the final name; a broken entry found there is replaced, with a log
     line saying what was wrong. Full size: SmolVLM-256M takes about 10 s and 0.5 GB on disk.
+
+    ``code_dir``: for a config built by the checkpoint's own code (trust_remote_code, checked by the
+    caller: `remote_code.check_random_weights_code`), the folder holding that code (a Hub cache snapshot);
+    its Python files go into the checkpoint beside the config, with the processor files it has when the
+    bundle lacks them.
     """
     source = find_config_source(model_id, revision=revision)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    final_dir = cache_root / checkpoint_dir_name(source, seed)
+    final_dir = cache_root / checkpoint_dir_name(source, seed, code_dir)
     if entry_problem(final_dir) is None:
         return final_dir
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -92,16 +108,19 @@ def materialize_random_checkpoint(
             return final_dir
         if final_dir.exists():
             log.warning("random-weights cache entry %s is broken (%s); rebuilding it", final_dir, problem)
-        _build_entry(source, cache_root, final_dir, seed=seed)
+        _build_entry(source, cache_root, final_dir, seed=seed, code_dir=code_dir)
     finally:
         lock.release()
     return final_dir
 
 
-def _build_entry(source: ConfigSource, cache_root: Path, final_dir: Path, *, seed: int) -> None:
+def _build_entry(
+    source: ConfigSource, cache_root: Path, final_dir: Path, *, seed: int, code_dir: Path | None
+) -> None:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".partial", dir=cache_root))
     try:
-        _write_random_checkpoint(source, work_dir, seed=seed)
+        code = {} if code_dir is None else {"code_dir": code_dir}  # the usual call keeps its signature
+        _write_random_checkpoint(source, work_dir, seed=seed, **code)
         _write_manifest(work_dir, source, seed=seed)
         work_dir.chmod(0o755)  # mkdtemp makes it private; a cache is readable like any other
         _move_into_place(work_dir, final_dir)
@@ -164,7 +183,7 @@ def _tensor_count(path: Path) -> int:
         return len(list(weights.keys()))
 
 
-def build_random_model(config_dir: Path, *, seed: int) -> torch.nn.Module:
+def build_random_model(config_dir: Path, *, seed: int, trust_remote_code: bool = False) -> torch.nn.Module:
     """The model of ``config_dir`` at full size, initialised by transformers' own ``_init_weights``.
 
     The constructor's default torch inits are skipped (``no_init_weights``) and ``init_weights`` then
@@ -172,39 +191,56 @@ def build_random_model(config_dir: Path, *, seed: int) -> torch.nn.Module:
     are created directly in the config's dtype (bf16 / fp16) to keep the peak memory at the
     checkpoint's size.
     """
-    config = AutoConfig.from_pretrained(config_dir)
+    from vlm_quant.models.remote_code import auto_model_class
+
+    config = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust_remote_code)
+    auto_class = auto_model_class(config, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)
     with hf_init.no_init_weights():
-        model = AutoModelForImageTextToText.from_config(config, dtype=config.dtype or torch.bfloat16)
+        model = auto_class.from_config(
+            config, dtype=config.dtype or torch.bfloat16, trust_remote_code=trust_remote_code
+        )
     model.init_weights()  # _init_weights on every module, then tie the weights the config ties
     return model.eval()
 
 
-def _write_random_checkpoint(source: ConfigSource, out_dir: Path, *, seed: int) -> None:
+def _write_random_checkpoint(
+    source: ConfigSource, out_dir: Path, *, seed: int, code_dir: Path | None = None
+) -> None:
     """Model weights, real generation config, processor files and tokenizer into ``out_dir``.
 
     The tokenizer is the real one when the source has its vocabulary files, else a synthetic one with the
-    real special tokens at their real ids (`offline_processor`, for the bundled configs).
+    real special tokens at their real ids (`offline_processor`, for the bundled configs). ``code_dir``:
+    the architecture's own code (remote code), copied beside the config and built from there.
     """
-    config_dir = source.directory
-    if not source.has_vocabulary and not (config_dir / "tokenizer_config.json").is_file():
-        raise UserError(
-            f"weights=random for {source.model_id!r} needs its tokenizer: {config_dir} has neither "
-            "vocabulary files (tokenizer.json, vocab.json, tokenizer.model) nor a tokenizer_config.json."
-        )
-    model = build_random_model(config_dir, seed=seed)
+    config_dir = files_dir = source.directory
+    if code_dir is None:
+        if not source.has_vocabulary and not (config_dir / "tokenizer_config.json").is_file():
+            raise UserError(
+                f"weights=random for {source.model_id!r} needs its tokenizer: {config_dir} has neither "
+                "vocabulary files (tokenizer.json, vocab.json, tokenizer.model) nor a tokenizer_config.json."
+            )
+        model = build_random_model(config_dir, seed=seed)
+    else:
+        for code_file in Path(code_dir).glob("*.py"):
+            shutil.copyfile(code_file, out_dir / code_file.name)
+        shutil.copyfile(config_dir / "config.json", out_dir / "config.json")
+        model = build_random_model(out_dir, seed=seed, trust_remote_code=True)
+        if not (config_dir / "tokenizer_config.json").is_file():
+            files_dir = Path(code_dir)  # processor files of the cached snapshot
+    vocab_size = model.config.get_text_config().vocab_size
     model.save_pretrained(out_dir)
     del model
     # The saved generation config is derived from the model config (wrong eos for SmolVLM); the
     # checkpoint's real one replaces it.
-    if (config_dir / "generation_config.json").is_file():
-        shutil.copyfile(config_dir / "generation_config.json", out_dir / "generation_config.json")
-    if source.has_vocabulary:
+    if (files_dir / "generation_config.json").is_file():
+        shutil.copyfile(files_dir / "generation_config.json", out_dir / "generation_config.json")
+    if source.has_vocabulary and code_dir is None:
         for name in CONFIG_FILES:
             if name not in ("config.json", "generation_config.json") and (config_dir / name).is_file():
                 shutil.copyfile(config_dir / name, out_dir / name)
     else:
-        save_offline_processor(config_dir, out_dir)
+        save_offline_processor(files_dir, out_dir, vocab_size=vocab_size)
 
 
 def _write_manifest(out_dir: Path, source: ConfigSource, *, seed: int) -> None:

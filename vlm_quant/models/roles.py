@@ -74,24 +74,35 @@ class RoleLayout:
     own: dict[str, str] = field(default_factory=dict)
 
 
-def find_roles(model: nn.Module, nested_projectors: tuple[str, ...] = ()) -> RoleLayout:
+def find_roles(
+    model: nn.Module, nested_projectors: tuple[str, ...] = (), *, decoder_in_container: bool = False
+) -> RoleLayout:
     """The role layout of ``model``, read from its children's names.
 
     ``nested_projectors``: extra child names of the vision tower that are the projector (from the
-    family's exceptions), beside `NESTED_PROJECTOR_NAMES`. Raises `UnsupportedLayout` when a role is
-    missing or a parameter-owning module falls outside every role.
+    family's exceptions), beside `NESTED_PROJECTOR_NAMES`. ``decoder_in_container``: the decoder's own
+    modules (``embed_tokens``, ``layers``, ``norm``) sit directly in the container beside the vision
+    modules, as in the remote-code Phi-3.5-vision and Bunny (a LLaVA-style ``...ForCausalLM`` with the
+    vision tower added to its ``model``); the container is then the language role's prefix and the vision
+    modules inside it win by their longer prefixes. Raises `UnsupportedLayout` when a role is missing or
+    a parameter-owning module falls outside every role.
     """
     prefix = next((name for name in CONTAINER_NAMES if _child(model, name) is not None), "")
     container = model.get_submodule(prefix) if prefix else model
     roles: dict[str, list[str]] = {role: [] for role in ROLES}
     outside: list[str] = []
+    decoder_parts: list[str] = []
     for name, child in container.named_children():
         path = f"{prefix}.{name}" if prefix else name
         role = _role_of_name(name)
         if role is not None:
             roles[role].append(path)
         elif _owns_weights(child):
-            outside.append(path)
+            (decoder_parts if decoder_in_container and prefix else outside).append(path)
+    if decoder_parts and not roles["language"]:
+        roles["language"].append(prefix)
+    else:
+        outside += decoder_parts
     for vision in roles["vision"]:
         for name, _ in model.get_submodule(vision).named_children():
             if name in NESTED_PROJECTOR_NAMES + tuple(nested_projectors):
@@ -101,7 +112,7 @@ def find_roles(model: nn.Module, nested_projectors: tuple[str, ...] = ()) -> Rol
         roles["lm_head"].append(head)
     if prefix:  # the root's other children (beside the container and the head)
         outside += [n for n, c in model.named_children() if n not in (prefix, HEAD_NAME) and _owns_weights(c)]
-    own = _own_parameters(model, prefix, outside)
+    own = _own_parameters(model, "" if prefix in roles["language"] else prefix, outside)
     _check_complete(roles, outside, prefix)
     return RoleLayout({role: tuple(paths) for role, paths in roles.items()}, own)
 

@@ -28,10 +28,16 @@ from vlm_quant.measure.energy import derive_energy_metrics
 from vlm_quant.measure.environment import environment_record
 from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
 from vlm_quant.models.checkpoint import save_checkpoint
-from vlm_quant.models.config_source import find_config_source
+from vlm_quant.models.config_source import bundled_config_dir, find_config_source
 from vlm_quant.models.families import FamilySpec, family_for_config
 from vlm_quant.models.loading import _not_found_message as model_not_found_message
 from vlm_quant.models.loading import load_vlm
+from vlm_quant.models.remote_code import (
+    check_random_weights_code,
+    check_remote_code,
+    config_with_code,
+    read_raw_config,
+)
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.prequantized import check_prequantized
@@ -150,11 +156,27 @@ class PreparedRun:
 
 def model_config(cfg: ExperimentConfig) -> Any:
     """The model's configuration alone (for random weights: bundled, a local folder's or the Hub's
-    configuration files), without loading weights."""
+    configuration files), without loading weights.
+
+    A checkpoint built by its own code is refused here, before any code or weight is fetched, unless
+    trust_remote_code is on and the code is pinned (`models.remote_code`)."""
+    revision = cfg.revision or None
     if cfg.weights == "random":
-        source = str(find_config_source(cfg.model, revision=cfg.revision or None).directory)
+        trust = cfg.trust_remote_code
+        code = check_random_weights_code(cfg.model, trust_remote_code=trust, revision=revision)
+        if code is not None:
+            return config_with_code(cfg.model, bundled_config_dir(cfg.model) / "config.json", code.directory)
+        source = str(find_config_source(cfg.model, revision=revision).directory)
     else:
         source = cfg.model
+        local_dir = Path(source).expanduser() if Path(source).expanduser().is_dir() else None
+        check_remote_code(
+            cfg.model,
+            read_raw_config(source, revision),
+            trust_remote_code=cfg.trust_remote_code,
+            revision=revision,
+            local_dir=local_dir,
+        )
     try:
         config = AutoConfig.from_pretrained(
             source,
@@ -168,7 +190,7 @@ def model_config(cfg: ExperimentConfig) -> Any:
 
 def model_family(cfg: ExperimentConfig) -> FamilySpec:
     """The model's family from its config alone, without loading weights."""
-    return family_for_config(model_config(cfg))
+    return family_for_config(model_config(cfg), trust_remote_code=cfg.trust_remote_code)
 
 
 def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
@@ -185,7 +207,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     scoring.require_scorer(task, cfg.score)  # no Java for the caption metrics: say so before anything runs
     data = task.prepare(cfg)
     config = model_config(cfg)  # unreachable model: an error before any run exists
-    family = family_for_config(config)  # unknown family: likewise
+    family = family_for_config(config, trust_remote_code=cfg.trust_remote_code)  # unknown family: likewise
     if plan.prequantized:  # no quantization_config, or its package missing: an error before any download
         check_prequantized(config, model=cfg.model, weights=cfg.weights)
     check_shots_supported(family, cfg.shots)
@@ -289,6 +311,19 @@ def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
     return loaded.revision or cfg.revision or f"local files ({loaded.source_dir or cfg.model})"
 
 
+def remote_code_params(remote_code: Any, weights: str) -> dict[str, str]:
+    """What a trust_remote_code run executed: the code files, and for a local directory (no revision)
+    the SHA-256 of its Python files; nothing for a model built by transformers' own classes."""
+    if remote_code is None:
+        return {}
+    params = {run_schema.PARAM_REMOTE_CODE_FILES: ",".join(remote_code.code_files)}
+    if remote_code.code_sha256 is not None:
+        params[run_schema.PARAM_REMOTE_CODE_SHA256] = remote_code.code_sha256
+    if remote_code.revision is not None and weights == "random":  # pretrained: `revision` says it
+        params[run_schema.PARAM_REMOTE_CODE_REVISION] = remote_code.revision
+    return params
+
+
 def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
     """Load the model at the planned precision; log its resolved revision and family."""
     cfg, device = prepared.cfg, prepared.device
@@ -334,6 +369,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
         {
             "revision": resolved_revision(loaded, cfg),
             "model_family": loaded.family.name,
+            **remote_code_params(loaded.remote_code, cfg.weights),
             **applied.to_params(),
             **precision_map.role_params(),
             **published,

@@ -28,7 +28,10 @@ COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split"
 # --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
 CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
 VQA_METRICS = (
-    "vqa_accuracy", "vqa_accuracy_official", "vqa_accuracy_yes_no", "vqa_accuracy_number",
+    "vqa_accuracy",
+    "vqa_accuracy_official",
+    "vqa_accuracy_yes_no",
+    "vqa_accuracy_number",
     "vqa_accuracy_other",
 )
 POPE_SPLITS = ("random", "popular", "adversarial")
@@ -69,6 +72,12 @@ FIDELITY_METRICS = (
     "fidelity_n_images",
     "fidelity_n_positions",
 )
+
+# --- remote code (models/remote_code.py): what a trust_remote_code run executed ----------------
+# (`trust_remote_code` and the resolved `revision`, a commit hash for a Hub model, are params of every run)
+PARAM_REMOTE_CODE_FILES = "remote_code_files"  # the Python files config.json's auto_map names, comma-joined
+PARAM_REMOTE_CODE_SHA256 = "remote_code_sha256"  # SHA-256 of the *.py of a local directory or code snapshot
+PARAM_REMOTE_CODE_REVISION = "remote_code_revision"  # weights=random: the commit the cached code came from
 
 # --- artifact paths inside a run ------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.yaml"
