@@ -112,7 +112,8 @@ def _from_hub(model_id: str, revision: str | None) -> ConfigSource:
             f"weights=random needs the configuration of {model_id!r}: it is not bundled "
             f"({', '.join(bundled_model_ids())}), not a local folder, and the Hugging Face Hub could not "
             "provide it (offline, HF_HUB_OFFLINE=1, or no such repository/revision): "
-            f"{str(error).rstrip('.')}. Pass a folder holding its config.json (and processor/tokenizer files) as model=, or a bundled id."
+            f"{str(error).rstrip('.')}. Pass a folder holding its config.json (and processor/tokenizer "
+            "files) as model=, or a bundled id."
         ) from error
     directory = Path(folder)
     if not (directory / "config.json").is_file():
