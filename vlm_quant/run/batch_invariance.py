@@ -116,7 +116,7 @@ def subset_delta(
     """(primary metric on the subset with the batch-1 predictions minus with the batched ones, or the
     reason it is absent). Identical predictions score identically (scores are a function of the
     predictions), so an all-identical subset is 0.0 without calling the scorer (Java for captions)."""
-    primary = rs.PRIMARY_QUALITY_METRIC.get(task.name)
+    primary = rs.primary_metric(task.name, data.dataset)
     if primary is None:
         return None, f"task {task.name!r} has no primary metric"
     if all(batched[i] == batch_1[i] for i in batch_1):

@@ -51,7 +51,7 @@ def score_logged_run(
     check_scorable(run, force)
     logged = logged_experiment(client, run)
     cfg = dataclasses.replace(logged, data_dir=data_dir) if data_dir else logged
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.dataset)
     if scoring.java_missing(task):
         raise UserError(
             f"run {run_id} (task={cfg.task}) is scored with pycocoevalcap, whose PTB tokenizer and METEOR "
