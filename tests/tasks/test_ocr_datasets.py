@@ -117,3 +117,27 @@ def test_chartqa_reports_relaxed_accuracy_overall_and_per_subset(chartqa_dir):
     }
     human_only = task.score(data, {0: "46"})
     assert human_only.corpus == {"relaxed_accuracy": 1.0, "relaxed_accuracy_human": 1.0}
+
+
+def _score_cli(tmp_path, dataset, annotations, answers):
+    from click.testing import CliRunner
+
+    from vlm_quant.cli.vqa import score_vqa_command
+
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps([{"question_id": q, "answer": a} for q, a in answers.items()]))
+    return CliRunner().invoke(
+        score_vqa_command,
+        ["--dataset", dataset, "--predictions", str(predictions), "--annotations", str(annotations)],
+    )
+
+
+def test_score_vqa_rescores_docvqa_and_chartqa_files(docvqa_dir, chartqa_dir, tmp_path):
+    result = _score_cli(tmp_path, "docvqa", docvqa_dir / "val_v1.0.json", {49150: "12/15/89", 49152: "0.28"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"anls": (0.875 + 1.0) / 2, "n_questions": 2, "n_annotated": 3}
+    augmented = chartqa_dir / "test" / "test_augmented.json"
+    result = _score_cli(tmp_path, "chartqa", augmented, {0: "12.9", 1: "yes"})  # 12.9 vs 12.5: 0.032
+    assert json.loads(result.output)["relaxed_accuracy"] == 1.0
+    result = _score_cli(tmp_path, "chartqa", augmented, {2: "yes"})
+    assert result.exit_code == 2 and "question_id 2 is absent" in result.output
