@@ -26,6 +26,7 @@ VQA_MAX_NEW_TOKENS = 16
 
 WEIGHTS_CHOICES = ("pretrained", "random")
 TASK_CHOICES = ("captioning", "vqa", "pope")
+SPICE_CHOICES = ("auto", "on", "off")
 DATASET_CHOICES = ("", "coco", "nocaps", "vqav2", "textvqa", "vizwiz", "docvqa", "chartqa")
 SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager", "compiled")
@@ -174,6 +175,13 @@ class ExperimentConfig:
         "POPE with pope_file: true scores only the questions whose image is in data_dir (not the published "
         "POPE then); false: any missing image (e.g. val2014 files given a val2017 folder) is an error before "
         "the model loads.",
+    )
+    spice: str = _param(
+        "auto",
+        "Captioning SPICE: 'auto' (runs when its Stanford CoreNLP jars are installed, else absent with the "
+        "reason), 'on' (required: without the jars the run fails before the model loads; install them with "
+        "`vlm-quant setup spice`), 'off'.",
+        SPICE_CHOICES,
     )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")

@@ -35,8 +35,11 @@ class CaptioningTask:
 
     def __init__(self) -> None:
         self._instances: CocoInstances | None = None  # CHAIR's instance annotations, when there are any
+        self._spice = "auto"
 
     def prepare(self, cfg: Any) -> TaskData:
+        self._spice = getattr(cfg, "spice", "auto")
+        check_spice_available(self._spice)
         if cfg.dataset == "nocaps":
             split = read_nocaps(cfg)
         else:
@@ -63,7 +66,7 @@ class CaptioningTask:
 
     def score(self, data: TaskData, predictions: dict[int, str]) -> TaskScores:
         references = {i: data.samples[i].references for i in predictions}
-        scores = score_captions(predictions, references)
+        scores = score_captions(predictions, references, spice=self._spice)
         chair = (
             score_chair(predictions, self._instances.objects, references) if self._instances else None
         )
@@ -107,6 +110,21 @@ class CaptioningTask:
 
     def log_extras(self, tracker: Any, data: TaskData, scores: TaskScores) -> None:
         """Captioning logs nothing beyond the common predictions artifacts."""
+
+
+def check_spice_available(mode: str) -> None:
+    """spice=on without the CoreNLP jars: a UserError now, before any model loads, naming the fix."""
+    if mode != "on":
+        return
+    from vlm_quant.tasks.caption_metrics import missing_spice_jars
+    from vlm_quant.tasks.spice_setup import SETUP_COMMAND
+
+    missing = missing_spice_jars()
+    if missing:
+        raise UserError(
+            f"spice=on but SPICE's jars are missing ({', '.join(missing)}): run `{SETUP_COMMAND}` "
+            f"(offline: `{SETUP_COMMAND} --from stanford-corenlp-full-2015-12-09.zip`), or use spice=auto."
+        )
 
 
 def read_nocaps(cfg: Any) -> Any:
