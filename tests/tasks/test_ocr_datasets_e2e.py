@@ -12,6 +12,7 @@ from ocr_layouts import build_chartqa, build_docvqa, build_nocaps
 from vlm_quant.cli.commands import main
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.study.report.build import compare
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 QUICK = {  # the cheapest complete run: two samples, a short answer, a minimal cost pass
@@ -94,6 +95,10 @@ def test_docvqa_deferred_scoring_then_score_run_logs_anls(tiny_vlm_dirs, coco_di
     assert 0.0 <= run.data.metrics["anls"] == scored["metrics"]["anls"] <= 1.0
     assert run.data.params["task_image_side_needed"] == "2048"
     assert "below the 2048 px" in run.data.tags["vlm_quant.image_side_caveat"]
+    report = compare(tmp_path / "report", run_ids=[run_id], tracking_uri=tracking_uri, n_resamples=50)
+    assert report.task == "docvqa"  # grouped by the dataset's own metric, not VQA accuracy
+    assert report.tables.numbers["anls"].tolist() == [run.data.metrics["anls"]]
+    assert any(line.startswith("° max_image_side is below") for line in report.tables.quality_legend)
 
 
 @pytest.mark.slow
