@@ -26,6 +26,11 @@ from collections.abc import Sequence
 from rapidfuzz.distance import Levenshtein
 
 ANLS_THRESHOLD = 0.5
+METRIC_DEFINITION = (  # one sentence for the paper's setup section
+    "ANLS is, per question, the best over its accepted answers of one minus the Levenshtein distance over "
+    "the longer string's length, after lower-casing and whitespace normalisation, set to 0 below 0.5, "
+    "averaged over questions (the official DocVQA evaluation's rules)"
+)
 
 
 def normalize_for_anls(text: str) -> str:

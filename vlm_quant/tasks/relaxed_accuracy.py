@@ -25,6 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 MAX_RELATIVE_CHANGE = 0.05
+METRIC_DEFINITION = (  # one sentence for the paper's setup section
+    "Relaxed accuracy counts an answer correct when both it and the label parse as numbers within 5% of "
+    "the label, and otherwise when it equals the label after lower-casing (ChartQA's public "
+    "implementation, pix2struct's relaxed_correctness, quirks kept); human and augmented questions apart"
+)
 
 
 def parse_number(text: str) -> float | None:
