@@ -106,10 +106,12 @@ class OcrVqaTask:
             "prompt": prompt_template(cfg.prompt),
             "metric": METRIC[split.dataset],
             "task_image_side_needed": NEEDED_IMAGE_SIDE[split.dataset],
-            "image_side_caveat": image_side_caveat(split.dataset, cfg.max_image_side) or "",
             "spotcheck_n": cfg.spotcheck_n,
             "seed": cfg.seed,
         }
+        caveat = image_side_caveat(split.dataset, cfg.max_image_side)
+        if caveat:  # a param too, so `score run` rebuilds the same scoring inputs
+            params["image_side_caveat"] = caveat
         return TaskData(
             split.dataset, split.split, split.samples, ids, split.open_image, split.data_dir, params
         )
