@@ -230,7 +230,8 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     if check.delta is None:
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT: check.delta_absent_reason})
     else:
-        metrics[rs.batch_invariance_delta_metric(task.name)] = check.delta
+        key = rs.scoring_key(task.name, prepared.data.dataset)  # the dataset's own metric (docvqa: anls)
+        metrics[rs.batch_invariance_delta_metric(key)] = check.delta
     log.info("batch invariance: %d of %d identical at batch 1 vs %s", check.n_identical,
              len(check.batch_1), compared)
     tracker.log_metrics(metrics)  # now: a crash in the cost pass keeps them

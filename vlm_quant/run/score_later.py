@@ -94,7 +94,8 @@ def invariance_delta(client: Any, run: Any, task: Any, data: TaskData, tracker: 
     delta, _ = batch_invariance.delta_from_rows(task, data, rows) if rows else (None, None)
     if delta is None:
         return {}
-    metric = {run_schema.batch_invariance_delta_metric(task.name): delta}
+    key = run_schema.scoring_key(task.name, data.dataset)  # the dataset's own metric (docvqa: anls)
+    metric = {run_schema.batch_invariance_delta_metric(key): delta}
     tracker.log_metrics(metric)
     tracker.delete_tag(run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT)
     return metric
