@@ -60,6 +60,7 @@ def test_tiny_model_evaluates_chartqa(tiny_vlm_dirs, coco_dir, tmp_path):
     summary = run_experiment(prepare_experiment(cfg), tracker, progress=False)
     assert summary.n_predictions == 2
     assert 0.0 <= tracker.metrics[metric] <= 1.0 and "vqa_accuracy" not in tracker.metrics
+    assert "batch_invariance_relaxed_accuracy_delta" in tracker.metrics  # named after the dataset's metric
     assert tracker.params["dataset"] == dataset and tracker.params["metric"] == metric
     assert "max_image_side=64 is below" in tracker.tags["vlm_quant.image_side_caveat"]
     rows = [json.loads(line) for line in tracker.artifacts["predictions/predictions.jsonl"].splitlines()]
