@@ -26,7 +26,8 @@ VQA_MAX_NEW_TOKENS = 16
 
 WEIGHTS_CHOICES = ("pretrained", "random")
 TASK_CHOICES = ("captioning", "vqa", "pope")
-DATASET_CHOICES = ("", "coco", "vqav2", "textvqa", "vizwiz")
+SPICE_CHOICES = ("auto", "on", "off")
+DATASET_CHOICES = ("", "coco", "nocaps", "vqav2", "textvqa", "vizwiz", "docvqa", "chartqa")
 SOURCE_CHOICES = ("local", "hf")
 ENGINE_CHOICES = ("eager", "compiled")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -117,7 +118,8 @@ class ExperimentConfig:
     task: str = _param("captioning", "Evaluation task.", TASK_CHOICES)
     dataset: str = _param(
         "",
-        "Dataset: coco (captioning); vqav2, textvqa or vizwiz (vqa). Empty: coco / vqav2.",
+        "Dataset: coco or nocaps (captioning); vqav2, textvqa, vizwiz, docvqa or chartqa (vqa). "
+        "Empty: coco / vqav2.",
         DATASET_CHOICES,
     )
     source: str = _param(
@@ -177,6 +179,13 @@ class ExperimentConfig:
         "POPE with pope_file: true scores only the questions whose image is in data_dir (not the published "
         "POPE then); false: any missing image (e.g. val2014 files given a val2017 folder) is an error before "
         "the model loads.",
+    )
+    spice: str = _param(
+        "auto",
+        "Captioning SPICE: 'auto' (runs when its Stanford CoreNLP jars are installed, else absent with the "
+        "reason), 'on' (required: without the jars the run fails before the model loads; install them with "
+        "`vlm-quant setup spice`), 'off'.",
+        SPICE_CHOICES,
     )
     # --- generation -------------------------------------------------------------------------
     batch_size: int = _param(8, "Images per generate() call in the quality pass.")
@@ -319,9 +328,9 @@ class ExperimentConfig:
             )
         if self.shots and self.task != "vqa":
             raise UserError(f"shots={self.shots} applies to task=vqa only.")
-        if self.task == "captioning" and self.dataset not in ("", "coco"):
+        if self.task == "captioning" and self.dataset not in ("", "coco", "nocaps"):
             raise UserError(
-                f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco)."
+                f"dataset={self.dataset!r} is a VQA dataset; use task=vqa (captioning uses coco or nocaps)."
             )
         if self.task == "pope" and self.dataset not in ("", "coco"):
             raise UserError(f"dataset={self.dataset!r}: task=pope asks about COCO images (dataset=coco).")
@@ -329,8 +338,11 @@ class ExperimentConfig:
             raise UserError(f"num_workers={self.num_workers}: use -1 (auto), 0 (in-process) or more.")
         if self.pope_objects < 1:
             raise UserError(f"pope_objects={self.pope_objects} must be >= 1.")
-        if self.task == "vqa" and self.dataset == "coco":
-            raise UserError("dataset=coco is for captioning; VQA datasets: vqav2, textvqa, vizwiz.")
+        if self.task == "vqa" and self.dataset in ("coco", "nocaps"):
+            raise UserError(
+                f"dataset={self.dataset} is for captioning; "
+                "VQA datasets: vqav2, textvqa, vizwiz, docvqa, chartqa."
+            )
 
     # --- construction -----------------------------------------------------------------------
     @classmethod

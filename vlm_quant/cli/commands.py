@@ -21,6 +21,7 @@ import click
 
 from vlm_quant.cli.paper import paper, slides
 from vlm_quant.cli.pope import score_pope_command
+from vlm_quant.cli.setup import setup
 from vlm_quant.cli.vqa import score_vqa_command, spotcheck
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
@@ -472,6 +473,7 @@ def load_command(run_id: str, tracking_uri: str | None, device: str | None, n_ch
 score.add_command(score_vqa_command)
 score.add_command(score_pope_command)
 main.add_command(spotcheck)
+main.add_command(setup)
 main.add_command(paper)
 main.add_command(slides)
 

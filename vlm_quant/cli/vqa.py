@@ -26,12 +26,25 @@ def _fail(message: str) -> None:
               help="Official annotations file ({annotations: [...]}, 10 answers per question).")
 @click.option("--questions", default=None, type=click.Path(),
               help="Official questions file; when given, checked to cover the same question and image ids.")
+@click.option("--dataset", default="vqav2", show_default=True,
+              type=click.Choice(["vqav2", "textvqa", "vizwiz", "docvqa", "chartqa"]),
+              help="docvqa: ANLS against val_v1.0.json; chartqa: relaxed accuracy against one "
+                   "test_human.json / test_augmented.json (question_id = row index); else VQA accuracy.")
 @click.option("--normalize-predictions", is_flag=True,
               help="Normalise each answer, and the human answers the same way, always (as `evaluate` "
                    "scores the vqa task); off: the official script on the answers as given.")
-def score_vqa_command(predictions: str, annotations: str, questions: str | None,
+def score_vqa_command(predictions: str, annotations: str, questions: str | None, dataset: str,
                       normalize_predictions: bool) -> None:
-    """Official VQA accuracy (0-1; x100 for the official percent), per answer and question type."""
+    """Official VQA accuracy (0-1; x100 for the official percent), per answer and question type;
+    DocVQA's ANLS or ChartQA's relaxed accuracy (0-1) with --dataset."""
+    if dataset in ("docvqa", "chartqa"):
+        from vlm_quant.tasks.ocr_rescore import score_ocr_files
+
+        try:
+            click.echo(json.dumps(score_ocr_files(dataset, predictions, annotations), indent=2))
+        except UserError as exc:
+            _fail(str(exc))
+        return
     from vlm_quant.tasks.vqa_metrics import score_vqa_files
 
     try:

@@ -116,7 +116,7 @@ def subset_delta(
     """(primary metric on the subset with the batch-1 predictions minus with the batched ones, or the
     reason it is absent). Identical predictions score identically (scores are a function of the
     predictions), so an all-identical subset is 0.0 without calling the scorer (Java for captions)."""
-    primary = rs.PRIMARY_QUALITY_METRIC.get(task.name)
+    primary = rs.primary_metric(task.name, data.dataset)
     if primary is None:
         return None, f"task {task.name!r} has no primary metric"
     if all(batched[i] == batch_1[i] for i in batch_1):
@@ -230,7 +230,8 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     if check.delta is None:
         tracker.set_tags({rs.TAG_BATCH_INVARIANCE_DELTA_ABSENT: check.delta_absent_reason})
     else:
-        metrics[rs.batch_invariance_delta_metric(task.name)] = check.delta
+        key = rs.scoring_key(task.name, prepared.data.dataset)  # the dataset's own metric (docvqa: anls)
+        metrics[rs.batch_invariance_delta_metric(key)] = check.delta
     log.info("batch invariance: %d of %d identical at batch 1 vs %s", check.n_identical,
              len(check.batch_1), compared)
     tracker.log_metrics(metrics)  # now: a crash in the cost pass keeps them

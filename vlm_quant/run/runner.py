@@ -203,7 +203,7 @@ def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
         check_plan_runnable(plan, device, cfg.ort_provider)
     dtype, dtype_note = compute_dtype(plan, device)
     carbon_intensity_g_per_kwh(cfg.country_iso_code)  # an unknown country fails now, not after the run
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.dataset)
     scoring.require_scorer(task, cfg.score)  # no Java for the caption metrics: say so before anything runs
     data = task.prepare(cfg)
     config = model_config(cfg)  # unreachable model: an error before any run exists

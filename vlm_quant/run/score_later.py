@@ -51,7 +51,7 @@ def score_logged_run(
     check_scorable(run, force)
     logged = logged_experiment(client, run)
     cfg = dataclasses.replace(logged, data_dir=data_dir) if data_dir else logged
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.dataset)
     if scoring.java_missing(task):
         raise UserError(
             f"run {run_id} (task={cfg.task}) is scored with pycocoevalcap, whose PTB tokenizer and METEOR "
@@ -94,7 +94,8 @@ def invariance_delta(client: Any, run: Any, task: Any, data: TaskData, tracker: 
     delta, _ = batch_invariance.delta_from_rows(task, data, rows) if rows else (None, None)
     if delta is None:
         return {}
-    metric = {run_schema.batch_invariance_delta_metric(task.name): delta}
+    key = run_schema.scoring_key(task.name, data.dataset)  # the dataset's own metric (docvqa: anls)
+    metric = {run_schema.batch_invariance_delta_metric(key): delta}
     tracker.log_metrics(metric)
     tracker.delete_tag(run_schema.TAG_BATCH_INVARIANCE_DELTA_ABSENT)
     return metric

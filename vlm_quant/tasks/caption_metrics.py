@@ -308,7 +308,7 @@ def _spice_skip_reason(mode: str) -> str | None:
         return None
     reason = (
         f"SPICE jars missing from {_spice_dir()}: {', '.join(missing)} "
-        "(pycocoevalcap downloads Stanford CoreNLP 3.6.0 on first use; offline, place both jars in spice/lib)"
+        "(install Stanford CoreNLP 3.6.0 with `vlm-quant setup spice`, or `--from` its zip offline)"
     )
     if mode == "on":
         raise UserError(f"spice='on' but {reason}.")

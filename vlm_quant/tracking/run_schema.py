@@ -38,8 +38,38 @@ POPE_SPLITS = ("random", "popular", "adversarial")
 POPE_METRICS = ("pope_accuracy",)  # per split: pope_<split>_{accuracy,precision,recall,f1,yes_ratio}
 HALLUCINATION_METRICS = ("chair_i", "chair_s", "object_recall", *(f"pope_{s}_f1" for s in POPE_SPLITS))
 SAFETY_METRICS = ("safety_flagged_n", "safety_flagged_rate")
-PRIMARY_QUALITY_METRIC = {"captioning": "cider", "vqa": "vqa_accuracy", "pope": "pope_accuracy"}
-PER_SAMPLE_SCORE = {"captioning": "cider", "vqa": "accuracy", "pope": "correct"}  # key in predictions.jsonl
+# Datasets whose task scores with another metric (0-1): DocVQA's ANLS, ChartQA's relaxed accuracy.
+OCR_VQA_METRICS = ("anls", "relaxed_accuracy", "relaxed_accuracy_human", "relaxed_accuracy_augmented")
+PRIMARY_METRIC_BY_DATASET = {"docvqa": "anls", "chartqa": "relaxed_accuracy"}
+# Keyed by *scoring key* (`scoring_key`): the task, or the dataset where a task's dataset scores with its
+# own metric (task=vqa dataset=docvqa -> "docvqa"). The report and the paper group runs by this key.
+PRIMARY_QUALITY_METRIC = {
+    "captioning": "cider",
+    "vqa": "vqa_accuracy",
+    "pope": "pope_accuracy",
+    **PRIMARY_METRIC_BY_DATASET,
+}
+PER_SAMPLE_SCORE = {  # key in predictions.jsonl
+    "captioning": "cider",
+    "vqa": "accuracy",
+    "pope": "correct",
+    "docvqa": "accuracy",
+    "chartqa": "accuracy",
+}
+# NoCaps: CIDEr of each domain's images scored alone (pycocoevalcap scale), beside the overall cider.
+NOCAPS_METRICS = ("cider_in_domain", "cider_near_domain", "cider_out_domain")
+TAG_IMAGE_SIDE_CAVEAT = "vlm_quant.image_side_caveat"  # max_image_side below what the dataset's inputs need
+
+
+def scoring_key(task: str, dataset: str = "") -> str:
+    """The task, or the dataset when the task scores that dataset with a metric of its own."""
+    return dataset if task == "vqa" and dataset in PRIMARY_METRIC_BY_DATASET else task
+
+
+def primary_metric(task: str, dataset: str = "") -> str | None:
+    """The headline quality metric of a (task, dataset) run; None for an unknown task."""
+    return PRIMARY_QUALITY_METRIC.get(scoring_key(task, dataset))
+
 
 # --- cost metrics (units in the names) ---------------------------------------------------------
 COST_METRICS = (

@@ -80,7 +80,7 @@ def memory_label(metrics: Mapping[str, float]) -> str:
 def describe_run(facts: RunFacts) -> str:
     """One paragraph: the primary quality metric, latency, peak memory, size, energy (units), caveats."""
     m = facts.metrics
-    primary = run_schema.PRIMARY_QUALITY_METRIC.get(facts.task, "")
+    primary = run_schema.primary_metric(facts.task, facts.dataset) or ""
     on = f" on {facts.n_samples} {facts.dataset} samples" if facts.n_samples else ""
     parts = [f"**{facts.name}**{on}."]
     if primary in m:
@@ -89,6 +89,9 @@ def describe_run(facts: RunFacts) -> str:
     else:
         why = f" ({facts.quality_absent_reason})" if facts.quality_absent_reason else ""
         parts.append(f"{primary or 'quality'}: not measured{why}.")
+    domains = [(k[len("cider_") : -len("_domain")], m[k]) for k in run_schema.NOCAPS_METRICS if k in m]
+    if domains:
+        parts.append("CIDEr by NoCaps domain: " + ", ".join(f"{d} {v:.3f}" for d, v in domains) + ".")
     costs = []
     for keys, label, fmt, unit in COST_LINES:
         key = next((k for k in keys if k in m), None)

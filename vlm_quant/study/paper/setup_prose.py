@@ -16,7 +16,16 @@ from vlm_quant.study.paper.tex import Stated, tex_text
 from vlm_quant.study.report import caveats, power
 from vlm_quant.study.report.precision_labels import NO_LINEARS, short_precision
 from vlm_quant.study.report.tables import COST_COLUMNS
+from vlm_quant.tasks.anls import METRIC_DEFINITION as ANLS_DEFINITION
+from vlm_quant.tasks.relaxed_accuracy import METRIC_DEFINITION as RELAXED_ACCURACY_DEFINITION
 from vlm_quant.tasks.vqa_metrics import METRIC_DEFINITION as VQA_METRIC_DEFINITION
+
+# The headline metric's definition, stated in the setup for tasks whose metric needs one (by scoring key).
+METRIC_DEFINITIONS = {
+    "vqa": VQA_METRIC_DEFINITION,
+    "docvqa": ANLS_DEFINITION,
+    "chartqa": RELAXED_ACCURACY_DEFINITION,
+}
 
 COST_NAMES = {metric: header for metric, header, _ in COST_COLUMNS}
 
@@ -60,7 +69,7 @@ def setup_sentences(study: Study, stated: Stated) -> list[str]:
         + f" and generates at most {_int_param(study, 'max_new_tokens', stated)} new tokens at batch size "
         f"{_int_param(study, 'batch_size', stated)}, with the {engine_phrase(study)} on device "
         f"{_setting(study, 'device')}.",
-        *([tex_text(VQA_METRIC_DEFINITION) + "."] if study.task == "vqa" else []),
+        *([tex_text(METRIC_DEFINITIONS[study.task]) + "."] if study.task in METRIC_DEFINITIONS else []),
     ]
 
 

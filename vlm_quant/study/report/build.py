@@ -219,7 +219,13 @@ def build_report(
 
 
 def _task(runs: pd.DataFrame) -> str:
-    tasks = set(runs.get("params.task", pd.Series(dtype=object)).dropna())
+    """The runs' one scoring key (`run_schema.scoring_key`: the task, or docvqa / chartqa for task=vqa)."""
+    datasets = runs.get("params.dataset", pd.Series("", index=runs.index)).fillna("")
+    tasks = {
+        rs.scoring_key(task, dataset)
+        for task, dataset in zip(runs.get("params.task", pd.Series(dtype=object)), datasets, strict=False)
+        if isinstance(task, str)
+    }
     if len(tasks) != 1 or next(iter(tasks)) not in rs.PRIMARY_QUALITY_METRIC:
         raise UserError(
             f"runs must share one task among {sorted(rs.PRIMARY_QUALITY_METRIC)}; "

@@ -12,6 +12,10 @@ Four caveats are read from what a run logged:
   another dtype (param ``dtype``) than the baseline's (an AutoRound run on CPU computes in bfloat16
   against a float32 baseline), so its quality change mixes that dtype change into the quantization
   effect. It needs the baseline: `with_baseline` writes the baseline's dtype into the runs frame.
+* image side below the task's need (tag ``vlm_quant.image_side_caveat``): the dataset declares that
+  its inputs need a longer image side than the run's ``max_image_side`` (DocVQA pages: 2048 px), so its
+  scores are a lower bound of the model's. It marks the run but keeps it on the Pareto front: every
+  run of such a study usually shares it, and it says nothing about one configuration against another.
 
 Each has its own footnote symbol (Markdown/HTML and LaTeX) and one legend line.
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from vlm_quant.study.report.precision_labels import is_unquantized, realized_precisions
+from vlm_quant.tracking.run_schema import TAG_IMAGE_SIDE_CAVEAT
 from vlm_quant.tracking.tracker import TAG_RESUMED
 
 BASELINE_DTYPE = "baseline_dtype"  # runs-frame column written by `with_baseline`
@@ -37,6 +42,7 @@ class Caveat:
     mark: str  # Markdown / HTML footnote symbol
     mark_tex: str  # the same symbol in LaTeX (math mode)
     legend: str  # one sentence, printed under every table that shows the mark
+    off_front: bool = True  # a run with it is kept off the Pareto front (unless caveats are included)
 
 
 RESUMED = Caveat(
@@ -64,7 +70,15 @@ MIXED_DTYPE = Caveat(
     "its unquantized roles computed in another dtype (param dtype) than the baseline's: its quality "
     "change mixes that dtype change into the quantization effect",
 )
-CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE)
+IMAGE_SIDE = Caveat(
+    "image_side",
+    "°",
+    r"$^\circ$",
+    "max_image_side is below the image side the dataset's inputs need (tag vlm_quant.image_side_caveat): "
+    "small print may be unreadable, so its scores are a lower bound of the model's",
+    off_front=False,
+)
+CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE, IMAGE_SIDE)
 BY_KEY = {c.key: c for c in CAVEATS}
 
 
@@ -80,6 +94,9 @@ def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
         found.append(ENGINE_FALLBACK)
     if mixed_dtype(row):
         found.append(MIXED_DTYPE)
+    side = row.get(f"tags.{TAG_IMAGE_SIDE_CAVEAT}")
+    if isinstance(side, str) and side:
+        found.append(IMAGE_SIDE)
     return tuple(found)
 
 
@@ -105,6 +122,11 @@ def mixed_dtype(row: Mapping | pd.Series) -> bool:
 def caveat_keys(runs: pd.DataFrame) -> list[str]:
     """Per run: its caveat keys joined by ``,`` ("" when none), the ``caveats`` column of results.csv."""
     return [",".join(c.key for c in run_caveats(row)) for _, row in runs.iterrows()]
+
+
+def keeps_off_front(keys: str) -> bool:
+    """Whether a ``caveat_keys`` cell holds a caveat that keeps its run off the Pareto front."""
+    return any(c.off_front for c in parse_keys(keys))
 
 
 def parse_keys(keys: str) -> tuple[Caveat, ...]:

@@ -95,7 +95,7 @@ def quality_vs_cost(
             "label": pretrained["label"].to_numpy(),
             "cost": cost.to_numpy(),
             "quality": quality.to_numpy(),
-            "caveat": [bool(keys) for keys in caveats.caveat_keys(pretrained)],
+            "caveat": [caveats.keeps_off_front(keys) for keys in caveats.caveat_keys(pretrained)],
         }
     )
     missing = points.loc[points[["cost", "quality"]].isna().any(axis=1), "label"].tolist()

@@ -57,6 +57,13 @@ QUALITY_HEADERS = {
     "vqa_accuracy_number": "VQA number",
     "vqa_accuracy_other": "VQA other",
     "pope_accuracy": "POPE acc.",
+    "cider_in_domain": "CIDEr in-domain",
+    "cider_near_domain": "CIDEr near-domain",
+    "cider_out_domain": "CIDEr out-domain",
+    "anls": "ANLS",
+    "relaxed_accuracy": "Relaxed acc.",
+    "relaxed_accuracy_human": "Relaxed acc. (human)",
+    "relaxed_accuracy_augmented": "Relaxed acc. (augmented)",
 }
 
 # The cost columns of the paper table: (metric, header with unit, format spec).
@@ -246,7 +253,12 @@ def _quality_columns(numbers: pd.DataFrame, task: str) -> list[str]:
 
 
 def _task_metrics(task: str) -> tuple[str, ...]:
-    return {"captioning": rs.CAPTION_METRICS, "pope": rs.POPE_METRICS}.get(task, rs.VQA_METRICS)
+    return {
+        "captioning": (*rs.CAPTION_METRICS, *rs.NOCAPS_METRICS),
+        "pope": rs.POPE_METRICS,
+        "docvqa": ("anls",),
+        "chartqa": ("relaxed_accuracy", "relaxed_accuracy_human", "relaxed_accuracy_augmented"),
+    }.get(task, rs.VQA_METRICS)
 
 
 def write_tables(
