@@ -66,6 +66,10 @@ def processor_inputs(
     image processor): chat template per row, left padding, image processor, pixel tensors cast to
     the model's ``dtype``. The host half of `prepare_inputs`; the input pipeline runs it in workers."""
     processor.tokenizer.padding_side = "left"
+    if settings.image_splitting is not None:
+        # Idefics2's processor expands each image's tokens from its image processor's own setting, not
+        # from the call's do_image_splitting: set both, or tokens and tiles disagree.
+        processor.image_processor.do_image_splitting = settings.image_splitting
     texts = [prompt_text(processor, r) for r in requests]
     on_device = {"device": device} if device else {}  # only the torchvision backend takes a device
     inputs = processor(
