@@ -15,7 +15,7 @@ from vlm_quant.cli.commands import main
 from vlm_quant.tracking import run_schema
 
 # The cheapest complete run: 2 images in one batch of 2 (left padding and the collate run), 3 new
-# tokens, a one-batch cost pass, one fidelity image, no batch-1 regeneration, no idle window.
+# tokens, a cost pass of one batch at each of batch 1 and 2, one fidelity image, no batch-1 regeneration, no idle window.
 FAST = dict(
     n_samples=2,
     batch_size=2,
@@ -24,6 +24,7 @@ FAST = dict(
     cost_iterations=1,
     cost_warmup=0,
     cost_new_tokens=2,
+    cost_batch_sizes=2,
     idle_seconds=0,
     fidelity_samples=1,
     fidelity_new_tokens=2,
