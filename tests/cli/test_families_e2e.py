@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from vlm_quant.cli.commands import main
+from vlm_quant.models.logged_model import load_logged_model
+from vlm_quant.run.reload_check import check_predictions
 from vlm_quant.tracking import run_schema
 
 # The cheapest complete run: 2 images in one batch of 2 (left padding and the collate run), 3 new
@@ -31,7 +33,16 @@ FAST = dict(
     invariance_samples=0,
     num_workers=0,
 )
-FAMILIES = ("smolvlm", "gemma3", "qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision", "idefics2", "paligemma")
+FAMILIES = (
+    "smolvlm",
+    "gemma3",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "internvl",
+    "llava_onevision",
+    "idefics2",
+    "paligemma",
+)
 
 
 def evaluate(model: Path, coco_dir: Path, quant: str, experiment: str) -> None:
@@ -44,7 +55,9 @@ def evaluate(model: Path, coco_dir: Path, quant: str, experiment: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_evaluates_offline_in_fp16_and_int8(family, tiny_family_dirs, coco_dir, tracking_uri, tmp_path):
+def test_family_evaluates_offline_in_fp16_and_int8(
+    family, tiny_family_dirs, coco_dir, tracking_uri, tmp_path
+):
     client = mlflow.MlflowClient(tracking_uri)
     for quant in ("fp16", "int8"):
         evaluate(tiny_family_dirs[family], coco_dir, quant, experiment=quant)
@@ -52,7 +65,9 @@ def test_family_evaluates_offline_in_fp16_and_int8(family, tiny_family_dirs, coc
         p, m, t = run.data.params, run.data.metrics, run.data.tags
         assert run.info.status == "FINISHED", t.get(run_schema.TAG_FAILURE)
         assert p["model_family"] == family and p["quant"] == quant
-        assert p["prompt_format"] == ("plain prompt (the processor has no chat template)" if family == "paligemma" else "chat template")
+        assert p["prompt_format"] == (
+            "plain prompt (the processor has no chat template)" if family == "paligemma" else "chat template"
+        )
         # The audit reads what loaded: bitsandbytes int8 in the language model, the rest float32 on CPU.
         assert p["precision_language"] == quant
         assert p["realized_precision_language"].startswith("int8" if quant == "int8" else "fp32")
@@ -65,6 +80,9 @@ def test_family_evaluates_offline_in_fp16_and_int8(family, tiny_family_dirs, coc
             assert 0.99 <= m["fidelity_vision_cosine_token_mean"] <= 1.0  # vision stays in float32
             assert -1.0 <= m["fidelity_projector_cosine_token_mean"] <= 1.0
             assert m["fidelity_n_positions"] >= 1
-            (model,) = client.search_logged_models([run.info.experiment_id])
-            files = Path(mlflow.artifacts.download_artifacts(model.artifact_location, dst_path=str(tmp_path)))
-            assert list(files.glob("*.safetensors")) and (files / "vlm_quant_model.json").is_file()
+            # The int8 checkpoint is the run's logged model; rebuilt from it, it predicts what the run did.
+            reloaded = load_logged_model(run.info.run_id, tracking_uri=tracking_uri)
+            realized = reloaded.precision_map.role_params()["realized_precision_language"]
+            assert realized.startswith("int8") and reloaded.verified_tensors > 0
+            check = check_predictions(run.info.run_id, reloaded, 2, tracking_uri)
+            assert check.identical and len(check.pairs) == 2, check.pairs
