@@ -50,7 +50,15 @@ def tiny_family_dirs(tmp_path_factory, tiny_vlm_dirs) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-families")
     built = {
         family: build_tiny_vlm(family, root / family)
-        for family in ("smolvlm", "gemma3", "qwen3_vl", "internvl", "llava_onevision", "idefics2", "paligemma")
+        for family in (
+            "smolvlm",
+            "gemma3",
+            "qwen3_vl",
+            "internvl",
+            "llava_onevision",
+            "idefics2",
+            "paligemma",
+        )
     }
     return {**built, "qwen2_5_vl": tiny_vlm_dirs["qwen2_5_vl"]}
 

@@ -108,7 +108,9 @@ SPECIAL_TOKENS = {
         pad="<pad>",
         eos="<eos>",
         extra=["<start_of_turn>", "<end_of_turn>"],
-        named=dict(image_token="<image_soft_token>", boi_token="<start_of_image>", eoi_token="<end_of_image>"),
+        named=dict(
+            image_token="<image_soft_token>", boi_token="<start_of_image>", eoi_token="<end_of_image>"
+        ),
     ),
     "internvl": dict(
         unk=None,
@@ -124,7 +126,11 @@ SPECIAL_TOKENS = {
         ),
     ),
     "llava_onevision": dict(
-        unk=None, bos=None, pad="<|endoftext|>", eos="<|im_end|>", extra=["<|im_start|>", "<image>", "<video>"]
+        unk=None,
+        bos=None,
+        pad="<|endoftext|>",
+        eos="<|im_end|>",
+        extra=["<|im_start|>", "<image>", "<video>"],
     ),
     "idefics2": dict(
         unk="<unk>",
@@ -355,7 +361,11 @@ def _gemma3_config(ids: dict[str, int]) -> Gemma3Config:
     return Gemma3Config(
         vision_config=_SIGLIP_32PX,
         text_config=_gemma_text(
-            ids, "gemma3_text", query_pre_attn_scalar=16, sliding_window=16, layer_types=["sliding_attention", "full_attention"]
+            ids,
+            "gemma3_text",
+            query_pre_attn_scalar=16,
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention"],
         ),
         mm_tokens_per_image=4,  # the 4x4 patches average-pooled to 2x2
         boi_token_index=ids["<start_of_image>"],
@@ -515,7 +525,9 @@ _IMAGE_PROCESSORS = {
         resample=3,
     ),
 }
-_IMAGE_PROCESSORS["smolvlm"] = _IMAGE_PROCESSORS["idefics3"] | {"image_processor_type": "SmolVLMImageProcessor"}
+_IMAGE_PROCESSORS["smolvlm"] = _IMAGE_PROCESSORS["idefics3"] | {
+    "image_processor_type": "SmolVLMImageProcessor"
+}
 _IMAGE_PROCESSORS.update(
     {
         # 32x32 px, no pan-and-scan: 4 image tokens between <start_of_image> and <end_of_image>.
@@ -577,7 +589,9 @@ _IMAGE_PROCESSORS.update(
         ),
     }
 )
-_IMAGE_PROCESSORS["smolvlm"] = _IMAGE_PROCESSORS["idefics3"] | {"image_processor_type": "SmolVLMImageProcessor"}
+_IMAGE_PROCESSORS["smolvlm"] = _IMAGE_PROCESSORS["idefics3"] | {
+    "image_processor_type": "SmolVLMImageProcessor"
+}
 _IMAGE_PROCESSORS.update(
     {
         # 32x32 px, no pan-and-scan: 4 image tokens between <start_of_image> and <end_of_image>.

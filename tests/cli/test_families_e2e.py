@@ -17,7 +17,8 @@ from vlm_quant.run.reload_check import check_predictions
 from vlm_quant.tracking import run_schema
 
 # The cheapest complete run: 2 images in one batch of 2 (left padding and the collate run), 3 new
-# tokens, a cost pass of one batch at each of batch 1 and 2, one fidelity image, no batch-1 regeneration, no idle window.
+# tokens, a cost pass of one batch at batch 1 and at batch 2, one fidelity image, no batch-1
+# regeneration, no idle window.
 FAST = dict(
     n_samples=2,
     batch_size=2,
@@ -77,9 +78,11 @@ def test_family_evaluates_offline_in_fp16_and_int8(
         rows = [json.loads(line) for line in (artifacts / "predictions.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and all(isinstance(r["prediction"], str) and "cider" in r for r in rows)
         if quant == "int8":  # the vision and projector roles hooked before and after quantization
-            assert 0.99 <= m["fidelity_vision_cosine_token_mean"] <= 1.0  # vision stays in float32
-            assert -1.0 <= m["fidelity_projector_cosine_token_mean"] <= 1.0
-            assert m["fidelity_n_positions"] >= 1
+            # Both stay in float32 upstream of the int8 language model: the same tokens come out; the
+            # next-token distributions move.
+            assert m["fidelity_vision_cosine_token_mean"] > 0.999
+            assert m["fidelity_projector_cosine_token_mean"] > 0.999
+            assert m["fidelity_logits_kl_nats_token_mean"] > 0 and m["fidelity_n_positions"] >= 1
             # The int8 checkpoint is the run's logged model; rebuilt from it, it predicts what the run did.
             reloaded = load_logged_model(run.info.run_id, tracking_uri=tracking_uri)
             realized = reloaded.precision_map.role_params()["realized_precision_language"]

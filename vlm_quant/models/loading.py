@@ -268,7 +268,9 @@ def _smolvlm_init_without_num2words(
     self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
     self.image_seq_len = image_seq_len
     self.video_token = getattr(tokenizer, "video_token", "<video>")
-    ProcessorMixin.__init__(self, image_processor, tokenizer, video_processor, chat_template=chat_template, **kwargs)
+    ProcessorMixin.__init__(
+        self, image_processor, tokenizer, video_processor, chat_template=chat_template, **kwargs
+    )
 
 
 # Keeps SmolVLMProcessor's __name__, so a saved processor records the real class (see _image_only).
