@@ -4,8 +4,9 @@
 normal ``from_pretrained`` path: a model built from the family's config classes (hidden sizes 32-64,
 1-2 layers, 32 px tiles or a few 14 px patches, so one forward pass on a 640x480 COCO image is a few
 milliseconds), a word-level tokenizer made with ``tokenizers`` holding the family's special tokens, the
-family's image processor configured small, and the family's real chat template from the bundled
-configs. Seeded and deterministic; about a quarter of a second per family.
+family's image processor configured small, and the family's real chat template (from the bundled
+configs, or tests/fixtures/chat_templates/ with its sources in the README there; PaliGemma has none).
+Seeded and deterministic; about a tenth to a quarter of a second per family.
 """
 
 from __future__ import annotations
