@@ -42,6 +42,28 @@ def tiny_vlm_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory, tiny_vlm_dirs) -> dict[str, Path]:
+    """A saved tiny random VLM of each family the offline family evaluates cover (issue 25): the seven
+    built here and Qwen2.5-VL from ``tiny_vlm_dirs``; about 0.1 s each."""
+    from tiny_vlms import build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny-families")
+    built = {
+        family: build_tiny_vlm(family, root / family)
+        for family in (
+            "smolvlm",
+            "gemma3",
+            "qwen3_vl",
+            "internvl",
+            "llava_onevision",
+            "idefics2",
+            "paligemma",
+        )
+    }
+    return {**built, "qwen2_5_vl": tiny_vlm_dirs["qwen2_5_vl"]}
+
+
+@pytest.fixture(scope="session")
 def empty_store_template(tmp_path_factory) -> Path:
     """One migrated empty sqlite store (creating and migrating a fresh MLflow database costs 2-4 s on
     2 cores; copying it costs milliseconds)."""

@@ -274,10 +274,19 @@ def test_score_captions_with_instances_rescores_chair_from_files(coco_dir, tmp_p
     annotations = tmp_path / "captions.json"
     images = [im for im in coco["images"] if im["id"] in annotated]
     annotations.write_text(json.dumps({"images": images, "annotations": references}))
-    result = CliRunner().invoke(main, [
-        "score", "captions", "--predictions", str(predictions), "--annotations", str(annotations),
-        "--instances", str(instances),
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            "captions",
+            "--predictions",
+            str(predictions),
+            "--annotations",
+            str(annotations),
+            "--instances",
+            str(instances),
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output[result.output.index("{") :])
     assert printed["n_images"] == printed["chair_n_images"] == 79

@@ -10,6 +10,7 @@ compare across models.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,23 +66,69 @@ def processor_inputs(
     image processor): chat template per row, left padding, image processor, pixel tensors cast to
     the model's ``dtype``. The host half of `prepare_inputs`; the input pipeline runs it in workers."""
     processor.tokenizer.padding_side = "left"
-    texts = [
-        processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-        for r in requests
-    ]
+    if settings.image_splitting is not None:
+        # Idefics2's processor expands each image's tokens from its image processor's own setting, not
+        # from the call's do_image_splitting: set both, or tokens and tiles disagree.
+        processor.image_processor.do_image_splitting = settings.image_splitting
+    texts = [prompt_text(processor, r) for r in requests]
     on_device = {"device": device} if device else {}  # only the torchvision backend takes a device
     inputs = processor(
         text=texts,
         images=[r.images for r in requests],
         padding=True,
         return_tensors="pt",
+        **_special_tokens_kwargs(processor, texts),
         **settings.processor_kwargs(),
         **on_device,
     )
-    inputs.pop("token_type_ids", None)  # some processors add them; the generate() of VLMs rejects them
+    inputs.pop("labels", None)  # PaliGemma's processor adds training labels; generation takes none
     return {
         key: value.to(dtype=dtype) if value.is_floating_point() else value for key, value in inputs.items()
     }
+
+
+PLAIN_PROMPT = "plain prompt (the processor has no chat template)"
+
+
+def prompt_format(processor: Any) -> str:
+    """How prompts reach the processor: "chat template", or `PLAIN_PROMPT` (PaliGemma)."""
+    return "chat template" if getattr(processor, "chat_template", None) else PLAIN_PROMPT
+
+
+def prompt_text(processor: Any, request: Request) -> str:
+    """The text of one request as the processor expects it: the chat template rendered with the
+    generation prompt; without a chat template, one image token per image and then the text parts of
+    the messages, the form PaliGemma's processor documents (it adds BOS after the image tokens and the
+    closing newline itself)."""
+    if prompt_format(processor) == PLAIN_PROMPT:
+        parts = [
+            part["text"]
+            for message in request.messages
+            for part in message["content"]
+            if part.get("type") == "text"
+        ]
+        image_tokens = (getattr(processor, "image_token", None) or "") * len(request.images)
+        return image_tokens + " ".join(parts)
+    return processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+
+
+def _special_tokens_kwargs(processor: Any, texts: list[str]) -> dict[str, Any]:
+    """``add_special_tokens=False`` when the rendered prompts already begin with BOS (Gemma 3's template
+    writes ``{{ bos_token }}``): the tokenizer would add a second one, as transformers'
+    ``apply_chat_template(tokenize=True)`` avoids too."""
+    bos = getattr(processor.tokenizer, "bos_token", None)
+    if bos and texts and all(text.startswith(bos) for text in texts):
+        return {"add_special_tokens": False}
+    return {}
+
+
+def model_inputs(model: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``inputs`` without ``token_type_ids`` where the model's forward does not name them: Gemma 3 and
+    PaliGemma read them (bidirectional attention over the image / the prefix at prefill), while other
+    VLMs' generate() rejects the all-zero segment ids some tokenizers add."""
+    if "token_type_ids" in inputs and "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return {key: value for key, value in inputs.items() if key != "token_type_ids"}
+    return inputs
 
 
 def to_device(inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -175,7 +222,7 @@ def generate_prepared(
     eos = stop_token_ids(model)
     output = model.generate(
         **engine_kwargs(settings.engine),
-        **inputs,
+        **model_inputs(model, inputs),
         do_sample=False,
         num_beams=1,
         max_new_tokens=settings.max_new_tokens,

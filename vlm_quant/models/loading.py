@@ -19,9 +19,10 @@ from transformers import (
     AutoProcessor,
     Qwen2_5_VLProcessor,
     Qwen2VLProcessor,
+    SmolVLMProcessor,
 )
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils import is_torchvision_available
+from transformers.utils import is_num2words_available, is_torchvision_available
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.config_source import bundled_model_ids
@@ -178,7 +179,10 @@ def load_processor(
     transformers 5 cannot build any Qwen2-VL / Qwen2.5-VL processor without torchvision (its video
     processor needs it). vlm-quant never feeds videos, so without torchvision the Qwen processors are
     built without their video part; images, text and chat templates behave exactly as usual.
-    ``model_type`` (the config's) saves reading the config again when the caller has it.
+    SmolVLM2's processor refuses to start without the ``num2words`` package, which it needs only to word
+    a video's frame count; vlm-quant never feeds videos, so without it the processor is built without that
+    check (images, text and chat template unchanged). ``model_type`` (the config's) saves reading the
+    config again when the caller has it.
     ``image_backend`` "torchvision" or "pil" replaces the image processor by that backend's (loaded
     alone: a Qwen processor's video part has no PIL backend); "auto" keeps transformers' choice.
     """
@@ -190,12 +194,15 @@ def load_processor(
             "this torch build); install the torchvision release matching torch, or use image_processor=pil."
         )
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
-    if not is_torchvision_available():
+    if not (is_torchvision_available() and is_num2words_available()):
         if model_type is None:
             model_type = getattr(AutoConfig.from_pretrained(path_or_id, **hub_kwargs), "model_type", None)
-        if model_type in _IMAGE_ONLY_PROCESSORS:
-            return _IMAGE_ONLY_PROCESSORS[model_type].from_pretrained(path_or_id, **hub_kwargs)
-    processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
+    if not is_torchvision_available() and model_type in _IMAGE_ONLY_PROCESSORS:
+        return _IMAGE_ONLY_PROCESSORS[model_type].from_pretrained(path_or_id, **hub_kwargs)
+    if model_type == "smolvlm" and not is_num2words_available():
+        processor = _SmolVLMProcessorWithoutNum2Words.from_pretrained(path_or_id, **hub_kwargs)
+    else:
+        processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
     if image_backend != "auto" and hasattr(processor, "image_processor"):
         processor.image_processor = AutoImageProcessor.from_pretrained(
             path_or_id, backend=image_backend, **hub_kwargs
@@ -306,3 +313,32 @@ _IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
     "qwen2_vl": _image_only(Qwen2VLProcessor),
     "qwen2_5_vl": _image_only(Qwen2_5_VLProcessor),
 }
+
+
+def _smolvlm_init_without_num2words(
+    self, image_processor, tokenizer, video_processor, image_seq_len: int = 169, chat_template=None, **kwargs
+):
+    """``SmolVLMProcessor.__init__`` (the same token attributes) without its ``num2words`` check: that
+    package only spells out a video's frame count, and vlm-quant passes images only."""
+    self.fake_image_token = getattr(tokenizer, "fake_image_token", "<fake_token_around_image>")
+    self.image_token = getattr(tokenizer, "image_token", "<image>")
+    self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+    self.end_of_utterance_token = getattr(tokenizer, "end_of_utterance_token", "<end_of_utterance>")
+    self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
+    self.image_seq_len = image_seq_len
+    self.video_token = getattr(tokenizer, "video_token", "<video>")
+    ProcessorMixin.__init__(
+        self, image_processor, tokenizer, video_processor, chat_template=chat_template, **kwargs
+    )
+
+
+# Keeps SmolVLMProcessor's __name__, so a saved processor records the real class (see _image_only).
+_SmolVLMProcessorWithoutNum2Words = type(
+    SmolVLMProcessor.__name__,
+    (SmolVLMProcessor,),
+    {
+        "__init__": _smolvlm_init_without_num2words,
+        "__qualname__": "SmolVLMProcessorWithoutNum2Words",
+        "__module__": __name__,
+    },
+)

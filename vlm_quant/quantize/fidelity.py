@@ -49,6 +49,7 @@ from vlm_quant.engines.generate import (
     GenerationSettings,
     count_new_tokens,
     generate_prepared,
+    model_inputs,
     pad_token_id,
     stop_token_ids,
 )
@@ -183,7 +184,7 @@ def _continuation_logits(model: nn.Module, inputs: dict[str, torch.Tensor], posi
     """(positions, vocab) logits of the last ``positions`` tokens, teacher-forced, without a KV cache."""
     accepts_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     keep = {"logits_to_keep": positions} if accepts_keep else {}  # spares the prompt's logits
-    logits = model(**inputs, use_cache=False, **keep).logits
+    logits = model(**model_inputs(model, inputs), use_cache=False, **keep).logits
     return logits[0, -positions:]
 
 

@@ -20,7 +20,7 @@ from transformers import AutoConfig
 
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.engines import pipeline
-from vlm_quant.engines.generate import GenerationSettings
+from vlm_quant.engines.generate import GenerationSettings, prompt_format
 from vlm_quant.engines.selection import resolve_engine
 from vlm_quant.errors import UserError
 from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh, estimate_co2e
@@ -414,6 +414,7 @@ def quality_pass(
             "num_workers_resolved": workers,
             "image_processor_backend": pipeline.image_backend(loaded.processor),
             "image_processor_class": type(getattr(loaded.processor, "image_processor", None)).__name__,
+            "prompt_format": prompt_format(loaded.processor),
             "image_processor_device": on_device or "cpu",
         }
     )
