@@ -14,9 +14,8 @@ from torch import nn
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
-from vlm_quant.quantize import onnx_export
 from vlm_quant.quantize.calibrated import autoround_skipped_layers, resolve_group_size
-from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
+from vlm_quant.quantize.presets import PrecisionPlan
 
 
 def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *, ar_group_size: int) -> None:
@@ -35,11 +34,10 @@ def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *
 def check_in_place_roles(
     plan: PrecisionPlan, model: nn.Module, family: FamilySpec, by_role: dict[str, list[str]]
 ) -> None:
-    """UserError for an ONNX Runtime role of a family whose tower is not exportable, a quantized role
-    that owns no linear layer, or a quantized ``lm_head`` tied to the token embeddings."""
+    """UserError for a quantized role that owns no linear layer, or a quantized ``lm_head`` tied to the
+    token embeddings. (Whether an ONNX Runtime tower exports is the exporter's answer, given when the
+    run exports it: ``onnxruntime_backend.apply``; docs/onnx_vision_towers.md lists the results.)"""
     for role, precision in plan.in_place_roles.items():
-        if PRECISIONS[precision].backend == "onnxruntime":
-            _check_ort_family(role, precision, family)
         if not by_role.get(role):
             raise UserError(
                 f"role {role!r} of family {family.name!r} has no nn.Linear module, so {precision} "
@@ -63,14 +61,6 @@ def autoround_group_size(model: nn.Module, names: Sequence[str], requested: int)
             f"Use language=int8wo or nf4 for this model."
         )
     return resolve_group_size(requested, [in_features for _, in_features in shapes.values()])
-
-
-def _check_ort_family(role: str, precision: str, family: FamilySpec) -> None:
-    if family.name not in onnx_export.SUPPORTED_FAMILIES:
-        raise UserError(
-            f"{role}={precision} is implemented for {', '.join(onnx_export.SUPPORTED_FAMILIES)} (SmolVLM), "
-            f"not {family.name!r}: its vision tower has another call signature. Use vision=int8wo or int8."
-        )
 
 
 def _refuse_tied_lm_head(model: nn.Module, names: list[str], precision: str, plan: PrecisionPlan) -> None:

@@ -28,7 +28,10 @@ COMPARABILITY_PARAMS = ("ids_hash", "seed", "prompt", "task", "dataset", "split"
 # --- quality metrics per task (pycocoevalcap scale for captions; 0-1 for VQA accuracy) --------
 CAPTION_METRICS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
 VQA_METRICS = (
-    "vqa_accuracy", "vqa_accuracy_official", "vqa_accuracy_yes_no", "vqa_accuracy_number",
+    "vqa_accuracy",
+    "vqa_accuracy_official",
+    "vqa_accuracy_yes_no",
+    "vqa_accuracy_number",
     "vqa_accuracy_other",
 )
 POPE_SPLITS = ("random", "popular", "adversarial")
@@ -81,6 +84,9 @@ ARTIFACT_POWER_CSV = "power/gpu_power.csv"
 ARTIFACT_POWER_PNG = "power/gpu_power.png"
 ARTIFACT_MODEL_DIR = "model"
 METRIC_POWER_HISTORY = "gpu_power_w"  # metric history, step = ms since run start
+
+# ONNX Runtime vision role: graphs exported (one per input shape; the first at load, others at first use).
+METRIC_ORT_GRAPHS = "ort_graphs_exported"
 
 # --- batch invariance (vlm_quant/run/batch_invariance.py) ---------------------------------------
 METRIC_BATCH_INVARIANCE_AGREEMENT = "batch_invariance_agreement"  # 0-1, share identical at batch 1
