@@ -35,6 +35,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -317,8 +318,11 @@ def export_vision(
 
 
 def first_line(error: BaseException) -> str:
-    """The exporter's reason in one line (torch.export's messages run to pages)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    """The exporter's reason in one line (torch.export's messages run to pages: its exception summary)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch.onnx colours its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1 :]
     text = next((line for line in lines if "data-dependent" in line.lower()), lines[0] if lines else "")
     return f"{type(error).__name__}: {text[:300]}"
 
@@ -379,3 +383,31 @@ def scope_nodes(path: Path, scope: str) -> list[str]:
         if node.name.startswith(prefix) or dotted in scopes:
             names.append(node.name)
     return names
+
+
+def dynamic_shape_outcome(vision: nn.Module, example: VisionInputs) -> str:
+    """What ``torch.onnx.export(dynamo=True)`` makes of the tower with every dimension of its float
+    inputs marked ``Dim.AUTO``: one graph for every input size, a graph specialized to this one, or the
+    exporter's reason for failing (a measurement for docs/onnx_vision_towers.md; runs use one graph per
+    shape either way)."""
+    names = list(example.tensors)
+    wrapper = ExportWrapper(vision, names, {}, example.options).eval()
+    args = tuple(example.tensors.values())
+    dims = tuple(  # one entry: the wrapper's *tensors
+        {d: torch.export.Dim.AUTO for d in range(t.dim())} if t.is_floating_point() else None for t in args
+    )
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            program = torch.onnx.export(
+                wrapper, args, dynamo=True, opset_version=OPSET, input_names=names, dynamic_shapes=(dims,)
+            )
+    except Exception as error:  # the reason is the measurement
+        return f"fails ({first_line(error)})"
+    symbolic = {
+        graph_input.name: [d.dim_param for d in graph_input.type.tensor_type.shape.dim if d.dim_param]
+        for graph_input in program.model_proto.graph.input
+    }
+    dynamic = {name: len(found) for name, found in symbolic.items() if found}
+    if not dynamic:
+        return "specialized (every dimension static)"
+    return "dynamic (" + ", ".join(f"{name}: {n} dims" for name, n in dynamic.items()) + ")"
