@@ -15,7 +15,7 @@ from torch import nn
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
 from vlm_quant.quantize.calibrated import autoround_skipped_layers, resolve_group_size
-from vlm_quant.quantize.presets import PrecisionPlan
+from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 
 
 def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *, ar_group_size: int) -> None:
@@ -34,10 +34,13 @@ def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *
 def check_in_place_roles(
     plan: PrecisionPlan, model: nn.Module, family: FamilySpec, by_role: dict[str, list[str]]
 ) -> None:
-    """UserError for a quantized role that owns no linear layer, or a quantized ``lm_head`` tied to the
-    token embeddings. (Whether an ONNX Runtime tower exports is the exporter's answer, given when the
-    run exports it: ``onnxruntime_backend.apply``; docs/onnx_vision_towers.md lists the results.)"""
+    """UserError for an ONNX Runtime role whose tower cannot be called by name (``check_ort_exportable``),
+    a quantized role that owns no linear layer, or a quantized ``lm_head`` tied to the token embeddings.
+    (Whether the tower then exports is the exporter's answer, a UserError when the run exports it:
+    ``onnxruntime_backend.apply``; docs/onnx_vision_towers.md lists the results per family.)"""
     for role, precision in plan.in_place_roles.items():
+        if PRECISIONS[precision].backend == "onnxruntime":
+            check_ort_exportable(model, family.roles[role][0], f"{role}={precision}")
         if not by_role.get(role):
             raise UserError(
                 f"role {role!r} of family {family.name!r} has no nn.Linear module, so {precision} "
@@ -61,6 +64,20 @@ def autoround_group_size(model: nn.Module, names: Sequence[str], requested: int)
             f"Use language=int8wo or nf4 for this model."
         )
     return resolve_group_size(requested, [in_features for _, in_features in shapes.values()])
+
+
+def check_ort_exportable(model: nn.Module, vision_path: str, planned: str) -> None:
+    """UserError before the run when the tower's inputs cannot become named graph inputs: the export
+    binds each tensor the tower receives to a parameter name of its ``forward``, which ``*args`` lacks."""
+    import inspect
+
+    signature = inspect.signature(model.get_submodule(vision_path).forward)
+    unnamed = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL]
+    if unnamed:
+        raise UserError(
+            f"{planned} is not possible for this model: its vision tower {vision_path} takes *{unnamed[0]}, "
+            "so its inputs have no names an ONNX graph could take. Use vision=int8wo or int8."
+        )
 
 
 def _refuse_tied_lm_head(model: nn.Module, names: list[str], precision: str, plan: PrecisionPlan) -> None:
