@@ -78,14 +78,16 @@ def tower_and_inputs(model_id: str, image_path: Path):
     return tower, caught["inputs"], config.model_type
 
 
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm-up (ORT's first run allocates its arena)
+def median_seconds(run, repeats: int):
+    """(median seconds of ``repeats`` timed calls, the untimed warm-up call's result): the warm-up (ORT's
+    first run allocates its arena) doubles as the output compared, so a real-size tower runs once less."""
+    result = run()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times), result
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -120,8 +122,8 @@ def benchmark(model_id: str, image: Path, repeats: int, work: Path) -> dict:
         with torch.no_grad():
             return wrapper(*inputs.tensors.values())
 
-    reference = [t.numpy() for t in torch_run()]
-    row["torch_fp32_s"] = median_seconds(torch_run, repeats)
+    row["torch_fp32_s"], reference = median_seconds(torch_run, repeats)
+    reference = [t.numpy() for t in reference]
     fp32 = work / model_type / "fp32" / "vision.onnx"
     exported = onnx_export.export_vision(tower, parts[0], fp32, {"benchmark": model_id})
     row["exporter"], row["export_s"] = exported.exporter, round(exported.seconds, 1)
@@ -148,8 +150,7 @@ def benchmark(model_id: str, image: Path, repeats: int, work: Path) -> dict:
         def run(session=session, feeds=feeds):
             return [session.run(None, f) for f in feeds]
 
-        outputs = run()
-        row[f"{label}_s"] = median_seconds(run, repeats)
+        row[f"{label}_s"], outputs = median_seconds(run, repeats)
         row[f"{label}_vs_torch"] = round(row[f"{label}_s"] / row["torch_fp32_s"], 3)
         if len(parts) == len(inputs.per_image()):
             columns = [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
