@@ -34,3 +34,7 @@ def test_an_ort_tower_whose_inputs_have_no_names_is_refused_before_the_run():
     check_ort_exportable(_Tower(lambda pixel_values, grid_thw=None: None), "vision", "vision=ort-int8")
     with pytest.raises(UserError, match=r"vision=ort-int8 is not possible .* takes \*images"):
         check_ort_exportable(_Tower(lambda *images: None), "vision", "vision=ort-int8")
+    qwen_like = _Tower(lambda hidden_states, grid_thw: None)
+    check_ort_exportable(qwen_like, "vision", "vision=ort-int8")
+    with pytest.raises(UserError, match=r"takes grid_thw.*Use vision=ort-int8 \(dynamic\)"):
+        check_ort_exportable(qwen_like, "vision", "vision=ort-int8-static")

@@ -78,6 +78,13 @@ def check_ort_exportable(model: nn.Module, vision_path: str, planned: str) -> No
             f"{planned} is not possible for this model: its vision tower {vision_path} takes *{unnamed[0]}, "
             "so its inputs have no names an ONNX graph could take. Use vision=int8wo or int8."
         )
+    grid = [name for name in signature.parameters if name.endswith("grid_thw")]
+    if grid and planned.endswith("ort-int8-static"):
+        raise UserError(
+            f"{planned} is not possible for this model: its vision tower takes {grid[0]}, so its input size "
+            "follows each image's and every image size is a graph of its own, which static quantization "
+            "would have to calibrate on images of that very size. Use vision=ort-int8 (dynamic)."
+        )
 
 
 def _refuse_tied_lm_head(model: nn.Module, names: list[str], precision: str, plan: PrecisionPlan) -> None:
