@@ -13,7 +13,10 @@ Precisions (role ``vision`` only):
   evaluated ids (method and count logged). Only MatMul/Gemm/Conv are quantized: LayerNorm and Softmax
   stay float32 (quantizing them costs accuracy and buys nothing on the CPU EP).
 
-Generation, the projector and the language model are unchanged torch modules. Execution providers: CPU
+Generation, the projector and the language model are unchanged torch modules, except a projector nested
+in the tower (Qwen2-VL's merger), which runs inside the tower's graph, float32 (``OrtNestedStage``). The
+torch tower stays referenced by the stand-in, so an input shape not seen yet can be exported at first
+use (its float32 weights stay in memory beside the session). Execution providers: CPU
 here; ``CUDAExecutionProvider``/``TensorrtExecutionProvider`` with the ``onnxruntime-gpu`` package
 (``ort_provider=cuda|tensorrt``); asking for them without it is a UserError naming the package.
 """
