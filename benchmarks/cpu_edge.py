@@ -128,7 +128,7 @@ def vision_part(args, timed, calibration) -> list[dict]:
 
     def torch_run():
         with torch.inference_mode():
-            return [vision(**row).last_hidden_state for row in rows_in]
+            return [vision(**row.tensors, **row.options).last_hidden_state for row in rows_in]
 
     reference = [t.reshape(-1, t.shape[-1]) for t in torch_run()]
     results = [
@@ -148,12 +148,13 @@ def vision_part(args, timed, calibration) -> list[dict]:
     )
     for precision in ("ort-fp32", "ort-int8", "ort-int8-static"):
         # The float32 export is made once (first precision) and cached; later swaps reuse it, so one
-        # model serves all three (``vision`` above still holds the torch tower).
+        # model serves all three (``vision`` above still holds the torch tower, put back before each).
+        onnxruntime_backend._swap(loaded.model, path, vision)
         onnxruntime_backend.apply(loaded.model, path, precision, settings, CPU, torch.float32)
         ort_module = loaded.model.get_submodule(path)
 
         def ort_run(module=ort_module):
-            return [module(**row).last_hidden_state for row in rows_in]
+            return [module(**row.tensors, **row.options).last_hidden_state for row in rows_in]
 
         outs = [t.reshape(-1, t.shape[-1]) for t in ort_run()]
         cos = float(torch.cat([fidelity.token_cosines(a, b) for a, b in zip(reference, outs)]).mean())

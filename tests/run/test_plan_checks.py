@@ -43,11 +43,6 @@ def run_count(tracking_uri: str) -> int:
     ("options", "message"),
     [
         pytest.param(
-            {"precision": "vision=ort-int8"},
-            "vision=ort-int8 is implemented for idefics3 (SmolVLM), not 'qwen2_vl'",
-            id="ort-vision-on-qwen2-vl",
-        ),
-        pytest.param(
             {"quant": "ar-w4", "ar_group_size": "100"},
             "ar_group_size=100 does not divide the input width of the language model's linears (1536, 8960)",
             id="autoround-group-size",
@@ -80,7 +75,8 @@ def test_good_plans_pass_the_check_on_the_meta_model(no_loading, coco_dir, tmp_p
     good = [
         (QWEN, {"quant": "ar-w4"}),  # auto group size: 128 divides 1536 and 8960
         (QWEN, {"quant": "ar-w4", "ar_group_size": 32}),
-        (SMOLVLM, {"quant": "cpu-fast"}),  # ONNX Runtime vision tower: implemented for idefics3
+        (SMOLVLM, {"quant": "cpu-fast"}),  # ONNX Runtime vision tower
+        (QWEN, {"precision": "vision=ort-int8"}),  # hidden_states + grid_thw: exportable (TorchScript)
         (SMOLVLM, {"precision": "lm_head=int8wo"}),  # SmolVLM-256M's lm_head is not tied
     ]
     for model, options in good:

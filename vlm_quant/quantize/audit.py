@@ -189,7 +189,9 @@ def _onnx_records(model: nn.Module, family: FamilySpec) -> dict[str, ModuleRecor
     """A record per ONNX Runtime stand-in (it holds no torch parameters): what ran and its file's bytes.
 
     It counts as the role's one "linear" (``is_linear``), so the role's realized precision is the ORT
-    precision, and its bytes are the ONNX file's initializers per dtype (what is loaded and stored).
+    precision, and its bytes are the ONNX file's initializers per dtype (what is loaded and stored). A
+    role nested in the exported tower (Qwen2-VL's merger, the projector) is a stand-in that runs inside
+    the tower's graph, kept float32: its record says so, and its bytes are counted in the tower's file.
     """
     from vlm_quant.models.families import role_of
 
@@ -205,7 +207,8 @@ def _onnx_records(model: nn.Module, family: FamilySpec) -> dict[str, ModuleRecor
             role=role_of(name, family.layout) or "vision",
             module_type=type(module).__name__,
             is_linear=True,
-            weight_type=f"onnxruntime.InferenceSession({summary['execution_provider']})",
+            weight_type=f"onnxruntime.InferenceSession({summary['execution_provider']})"
+            + (f": float32 nodes inside {summary['inside']}'s graph" if "inside" in summary else ""),
             precision=summary["precision"],
             params=int(summary["elements"]),
             bytes=int(summary["file_bytes"]),

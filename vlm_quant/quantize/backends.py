@@ -251,7 +251,14 @@ def _apply_ort(model, family, role, precision, ort, device, compute_dtype) -> Ap
     if ort is None:
         raise ValueError(f"{role}={precision} needs OrtSettings (example inputs) passed as ort=")
     path = family.roles[role][0]
-    settings = onnxruntime_backend.apply(model, path, precision, ort, device, compute_dtype)
+    nested = tuple(  # another role inside the tower (Qwen2-VL's merger) runs inside the graph
+        prefix
+        for other, prefixes in family.roles.items()
+        if other != role
+        for prefix in prefixes
+        if prefix.startswith(path + ".")
+    )
+    settings = onnxruntime_backend.apply(model, path, precision, ort, device, compute_dtype, nested)
     quantizer = onnxruntime_backend.QUANTIZERS[precision]
     return AppliedRole(role, precision, "onnxruntime", quantizer, (path,), settings)
 

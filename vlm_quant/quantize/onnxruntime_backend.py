@@ -13,13 +13,17 @@ Precisions (role ``vision`` only):
   evaluated ids (method and count logged). Only MatMul/Gemm/Conv are quantized: LayerNorm and Softmax
   stay float32 (quantizing them costs accuracy and buys nothing on the CPU EP).
 
-Generation, the projector and the language model are unchanged torch modules. Execution providers: CPU
+Generation, the projector and the language model are unchanged torch modules, except a projector nested
+in the tower (Qwen2-VL's merger), which runs inside the tower's graph, float32 (``OrtNestedStage``). The
+torch tower stays referenced by the stand-in, so an input shape not seen yet can be exported at first
+use (its float32 weights stay in memory beside the session). Execution providers: CPU
 here; ``CUDAExecutionProvider``/``TensorrtExecutionProvider`` with the ``onnxruntime-gpu`` package
 (``ort_provider=cuda|tensorrt``); asking for them without it is a UserError naming the package.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections import Counter
@@ -97,17 +101,36 @@ def check_runnable(roles: dict[str, str], provider: str, device: torch.device) -
     resolve_provider(provider, device)
 
 
-class OrtVisionModule(nn.Module):
-    """An ONNX Runtime session standing in for the vision tower: same call, same output type.
+class OrtNestedStage(nn.Module):
+    """A module nested in the exported tower (Qwen2-VL's ``merger``, the projector role): it runs inside
+    the ONNX graph; this stand-in is called with the stage's input and returns the graph's output for it,
+    so hooks on the module path (the fidelity pass) see what they saw in torch."""
 
-    Holds no torch parameters; ``onnx_summary`` tells the audit what ran (file, bytes per dtype,
-    execution provider).
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__()
+        self.onnx_summary = summary
+        self._output: torch.Tensor | None = None
+
+    def forward(self, features: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
+        assert self._output is not None, "only OrtVisionModule calls this stand-in"
+        output, self._output = self._output, None
+        return output
+
+
+class OrtVisionModule(nn.Module):
+    """ONNX Runtime sessions standing in for the vision tower: same call, same output structure.
+
+    One session per input shape key (a graph holds one shape); a shape not seen yet is exported,
+    quantized and opened at first use (``graphs_exported`` counts them). Holds no torch parameters;
+    ``onnx_summary`` tells the audit what ran (first graph's file, bytes per dtype, execution provider).
     """
 
     def __init__(
         self,
-        session: Any,
-        path: Path,
+        graphs: dict[str, Any],
+        build: Any,
+        signature: inspect.Signature,
+        structure: onnx_export.OutputStructure,
         precision: str,
         dtype: torch.dtype,
         device: torch.device,
@@ -115,28 +138,58 @@ class OrtVisionModule(nn.Module):
         summary: dict[str, Any],
     ) -> None:
         super().__init__()
-        self.session, self.onnx_path, self.precision = session, Path(path), precision
-        self.out_dtype, self.out_device, self.config = dtype, device, config
+        self.graphs, self._build, self.signature, self.structure = graphs, build, signature, structure
+        self.precision, self.out_dtype, self.out_device, self.config = precision, dtype, device, config
         self.onnx_summary = summary
-        self.input_names = [i.name for i in session.get_inputs()]
+        self.graphs_exported = len(graphs)
 
-    def forward(self, pixel_values: torch.Tensor, patch_attention_mask: torch.Tensor | None = None, **_: Any):
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model reads from its tower (Qwen2-VL casts the pixels to it)."""
+        return self.out_dtype
 
-        if patch_attention_mask is None:
-            patch = self.config.patch_size
-            n, _, h, w = pixel_values.shape
-            patch_attention_mask = torch.ones((n, h // patch, w // patch), dtype=torch.bool)
-        pixels = pixel_values.detach().to("cpu", torch.float32).numpy()
-        mask = patch_attention_mask.detach().to("cpu", torch.bool).numpy()
-        rows = [
-            self.session.run(
-                None, {"pixel_values": pixels[i : i + 1], "patch_attention_mask": mask[i : i + 1]}
-            )[0]
-            for i in range(pixels.shape[0])
+    @property
+    def device(self) -> torch.device:
+        return self.out_device
+
+    @property
+    def onnx_paths(self) -> list[Path]:
+        return [path for _, path in self.graphs.values()]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.onnx_paths[0]
+
+    def session_for(self, inputs: onnx_export.VisionInputs) -> Any:
+        key = inputs.shape_key()
+        if key not in self.graphs:  # a new input shape: export (cached on disk) and open its graph
+            self.graphs[key] = self._build(inputs)
+            self.graphs_exported += 1
+        return self.graphs[key][0]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        inputs = onnx_export.bind_inputs(self.signature, args, kwargs)
+        per_image = [self._run(part) for part in inputs.per_image()]
+        columns = [
+            torch.cat([torch.from_numpy(row[i]) for row in per_image]) for i in range(len(per_image[0]))
         ]
-        hidden = torch.from_numpy(np.concatenate(rows, axis=0)).to(self.out_device, self.out_dtype)
-        return BaseModelOutputWithPooling(last_hidden_state=hidden)
+        columns = [c.to(self.out_device, self.out_dtype if c.is_floating_point() else None) for c in columns]
+        n = self.structure.n_outputs
+        for index, tap in enumerate(self.structure.taps):  # nested stages: show their input and output
+            stage = self.get_submodule(tap)
+            stage._output = columns[n + 2 * index + 1]
+            columns[n + 2 * index + 1] = stage(columns[n + 2 * index])
+        return self.structure.rebuild(columns[:n])
+
+    def _run(self, inputs: onnx_export.VisionInputs) -> list[np.ndarray]:
+        session = self.session_for(inputs)
+        feed = {name: _numpy(inputs.tensors[name]) for name in (i.name for i in session.get_inputs())}
+        return session.run(None, feed)
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().to("cpu")
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
 
 
 def onnx_bytes_by_dtype(path: Path) -> tuple[dict[str, int], int]:
@@ -156,28 +209,36 @@ def onnx_bytes_by_dtype(path: Path) -> tuple[dict[str, int], int]:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over the calibration images' batch-1 inputs."""
+    """onnxruntime CalibrationDataReader: the calibration images' one-image inputs that fit the graph
+    (same shape key), each input the graph takes."""
 
-    def __init__(self, calibration: tuple[onnx_export.VisionInputs, ...]) -> None:
-        feeds = [row for inputs in calibration for row in inputs.per_image()]
-        self._feeds = iter(
-            [
-                {
-                    "pixel_values": f["pixel_values"].float().numpy(),
-                    "patch_attention_mask": f["patch_attention_mask"].bool().numpy(),
-                }
-                for f in feeds
-            ]
-        )
+    def __init__(self, feeds: list[onnx_export.VisionInputs], input_names: list[str]) -> None:
+        self._feeds = iter([{name: _numpy(f.tensors[name]) for name in input_names} for f in feeds])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
 
 
-def quantized_file(precision: str, fp32: Path, settings: OrtSettings, key: dict[str, Any]) -> Path:
-    """The ONNX file of ``precision`` made from the float32 export (cached by ``key``)."""
+def calibration_feeds(settings: OrtSettings, shape_key: str) -> list[onnx_export.VisionInputs]:
+    """The calibration images' one-image inputs whose shape key is ``shape_key`` (a graph holds one
+    shape; images of another size cannot feed it)."""
+    parts = [part for inputs in settings.calibration for part in inputs.per_image()]
+    return [part for part in parts if part.shape_key() == shape_key]
+
+
+def quantized_file(
+    precision: str,
+    fp32: Path,
+    settings: OrtSettings,
+    key: dict[str, Any],
+    shape_key: str = "",
+    keep_float: tuple[str, ...] = (),
+) -> Path:
+    """The ONNX file of ``precision`` made from the float32 export (cached by ``key``); the nodes of the
+    module scopes ``keep_float`` (a nested projector) stay float32."""
     if precision == "ort-fp32":
         return fp32
+    import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -191,29 +252,43 @@ def quantized_file(precision: str, fp32: Path, settings: OrtSettings, key: dict[
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # concurrent runs never share a temp file
+    large = onnx_export.graph_bytes(fp32) >= onnx_export.SINGLE_FILE_LIMIT_BYTES
+    excluded = [name for scope in keep_float for name in onnx_export.scope_nodes(fp32, scope)]
+    common = dict(per_channel=True, nodes_to_exclude=excluded, use_external_data_format=large)
     if precision == "ort-int8":
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, **common)
     else:
-        if not settings.calibration:
-            raise UserError("ort-int8-static needs calibration images (ort_calibration_samples >= 1).")
+        feeds = calibration_feeds(settings, shape_key)
+        if not feeds:
+            raise UserError(
+                "ort-int8-static calibrates each exported graph on images of its input shape, and none of "
+                f"the {len(settings.calibration)} calibration images has the shape {shape_key} (this "
+                "tower's input size follows the image's). Use vision=ort-int8 (dynamic) for this model."
+            )
         method = {
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
         }[settings.calibration_method]
+        graph_inputs = [i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input]
         quantize_static(
             str(fp32),
             str(tmp),
-            _Reader(settings.calibration),
+            _Reader(feeds, graph_inputs),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            per_channel=True,
             calibrate_method=method,
             op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+            **common,
         )
-    tmp.rename(path)
-    onnx_export._write_key(path, key)
+    if large:  # one folder per key: the quantizer named the weights file after the temp file
+        onnx.save(onnx.load(str(tmp)), str(path), save_as_external_data=True, location=path.name + ".data")
+        for leftover in path.parent.glob(tmp.name + "*"):
+            leftover.unlink()
+    else:
+        tmp.rename(path)
+    onnx_export.write_key(path, key)
     return path
 
 
@@ -224,53 +299,92 @@ def apply(
     settings: OrtSettings,
     device: torch.device,
     dtype: torch.dtype,
+    nested: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Export (cached), quantize (cached), open a session and swap it in for ``vision_path``.
 
-    Returns the role's settings as MLflow params (file, provider, calibration, export time).
+    ``nested``: module paths of other roles inside the tower (Qwen2-VL's merger): they run inside the
+    graph, kept float32, behind stand-ins at the same paths. Returns the role's settings as MLflow
+    params (provider, exporter, graphs, export time). UserError with the exporter's reason when the
+    tower cannot be exported.
     """
     import onnxruntime as ort
 
     started = time.perf_counter()
     vision = model.get_submodule(vision_path)
-    shape = settings.example.shape_key()
-    base_key = {**settings.model_key, "shape": shape, "opset": onnx_export.OPSET, "torch": torch.__version__}
-    fp32 = onnx_export.export_vision(
-        vision,
-        settings.example.per_image()[0],
-        onnx_export.cache_path({**base_key, "precision": "ort-fp32"}),
-        {**base_key, "precision": "ort-fp32"},
-    )
-    key = {**base_key, "precision": precision, "onnxruntime": ort.__version__}
-    if precision == "ort-int8-static":
-        key.update(
-            calibration_ids=list(settings.calibration_ids), calibration_method=settings.calibration_method
-        )
-    path = quantized_file(precision, fp32, settings, key)
+    taps = tuple(path.removeprefix(vision_path + ".") for path in nested)
+    example = settings.example.per_image()[0]
+    structure = onnx_export.output_structure(vision, example, taps)
     provider = resolve_provider(settings.provider, device)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=[provider])
+    base_key = {**settings.model_key, "opset": onnx_export.OPSET, "torch": torch.__version__, "taps": taps}
+    exports: list[onnx_export.Exported] = []
+
+    def build(inputs: onnx_export.VisionInputs) -> tuple[Any, Path]:
+        shape = inputs.shape_key()
+        fp32_key = {**base_key, "shape": shape, "precision": "ort-fp32"}
+        try:
+            fp32_path = onnx_export.cache_path(fp32_key)
+            exported = onnx_export.export_vision(vision, inputs, fp32_path, fp32_key, taps)
+        except onnx_export.ExportError as error:
+            raise UserError(f"{vision_path}={precision} is not possible for this model: {error}") from None
+        exports.append(exported)
+        key = {**fp32_key, "precision": precision, "onnxruntime": ort.__version__}
+        if precision == "ort-int8-static":
+            key.update(
+                calibration_ids=list(settings.calibration_ids), calibration_method=settings.calibration_method
+            )
+        path = quantized_file(precision, exported.path, settings, key, shape, taps)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=[provider]), path
+
+    first = build(example)
+    session, path = first
     bytes_by_dtype, elements = onnx_bytes_by_dtype(path)
     summary = {
         "file": str(path),
-        "file_bytes": path.stat().st_size,
+        "file_bytes": onnx_export.graph_bytes(path),
         "bytes_by_dtype": bytes_by_dtype,
         "elements": elements,
         "execution_provider": session.get_providers()[0],
         "precision": precision,
         "opset": onnx_export.OPSET,
-        "input_shape": shape,
+        "input_shape": example.shape_key(),
     }
     config = getattr(vision, "config", None)
-    _swap(model, vision_path, OrtVisionModule(session, path, precision, dtype, device, config, summary))
+    signature = inspect.signature(vision.forward)
+    graphs = {example.shape_key(): first}
+    stand_in = OrtVisionModule(graphs, build, signature, structure, precision, dtype, device, config, summary)
+    for name, value in vars(vision).items():  # plain attributes the model reads (spatial_merge_size)
+        if not name.startswith("_") and not hasattr(stand_in, name):
+            if not isinstance(value, (torch.Tensor, nn.Module)):
+                setattr(stand_in, name, value)
+    for tap in taps:  # the nested role runs inside the graph, float32: the audit says so
+        params = sum(p.numel() for p in vision.get_submodule(tap).parameters())
+        inside = {
+            **summary,
+            "precision": "fp32",  # the audit's name of plain float32 (audit.PLAIN_NAMES)
+            "elements": params,
+            "file_bytes": 0,  # its weights are in the tower's file, counted there
+            "bytes_by_dtype": {},
+            "inside": vision_path,
+        }
+        _add_nested(stand_in, tap, OrtNestedStage(inside))
+    _swap(model, vision_path, stand_in)
+    exported = exports[0]
     params = {
         "ort_execution_provider": summary["execution_provider"],
         "ort_opset": onnx_export.OPSET,
-        "ort_input_shape": shape,
+        "ort_input_shape": summary["input_shape"],
         "ort_onnx_file_mib": round(summary["file_bytes"] / 2**20, 3),
+        "ort_exporter": exported.exporter,
+        "ort_graph_inputs": ",".join(i.name for i in session.get_inputs()),
         "ort_prepare_s": round(time.perf_counter() - started, 3),
     }
+    if exported.failures:
+        params["ort_exporter_failures"] = "; ".join(f"{k}: {v}" for k, v in exported.failures.items())[:480]
+    if taps:
+        params["ort_graph_includes"] = ",".join(nested)
     if precision == "ort-int8-static":
         params.update(
             ort_calibration_method=settings.calibration_method,
@@ -278,6 +392,16 @@ def apply(
             ort_calibration_ids=",".join(map(str, settings.calibration_ids)),
         )
     return params
+
+
+def _add_nested(parent: nn.Module, path: str, module: nn.Module) -> None:
+    """Register ``module`` at the dotted ``path`` under ``parent``, creating empty containers between."""
+    *heads, name = path.split(".")
+    for head in heads:
+        if not hasattr(parent, head):
+            parent.add_module(head, nn.Module())
+        parent = getattr(parent, head)
+    parent.add_module(name, module)
 
 
 def _swap(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -291,5 +415,12 @@ def ort_modules(model: nn.Module) -> dict[str, OrtVisionModule]:
 
 
 def onnx_files_mib(model: nn.Module) -> float:
-    """Size on disk of the ONNX files the model runs (MiB); 0.0 when it runs none."""
-    return sum(m.onnx_path.stat().st_size for m in ort_modules(model).values()) / 2**20
+    """Size on disk of the ONNX files the model runs, every graph (MiB); 0.0 when it runs none."""
+    paths = [p for m in ort_modules(model).values() for p in m.onnx_paths]
+    return sum(onnx_export.graph_bytes(p) for p in paths) / 2**20
+
+
+def graphs_exported(model: nn.Module) -> int | None:
+    """How many graphs (input shapes) the model's ONNX Runtime roles opened; None when it has none."""
+    modules = ort_modules(model).values()
+    return sum(m.graphs_exported for m in modules) if modules else None

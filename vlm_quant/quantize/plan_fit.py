@@ -14,7 +14,6 @@ from torch import nn
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
-from vlm_quant.quantize import onnx_export
 from vlm_quant.quantize.calibrated import autoround_skipped_layers, resolve_group_size
 from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 
@@ -35,11 +34,13 @@ def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *
 def check_in_place_roles(
     plan: PrecisionPlan, model: nn.Module, family: FamilySpec, by_role: dict[str, list[str]]
 ) -> None:
-    """UserError for an ONNX Runtime role of a family whose tower is not exportable, a quantized role
-    that owns no linear layer, or a quantized ``lm_head`` tied to the token embeddings."""
+    """UserError for an ONNX Runtime role whose tower cannot be called by name (``check_ort_exportable``),
+    a quantized role that owns no linear layer, or a quantized ``lm_head`` tied to the token embeddings.
+    (Whether the tower then exports is the exporter's answer, a UserError when the run exports it:
+    ``onnxruntime_backend.apply``; docs/onnx_vision_towers.md lists the results per family.)"""
     for role, precision in plan.in_place_roles.items():
         if PRECISIONS[precision].backend == "onnxruntime":
-            _check_ort_family(role, precision, family)
+            check_ort_exportable(model, family.roles[role][0], f"{role}={precision}")
         if not by_role.get(role):
             raise UserError(
                 f"role {role!r} of family {family.name!r} has no nn.Linear module, so {precision} "
@@ -65,11 +66,24 @@ def autoround_group_size(model: nn.Module, names: Sequence[str], requested: int)
     return resolve_group_size(requested, [in_features for _, in_features in shapes.values()])
 
 
-def _check_ort_family(role: str, precision: str, family: FamilySpec) -> None:
-    if family.name not in onnx_export.SUPPORTED_FAMILIES:
+def check_ort_exportable(model: nn.Module, vision_path: str, planned: str) -> None:
+    """UserError before the run when the tower's inputs cannot become named graph inputs: the export
+    binds each tensor the tower receives to a parameter name of its ``forward``, which ``*args`` lacks."""
+    import inspect
+
+    signature = inspect.signature(model.get_submodule(vision_path).forward)
+    unnamed = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL]
+    if unnamed:
         raise UserError(
-            f"{role}={precision} is implemented for {', '.join(onnx_export.SUPPORTED_FAMILIES)} (SmolVLM), "
-            f"not {family.name!r}: its vision tower has another call signature. Use vision=int8wo or int8."
+            f"{planned} is not possible for this model: its vision tower {vision_path} takes *{unnamed[0]}, "
+            "so its inputs have no names an ONNX graph could take. Use vision=int8wo or int8."
+        )
+    grid = [name for name in signature.parameters if name.endswith("grid_thw")]
+    if grid and planned.endswith("ort-int8-static"):
+        raise UserError(
+            f"{planned} is not possible for this model: its vision tower takes {grid[0]}, so its input size "
+            "follows each image's and every image size is a graph of its own, which static quantization "
+            "would have to calibrate on images of that very size. Use vision=ort-int8 (dynamic)."
         )
 
 

@@ -103,16 +103,20 @@ def _weights_signature(source_dir: str | None) -> list[tuple[str, int, int]]:
 
 
 def copy_onnx_files(model: Any, out_dir: Any) -> float:
-    """Copy the ONNX files the model runs into ``out_dir/onnx/`` (the checkpoint); their size in MiB."""
+    """Copy the ONNX files the model runs (every graph, with its weights file) into ``out_dir/onnx/``
+    (the checkpoint); their size in MiB."""
     import shutil
     from pathlib import Path
 
+    from vlm_quant.quantize.onnx_export import graph_files
     from vlm_quant.quantize.onnxruntime_backend import ort_modules
 
     total = 0
     for name, module in ort_modules(model).items():
-        target = Path(out_dir) / "onnx" / f"{name}.onnx"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(module.onnx_path, target)
-        total += target.stat().st_size
+        for index, path in enumerate(module.onnx_paths):
+            folder = Path(out_dir) / "onnx" / f"{name}.{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in graph_files(path):
+                shutil.copyfile(file, folder / file.name)
+                total += (folder / file.name).stat().st_size
     return total / 2**20

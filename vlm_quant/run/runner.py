@@ -40,6 +40,7 @@ from vlm_quant.models.remote_code import (
 )
 from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
+from vlm_quant.quantize.onnxruntime_backend import graphs_exported
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
 from vlm_quant.run import batch_invariance, distributed, mlflow_views, scoring
@@ -286,6 +287,8 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
         onnx_mib = copy_onnx_files(loaded.model, Path(tmp))
+        if (graphs := graphs_exported(loaded.model)) is not None:
+            metrics[run_schema.METRIC_ORT_GRAPHS] = graphs
         metrics["size_on_disk_mib"] = None if saved.weights_mib is None else saved.weights_mib + onnx_mib
         tracker.log_params({"checkpoint_writer": saved.writer})
         if saved.reason:

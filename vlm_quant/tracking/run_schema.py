@@ -121,6 +121,9 @@ ARTIFACT_POWER_PNG = "power/gpu_power.png"
 ARTIFACT_MODEL_DIR = "model"
 METRIC_POWER_HISTORY = "gpu_power_w"  # metric history, step = ms since run start
 
+# ONNX Runtime vision role: graphs exported (one per input shape; the first at load, others at first use).
+METRIC_ORT_GRAPHS = "ort_graphs_exported"
+
 # --- batch invariance (vlm_quant/run/batch_invariance.py) ---------------------------------------
 METRIC_BATCH_INVARIANCE_AGREEMENT = "batch_invariance_agreement"  # 0-1, share identical at batch 1
 TAG_BATCH_INVARIANCE_ABSENT = "vlm_quant.batch_invariance_absent_reason"  # why no agreement was measured
