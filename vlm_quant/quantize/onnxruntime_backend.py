@@ -312,7 +312,7 @@ def apply(
 
     started = time.perf_counter()
     vision = model.get_submodule(vision_path)
-    taps = tuple(path.removeprefix(vision_path + ".") for path in nested)
+    taps = _called_modules(vision, tuple(path.removeprefix(vision_path + ".") for path in nested))
     example = settings.example.per_image()[0]
     structure = onnx_export.output_structure(vision, example, taps)
     provider = resolve_provider(settings.provider, device)
@@ -392,6 +392,19 @@ def apply(
             ort_calibration_ids=",".join(map(str, settings.calibration_ids)),
         )
     return params
+
+
+def _called_modules(vision: nn.Module, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """``paths`` with each container (a ``ModuleList`` such as Qwen3-VL's ``deepstack_merger_list``, never
+    called itself, so a hook on it never fires) replaced by its children, which the tower calls."""
+    called: list[str] = []
+    for path in paths:
+        module = vision.get_submodule(path)
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            called += [f"{path}.{name}" for name, _ in module.named_children()]
+        else:
+            called.append(path)
+    return tuple(called)
 
 
 def _add_nested(parent: nn.Module, path: str, module: nn.Module) -> None:
