@@ -194,9 +194,8 @@ def load_processor(
             "this torch build); install the torchvision release matching torch, or use image_processor=pil."
         )
     hub_kwargs = _hub_kwargs(revision, trust_remote_code, local_files_only)
-    if not (is_torchvision_available() and is_num2words_available()):
-        if model_type is None:
-            model_type = getattr(AutoConfig.from_pretrained(path_or_id, **hub_kwargs), "model_type", None)
+    if model_type is None and not (is_torchvision_available() and is_num2words_available()):
+        model_type = _model_type(path_or_id, hub_kwargs)
     if not is_torchvision_available() and model_type in _IMAGE_ONLY_PROCESSORS:
         return _IMAGE_ONLY_PROCESSORS[model_type].from_pretrained(path_or_id, **hub_kwargs)
     if model_type == "smolvlm" and not is_num2words_available():
@@ -208,6 +207,15 @@ def load_processor(
             path_or_id, backend=image_backend, **hub_kwargs
         )
     return processor
+
+
+def _model_type(path_or_id: str, hub_kwargs: dict) -> str | None:
+    """The config's ``model_type``; None for a folder of processor files alone (no config.json), whose
+    processor class then comes from its own files."""
+    try:
+        return getattr(AutoConfig.from_pretrained(path_or_id, **hub_kwargs), "model_type", None)
+    except (OSError, ValueError):
+        return None
 
 
 def _hub_kwargs(revision: str | None, trust_remote_code: bool, local_files_only: bool) -> dict:
