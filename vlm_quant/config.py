@@ -209,7 +209,8 @@ class ExperimentConfig:
         "auto",
         "Image-processor backend: 'torchvision' (tensor ops, several times faster; on the GPU when "
         "num_workers=0), 'pil', or 'auto' (transformers' choice: torchvision when installed). The backend "
-        "that ran is logged as image_processor_backend; the two resize differently (see the README).",
+        "that ran is logged as image_processor_backend; the two resize differently "
+        "(see docs/input_pipeline.md).",
         IMAGE_PROCESSOR_CHOICES,
     )
     num_workers: int = _param(

@@ -3,7 +3,7 @@
 The two backends resize with different implementations (PIL's filters vs torchvision's tensor
 kernels), so their ``pixel_values`` differ slightly. `pixel_agreement` measures by how much, in the
 processor's normalised units (after rescale and mean/std normalisation: for SmolVLM's [-1, 1] range
-one 8-bit grey level is 2/255 = 0.0078). The README quotes what it measured on the COCO slice.
+one 8-bit grey level is 2/255 = 0.0078). docs/input_pipeline.md quotes what it measured on the COCO slice.
 """
 
 from __future__ import annotations
