@@ -13,7 +13,7 @@ import pytest
 
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.quantize.presets import PRESETS
-from vlm_quant.reference import readme
+from vlm_quant.reference import parameters, readme
 from vlm_quant.reference.markdown import cell
 from vlm_quant.reference.pages import render_pages
 from vlm_quant.tracking import glossary
@@ -50,6 +50,9 @@ def test_the_readmes_presets_and_tasks_are_the_codes_output(pages):
 
 def test_every_parameter_has_a_described_row_with_type_and_default(pages):
     page = pages["reference/parameters.md"]
+    placed = [f.name for _, members in parameters.sections() for f in members]
+    assert sorted(placed) == sorted(f.name for f in fields(ExperimentConfig))  # each in one section
+    assert "## Cost pass" in page and "| `cost_samples` |" in page.split("## Cost pass")[1]
     for f in fields(ExperimentConfig):
         assert len(f.metadata["help"].strip()) >= 10, f"parameter {f.name} has no description (config.py)"
         row = next(line for line in page.splitlines() if line.startswith(f"| `{f.name}` |"))
