@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable
 
 from vlm_quant.quantize.presets import PRESETS
@@ -39,12 +40,13 @@ def _metrics(task: str, datasets: Iterable[str]) -> str:
 
 def models_block(supported: list[str], surveyed: int, transformers_version: str) -> str:
     """``supported``: the model types whose roles vlm-quant finds (the survey of docs/supported_models.md)."""
-    return (
+    text = (
         f"{len(supported)} of the {surveyed} image-text-to-text model types of transformers "
         f"{transformers_version} ([which, and why the others are left out](docs/supported_models.md)): "
         + ", ".join(code(t) for t in supported)
         + "."
     )
+    return textwrap.fill(text, width=110, break_long_words=False, break_on_hyphens=False)
 
 
 def fill(readme: str, name: str, body: str) -> str:
