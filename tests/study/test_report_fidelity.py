@@ -13,7 +13,7 @@ from vlm_quant.tracking import run_schema as rs
 
 REALIZED = [f"realized_precision_{role}" for role in ROLES]
 REPO = Path(__file__).resolve().parents[2]
-METRICS_PAGE = REPO / "docs" / "reference" / "metrics.md"  # generated from vlm_quant/tracking/glossary.py
+METRICS_PAGE = REPO / "docs" / "reference" / "metrics.md"  # generated from vlm_quant/tracking/glossary/
 
 
 def test_cost_table_reads_the_logged_fidelity_metrics():

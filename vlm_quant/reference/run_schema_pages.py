@@ -8,7 +8,7 @@ from vlm_quant.tracking.glossary import Term
 
 METRICS_PAGE = "reference/metrics.md"
 TAGS_PAGE = "reference/tags_and_artifacts.md"
-_SOURCE = "vlm_quant/tracking/glossary.py (the names: vlm_quant/tracking/run_schema.py)"
+_SOURCE = "vlm_quant/tracking/glossary/ (the names: vlm_quant/tracking/run_schema.py)"
 
 
 def _rows(terms: tuple[Term, ...]) -> list[tuple[str, str, str]]:
