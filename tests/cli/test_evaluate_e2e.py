@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from vlm_quant.cli.commands import main
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tracking import glossary
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +136,14 @@ def test_mlflow_run_evaluate_makes_one_complete_run(tiny_vlm_dirs, coco_dir, tra
     assert (model_files / "config.json").is_file() and list(model_files.glob("*.safetensors"))
     assert (model_files / "vlm_quant_model.json").is_file()  # what `vlm-quant load` rebuilds from
     assert (artifacts / "logs/run.log").is_file()
+    # Every metric, vlm_quant tag and artifact the run logged has its entry in the generated reference
+    # (docs/reference/, from vlm_quant/tracking/glossary/); MLflow's own system/* metrics are not ours.
+    files = [str(f.relative_to(artifacts)) for f in artifacts.rglob("*") if f.is_file()]
+    ours = [k for k in m if not k.startswith("system/")]
+    undocumented = [k for k in ours if not glossary.documented(k, glossary.METRICS)]
+    undocumented += [k for k in t if k.startswith("vlm_quant.") and not glossary.documented(k, glossary.TAGS)]
+    undocumented += [f for f in files if not glossary.documented(f, glossary.ARTIFACTS)]
+    assert not undocumented, f"add them to vlm_quant/tracking/glossary/: {undocumented}"
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import pytest
 import transformers
 
 from vlm_quant.models.coverage import Coverage, image_text_to_text_types, render_markdown, survey
+from vlm_quant.reference import readme
 
-PAGE = Path(__file__).resolve().parents[2] / "docs" / "supported_models.md"
+REPO = Path(__file__).resolve().parents[2]
+PAGE = REPO / "docs" / "supported_models.md"
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,15 @@ def rows() -> list[Coverage]:
 def test_the_supported_models_page_is_the_surveys_output(rows):
     assert PAGE.read_text() == render_markdown(rows, transformers.__version__), (
         "docs/supported_models.md is stale: run `python tools/write_supported_models.py` and commit it"
+    )
+
+
+def test_the_readmes_models_block_is_the_surveys_output(rows):
+    supported = [row.model_type for row in rows if row.supported]
+    block = readme.models_block(supported, len(rows), transformers.__version__)
+    text = (REPO / "README.md").read_text()
+    assert readme.fill(text, "models", block) == text, (
+        "README.md's models block is stale: run `python tools/write_supported_models.py` and commit it"
     )
 
 
