@@ -19,6 +19,7 @@ the lecture's estimate "energy = FLOPs / efficiency" with the board's peak FLOP/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,9 +159,9 @@ def board_peak(device_name: str | None) -> BoardPeak | None:
     """The table's entry for an NVML device name (e.g. "NVIDIA H100 80GB HBM3"), or None if unknown."""
     if not device_name:
         return None
-    name = device_name.upper().replace("-", " ")
-    for board in BOARD_PEAKS:
-        if board.name.upper().replace("-", " ") in name:
+    words = f" {re.sub(r'[^A-Z0-9]+', ' ', device_name.upper())} "
+    for board in BOARD_PEAKS:  # whole words, so an L40S is not taken for an L4
+        if f" {re.sub(r'[^A-Z0-9]+', ' ', board.name.upper())} " in words:
             return board
     return None
 
