@@ -296,7 +296,8 @@ def test_phase_windows_split_batch1_energy_into_prefill_and_decode(fakes, clock)
     # Each window ran whole calls until it had lasted 2 s: ceil(2 / call seconds) calls.
     assert m["phase_full_calls_n"] == 2 * -(-2.0 // LATENCY_S)
     kinds = [w["kind"] for w in result.phase_windows]
-    assert kinds == ["prefill", "full", "prefill", "full"] and all(w["duration_s"] >= 2 for w in result.phase_windows)
+    assert kinds == ["prefill", "full", "prefill", "full"]
+    assert all(w["duration_s"] >= 2 for w in result.phase_windows)
     assert "vlm_quant.phase_energy_absent_reason" not in result.tags
 
 
@@ -310,5 +311,6 @@ def test_phase_windows_need_an_energy_counter(fakes):
         meter=meter, eval_batch_size=1,
     )
     assert not any(k.startswith(("phase_", "prefill_", "decode_energy", "bs1_")) for k in result.metrics)
-    assert result.tags["vlm_quant.phase_energy_absent_reason"] == "GPU only: no CUDA device: the run is on CPU"
+    reason = result.tags["vlm_quant.phase_energy_absent_reason"]
+    assert reason == "GPU only: no CUDA device: the run is on CPU"
     assert model.calls == 2 + 2 + 2 + 2  # latency warm-up + timed, throughput warm-up + timed: no phase calls
