@@ -48,7 +48,8 @@ from vlm_quant.measure.energy import EnergyMeter, derive_energy_metrics
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer, TokenTimestamps, run_until
 from vlm_quant.run.oom import release_memory
-from vlm_quant.run.phase_windows import TAG_PHASE_ABSENT, ai_energy_score_metrics, measure_phases
+from vlm_quant.run.phase_windows import ai_energy_score_metrics, measure_phases
+from vlm_quant.tracking.run_schema import TAG_PHASE_ENERGY_ABSENT as TAG_PHASE_ABSENT
 
 GPU_BATCH_SIZES = (1, 8, 32)
 CPU_BATCH_SIZES = (1,)

@@ -28,9 +28,6 @@ from vlm_quant.measure.energy import J_PER_KWH, EnergyMeter
 from vlm_quant.measure.phases import PHASE_MIN_WINDOW_S, PhaseEnergy, PhaseWindow, phase_energy
 from vlm_quant.measure.timing import DeviceTimer, run_until
 
-TAG_PHASE_ABSENT = "vlm_quant.phase_energy_absent_reason"
-ARTIFACT_PHASE_WINDOWS = "sustainability/phase_windows.json"
-
 
 def measure_phases(
     model: Any,

@@ -50,7 +50,6 @@ from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.onnx_inputs import copy_onnx_files, ort_settings
 from vlm_quant.run.partial_predictions import PredictionStream
-from vlm_quant.run.phase_windows import ARTIFACT_PHASE_WINDOWS
 from vlm_quant.run.plan_checks import check_plan_before_loading
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.resume import config_key
@@ -515,7 +514,7 @@ def cost_pass(
     if result.tags:  # batch sizes that ran out of memory, energy windows without energy
         tracker.set_tags(result.tags)
     if result.phase_windows:  # every batch-1 phase window: kind, calls, seconds, joules
-        tracker.log_json(result.phase_windows, ARTIFACT_PHASE_WINDOWS)
+        tracker.log_json(result.phase_windows, run_schema.ARTIFACT_PHASE_WINDOWS)
     metrics = dict(result.metrics)
     metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
     return metrics

@@ -21,12 +21,8 @@ from vlm_quant.measure.scale import scale_metrics
 from vlm_quant.measure.water import grid_water_intensity, water_litres
 from vlm_quant.run.cost_pass import fixed_length
 from vlm_quant.run.sample_inputs import sample_inputs
-
-TAG_FLOPS_ABSENT = "vlm_quant.flops_absent_reason"
-TAG_SUSTAINABILITY_ABSENT = "vlm_quant.sustainability_absent_reason"
-TAG_WATER_ABSENT = "vlm_quant.water_absent_reason"
-TAG_PLACE_BASIS = "vlm_quant.co2e_by_place_basis"
-ARTIFACT_PLACE = "sustainability/co2e_by_place.json"
+from vlm_quant.tracking.run_schema import TAG_CO2E_BY_PLACE_BASIS as TAG_PLACE_BASIS
+from vlm_quant.tracking.run_schema import TAG_FLOPS_ABSENT, TAG_SUSTAINABILITY_ABSENT, TAG_WATER_ABSENT
 
 
 def count_flops(prepared: Any, loaded: Any) -> tuple[dict[str, float], dict[str, str]]:
