@@ -14,6 +14,7 @@ from vlm_quant.study.report.query import load_runs
 from vlm_quant.study.report.tables import BEST_BATCH_HEADER
 from vlm_quant.tracking import run_schema as rs
 
+URI: dict[str, str] = {}  # the store the module's runs live in
 FP16_WINDOWS = [10.0, 11.0, 9.5, 10.5, 10.2, 9.8, 10.1, 10.4, 9.9, 10.6]  # J/image of each full window
 INT8_WINDOWS = [6.0, 6.5, 5.8, 6.2, 6.1, 5.9, 6.4, 6.0, 6.3, 5.7]
 
@@ -59,6 +60,7 @@ def report(store_writer, tmp_path_factory):
         staging = writer.root / "staging" / run_id
         writer._artifact(run_id, staging, rs.ARTIFACT_PHASE_WINDOWS, windows(per_window))
         writer._artifact(run_id, staging, rs.ARTIFACT_CO2E_BY_PLACE, place(np.mean(per_window)))
+    URI["uri"] = writer.uri
     run_set = load_runs(experiment="sustainability", tracking_uri=writer.uri)
     return build_report(run_set, tmp_path_factory.mktemp("sustainability-report"), n_resamples=200)
 
@@ -88,3 +90,27 @@ def test_place_figure_draws_each_runs_artifact_and_cost_table_shows_the_best_bat
     assert cells == {"fp16": "3.00 (batch 8)", "int8": "2.00 (batch 32)"}
     assert any(path.name == "co2e_by_place.png" for path in report.paths)
     assert "Sustainability" in (report.out_dir / "report.html").read_text()
+
+
+def test_paper_and_slides_have_a_sustainability_section_whose_numbers_are_in_numbers_json(report):
+    from vlm_quant.study.paper.build import build_draft
+    from vlm_quant.study.paper.study import study_from
+
+    runs = load_runs(experiment="sustainability", tracking_uri=URI["uri"]).runs
+    study = study_from(report, runs, None, "experiment 'sustainability'")
+    paper = build_draft(study, "paper", compile=False)
+    tex = (paper.folder / "paper.tex").read_text()
+    assert r"\section{Sustainability}" in tex and r"\label{tab:sustainability}" in tex
+    assert "figures/co2e_by_place.pdf" in tex
+    numbers = json.loads((paper.folder / "numbers.json").read_text())
+    sources = {n["source"] for n in numbers}
+    (int8_id,) = [rid for rid in report.run_ids if rid != report.baseline_run_id]
+    assert f"compare:energy_saving:{int8_id}" in sources
+    assert f"metric:{int8_id}:energy_wh_per_1k_images_bs1" in sources
+    assert any(s.endswith(":co2e_place_highest_to_lowest_ratio") for s in sources)
+    slides = build_draft(study, "slides", compile=False)
+    deck = (slides.folder / "slides.tex").read_text()
+    assert (
+        "\\begin{frame}{Sustainability}" in deck
+        and "compare:energy_saving" in (slides.folder / "numbers.json").read_text()
+    )

@@ -14,6 +14,7 @@ import pandas as pd
 
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
+from vlm_quant.study.paper import sustainability_prose as sus
 from vlm_quant.study.paper.document import SHRINK, Written, _title
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
@@ -46,6 +47,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
         "trade_off": trade_off,
         "qualitative": study.figure("qualitative"),
         "energy": study.figure("gpu_power") or study.figure("cost_bars"),
+        "place": study.figure("co2e_by_place"),
     }
     paths = {}
     for key, source in figs.items():
@@ -102,6 +104,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             [placeholder("what the examples show")],
         ),
         _figure_frame("Energy and power", paths.get("energy"), sp.energy_sentences(study, stated)[1:]),
+        _sustainability_frame(study, stated, paths.get("place")),
         _frame(
             "Takeaways",
             # the headline trade-off of each configuration, then whether its quality change is real
@@ -131,6 +134,24 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
     tex = folder / "slides.tex"
     tex.write_text(text, encoding="utf-8")
     return Written(tex, (tex, *files)), stated
+
+
+def _sustainability_frame(study: Study, stated: Stated, place: str | None) -> str:
+    """The table of the paper's Sustainability section (or its sentences when there is none), and the
+    place figure's ratio sentence."""
+    table = sus.sustainability_table(study, stated)
+    sentences = sus.sustainability_sentences(study, stated)
+    if table is None:
+        return _frame("Sustainability", _items(sentences))
+    notes = r"\medskip{\footnotesize " + " ".join(sentences[1:]) + "}"
+    body = SHRINK + _inner_tabular(table) + "}\n\n" + notes
+    return _frame("Sustainability", body)
+
+
+def _inner_tabular(float_tex: str) -> str:
+    """The tabular of a generated table float (a frame holds no floats)."""
+    start, end = float_tex.index(r"\begin{tabular}"), float_tex.index(r"\end{tabular}")
+    return float_tex[start : end + len(r"\end{tabular}")]
 
 
 def _frame(title: str, body: str) -> str:
