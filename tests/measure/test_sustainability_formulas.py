@@ -174,6 +174,20 @@ def test_flops_split_vision_prefill_and_decode_within_one_call():
     assert flops.as_metrics()["flops_decode_per_token"] == 40
 
 
+def test_cpu_attention_is_counted_like_the_gpu_kernels():
+    # PyTorch's counter alone skips the CPU flash-attention kernel; ours counts Q K^T and A V.
+    q, k, v = torch.ones(1, 2, 5, 4), torch.ones(1, 2, 7, 4), torch.ones(1, 2, 7, 4)
+    model = torch.nn.Module()
+    model.vision = torch.nn.Identity()
+
+    def attend(processors) -> None:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        processors[0](None, None)
+
+    flops = count_generation_flops(attend, model, [], 1)
+    assert flops.prefill == 2 * (2 * 2 * 5 * 4 * 7)  # two products of 2 heads x (5x4)(4x7) and (5x7)(7x4)
+
+
 def test_board_peaks_match_whole_names_and_give_mfu_and_flop_per_joule():
     assert board_peak("NVIDIA H100 80GB HBM3").name == "H100"
     assert board_peak("NVIDIA H100 PCIe").name == "H100 PCIe"
