@@ -1,8 +1,9 @@
 """``slides.tex``: a beamer deck of about eight frames for a ten-minute talk, from the same numbers.
 
 Frames: title, problem, setup, one results table, the trade-off figure, qualitative examples,
-energy, takeaways. Sentences are the paper's generated ones (same :class:`Stated` bookkeeping);
-the table is built from the report's full-precision numbers with the tables' format specs.
+energy, sustainability (when the runs logged its numbers), takeaways. Sentences are the paper's
+generated ones (same :class:`Stated` bookkeeping); the table is built from the report's full-precision
+numbers with the tables' format specs.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
         "trade_off": trade_off,
         "qualitative": study.figure("qualitative"),
         "energy": study.figure("gpu_power") or study.figure("cost_bars"),
-        "place": study.figure("co2e_by_place"),
     }
     paths = {}
     for key, source in figs.items():
@@ -104,7 +104,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             [placeholder("what the examples show")],
         ),
         _figure_frame("Energy and power", paths.get("energy"), sp.energy_sentences(study, stated)[1:]),
-        _sustainability_frame(study, stated, paths.get("place")),
+        *_sustainability_frame(study, stated),
         _frame(
             "Takeaways",
             # the headline trade-off of each configuration, then whether its quality change is real
@@ -136,16 +136,15 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
     return Written(tex, (tex, *files)), stated
 
 
-def _sustainability_frame(study: Study, stated: Stated, place: str | None) -> str:
-    """The table of the paper's Sustainability section (or its sentences when there is none), and the
-    place figure's ratio sentence."""
+def _sustainability_frame(study: Study, stated: Stated) -> list[str]:
+    """The paper's Sustainability table and its place sentence; no frame when no run logged one."""
     table = sus.sustainability_table(study, stated)
-    sentences = sus.sustainability_sentences(study, stated)
     if table is None:
-        return _frame("Sustainability", _items(sentences))
+        return []
+    sentences = sus.sustainability_sentences(study, stated)
     notes = r"\medskip{\footnotesize " + " ".join(sentences[1:]) + "}"
     body = SHRINK + _inner_tabular(table) + "}\n\n" + notes
-    return _frame("Sustainability", body)
+    return [_frame("Sustainability", body)]
 
 
 def _inner_tabular(float_tex: str) -> str:
