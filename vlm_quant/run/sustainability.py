@@ -28,6 +28,8 @@ from vlm_quant.tracking.run_schema import TAG_FLOPS_ABSENT, TAG_SUSTAINABILITY_A
 def count_flops(prepared: Any, loaded: Any) -> tuple[dict[str, float], dict[str, str]]:
     """FLOPs of one batch-1 generation (the first readable evaluated sample, the cost pass's output length)
     on the model as loaded: call it before quantizing. The metrics, or a tag saying why there are none."""
+    if prepared.plan.prequantized:  # a published quantized checkpoint: there is no 16-bit model here
+        return {}, {TAG_FLOPS_ABSENT: "the checkpoint loaded quantized: no unquantized model to count on"}
     settings = dataclasses.replace(fixed_length(prepared.settings, prepared.cost_settings), engine="eager")
     inputs = next(
         (x for x in (sample_inputs(prepared, loaded, i) for i in prepared.data.ids) if x is not None), None
