@@ -212,12 +212,12 @@ def evaluate_results(tracking_uri: str) -> dict:
         "throughput_images_per_s",
         "latency_ms_p50",
         "batch_invariance_agreement",
-        *SUSTAINABILITY_KEYS,
     )
     return {
         "run_id": run.info.run_id,
         "status": run.info.status,
         "metrics": {k: run.data.metrics.get(k) for k in keep},
+        "sustainability": {k: run.data.metrics.get(k) for k in SUSTAINABILITY_KEYS},
         "params": {
             k: run.data.params.get(k)
             for k in (
@@ -280,8 +280,8 @@ def report(steps: list[Step], evaluation: dict, engines: dict, reduced: bool, he
     if evaluation.get("energy_absent_reason"):
         lines.append(f"- energy absent: {evaluation['energy_absent_reason']}")
     lines += ["", "## Sustainability (phase windows at batch 1, J/image per batch size, FLOPs)"]
-    metrics = evaluation.get("metrics", {})
-    lines += [f"- {k}: {metrics.get(k)}" for k in SUSTAINABILITY_KEYS]
+    measured = evaluation.get("sustainability", {})
+    lines += [f"- {k}: {measured.get(k)}" for k in SUSTAINABILITY_KEYS]
     if evaluation.get("phase_energy_absent_reason"):
         lines.append(f"- phase energy absent: {evaluation['phase_energy_absent_reason']}")
     lines += [

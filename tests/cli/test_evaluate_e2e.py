@@ -236,6 +236,9 @@ def test_every_family_evaluates_in_process(family, tiny_vlm_dirs, coco_dir):
     assert not any(k.startswith(("flop_per_j", "mfu", "water_", "scale_", "energy_optimal")) for k in m)
     assert "GPU only" in tracker.tags["vlm_quant.phase_energy_absent_reason"]
     assert "GPU only" in tracker.tags["vlm_quant.sustainability_absent_reason"]
+    if "codecarbon_energy_kwh" in m:  # codecarbon measured the CPU + RAM: placed, labelled an estimate
+        place = tracker.artifacts["sustainability/co2e_by_place.json"]
+        assert place["basis"].startswith("ESTIMATE") and len(place["rows"]) == 9
 
 
 def test_score_captions_command_rescores_a_results_file(coco_dir, tmp_path):

@@ -299,6 +299,13 @@ def test_phase_windows_split_batch1_energy_into_prefill_and_decode(fakes, clock)
     assert kinds == ["prefill", "full", "prefill", "full"]
     assert all(w["duration_s"] >= 2 for w in result.phase_windows)
     assert "vlm_quant.phase_energy_absent_reason" not in result.tags
+    from test_sustainability_run import described
+
+    new = set(m) - set(measure_cost(  # the same pass without phase windows: what they added
+        model, processor, requests(2), settings(iterations=2), BASE, torch.float32, timer,
+        meter=EnergyMeter(CounterGpu(clock), clock=clock), eval_batch_size=1,
+    ).metrics)
+    assert new and all(described(name) for name in new), sorted(n for n in new if not described(n))
 
 
 def test_phase_windows_need_an_energy_counter(fakes):

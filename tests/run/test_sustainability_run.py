@@ -24,11 +24,10 @@ def config(**overrides) -> ExperimentConfig:
     return ExperimentConfig.from_mapping({"data_dir": "/data", "pue": 1.2, **overrides})
 
 
-def described(name: str) -> bool:
-    patterns = [
-        re.escape(p).replace(r"\{iso3\}", "[a-z]{3}") for p in run_schema.SUSTAINABILITY_METRIC_PATTERNS
-    ]
-    return name in run_schema.SUSTAINABILITY_METRICS or any(re.fullmatch(p, name) for p in patterns)
+def described(name: str, table: dict = run_schema.SUSTAINABILITY_METRICS) -> bool:
+    """Whether ``table`` has an entry for ``name`` (``<...>`` in an entry stands for a varying part)."""
+    patterns = ("[A-Za-z0-9_]*".join(map(re.escape, re.split(r"<[^>]*>", entry))) for entry in table)
+    return any(re.fullmatch(pattern, name) for pattern in patterns)
 
 
 def test_a_gpu_run_derives_efficiency_water_place_and_scale():
@@ -43,6 +42,7 @@ def test_a_gpu_run_derives_efficiency_water_place_and_scale():
     assert m["scale_co2e_t_per_1b_images"] == pytest.approx(1e9 * device_kwh_per_image * 1.2 * usa / 1e6)
     assert out.place["basis"].startswith("GPU energy") and len(out.place["rows"]) == 9
     assert all(described(name) for name in m), [name for name in m if not described(name)]
+    assert all(described(tag, run_schema.SUSTAINABILITY_TAGS) for tag in out.tags), out.tags
 
 
 def test_a_country_without_a_sourced_water_intensity_has_no_water_but_keeps_the_rest():
@@ -59,3 +59,4 @@ def test_a_cpu_run_places_codecarbons_estimate_labelled_and_leaves_gpu_quantitie
     assert "GPU only" in out.tags[run_schema.TAG_SUSTAINABILITY_ABSENT]
     assert out.place["basis"].startswith("ESTIMATE: codecarbon CPU+RAM")
     assert out.place["facility_energy_kwh"] == pytest.approx(0.002 * 1000 / 4)
+    assert all(described(tag, run_schema.SUSTAINABILITY_TAGS) for tag in out.tags), out.tags

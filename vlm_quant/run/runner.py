@@ -533,5 +533,5 @@ def sustainability_metrics(
     )
     tracker.set_tags(derived.tags)
     if derived.place is not None:
-        tracker.log_json(derived.place, sustainability.ARTIFACT_PLACE)
+        tracker.log_json(derived.place, run_schema.ARTIFACT_CO2E_BY_PLACE)
     return derived.metrics

@@ -205,12 +205,12 @@ SUSTAINABILITY_METRICS: dict[str, tuple[str, str]] = {
     "scale_co2e_t_per_1b_images": ("t CO2e", "CO2e of 1 billion images in country_iso_code"),
     "scale_water_m3_per_1m_images": ("m3", "water of 1 million images (see water_l_per_1k_images)"),
     "scale_water_m3_per_1b_images": ("m3", "water of 1 billion images (see water_l_per_1k_images)"),
-}
-# + per country of measure.place.PLACES (lower-case ISO-3), GPU runs:
-SUSTAINABILITY_METRIC_PATTERNS: dict[str, tuple[str, str]] = {
-    "co2e_g_per_1k_images_{iso3}": (
+    "bs1_energy_j_per_image_<stat>": ("J/image", "_n (windows), _mean, _p50, _p90, _ci95_low/_high"),
+    "energy_wh_per_1k_images_bs1_ci95_<bound>": ("Wh/1k images", "95% interval from the full-window repeats"),
+    "co2e_g_per_1k_images_<iso3>": (
         "g CO2e/1k images",
-        "facility energy of 1,000 images at batch 1 x the country's carbon intensity (codecarbon's data)",
+        "facility energy of 1,000 images at batch 1 x the carbon intensity of the country (lower-case ISO-3 "
+        "of measure.place.PLACES; codecarbon's data); GPU runs",
     ),
 }
 TAG_PHASE_ENERGY_ABSENT = "vlm_quant.phase_energy_absent_reason"  # why the phase windows gave nothing
@@ -220,3 +220,24 @@ TAG_WATER_ABSENT = "vlm_quant.water_absent_reason"
 TAG_CO2E_BY_PLACE_BASIS = "vlm_quant.co2e_by_place_basis"  # the place artifact's energy: GPU, or an estimate
 ARTIFACT_PHASE_WINDOWS = "sustainability/phase_windows.json"  # every phase window: kind, calls, s, J
 ARTIFACT_CO2E_BY_PLACE = "sustainability/co2e_by_place.json"  # rows per country + the ratio + the basis
+# What each sustainability tag and artifact holds (same shape as the metrics: name -> (values, meaning)).
+SUSTAINABILITY_TAGS: dict[str, tuple[str, str]] = {
+    TAG_PHASE_ENERGY_ABSENT: ("text", "why the batch-1 phase windows gave no energy (CPU run, < 2 s, OOM)"),
+    TAG_SUSTAINABILITY_ABSENT: ("text", "why Wh/1k images, water, CO2e by place, scale are absent (GPU)"),
+    TAG_FLOPS_ABSENT: ("text", "why flops_* are absent (published quantized checkpoint, generate() failed)"),
+    TAG_WATER_ABSENT: ("text", "why water is absent: no sourced grid water intensity for country_iso_code"),
+    "vlm_quant.water_source": ("text", "source of the grid water intensity (Li et al. 2023, or the user)"),
+    "vlm_quant.mfu_absent_reason": ("text", "the GPU has no entry in measure.flops.BOARD_PEAKS"),
+    TAG_CO2E_BY_PLACE_BASIS: ("text", "the place artifact's energy: GPU per 1k images, or an ESTIMATE"),
+}
+SUSTAINABILITY_ARTIFACTS: dict[str, tuple[str, str]] = {
+    ARTIFACT_PHASE_WINDOWS: (
+        "JSON list",
+        "every phase window: kind (prefill/full), repeat, calls, duration_s, energy_j, absent_reason",
+    ),
+    ARTIFACT_CO2E_BY_PLACE: (
+        "JSON",
+        "basis, facility_energy_kwh, highest_to_lowest_ratio, rows per country (country_iso_code, "
+        "carbon_intensity_g_per_kwh, co2e_g, source)",
+    ),
+}
