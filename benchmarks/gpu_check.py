@@ -12,6 +12,10 @@ process (a failure is a row with its log, not the end), in this order, until ``-
    the run;
 2. `benchmarks/engines.py` (model-card loop, eager, compiled) for SmolVLM-256M and Qwen2-VL-2B at bf16,
    then int8, nf4, int8-ao and w8a8-ao (eager and compiled);
+   the same run measures the sustainability quantities: batch-1 energy by phase (3 pairs of prefill-only
+   and full-length NVML windows of >= 2 s: prefill J/image, decode J/token, decode share, GPU Wh per 1,000
+   images), J/image at batch sizes 1, 8 and 64 and the energy-optimal one, FLOPs per image (counted on the
+   unquantized model), FLOP/s, FLOP/J and MFU against the board's datasheet peak;
 3. the targets, each PASS / FAIL / n/a: harness_overhead_fraction < 0.10 and >= 300 images/s at batch 64
    (32-token captions), compiled >= 3x eager images/s at batch 64 and >= 4x lower batch-1 latency.
 
@@ -42,6 +46,28 @@ TARGETS = {
     "compiled >= 3x eager images/s at batch 64 (SmolVLM-256M, bf16)": ("speedup", 3.0),
     "compiled >= 4x lower batch-1 latency (SmolVLM-256M, bf16)": ("latency", 4.0),
 }
+
+
+SUSTAINABILITY_KEYS = (  # read back from the evaluate run (vlm_quant/tracking/run_schema.py)
+    "prefill_energy_j_per_image",
+    "bs1_energy_j_per_image",
+    "decode_energy_j_per_token",
+    "decode_energy_share",
+    "energy_wh_per_1k_images_bs1",
+    "phase_prefill_windows_n",
+    "phase_full_windows_n",
+    "energy_j_per_image_bs1",
+    "energy_j_per_image_bs8",
+    "energy_j_per_image_bs64",
+    "energy_optimal_batch_size",
+    "energy_j_per_image_optimal",
+    "flops_per_image",
+    "flops_vision_per_image",
+    "achieved_flop_per_s",
+    "flop_per_j",
+    "mfu",
+    "energy_j_per_image_from_flops",
+)
 
 
 @dataclass
@@ -121,7 +147,8 @@ def plan_steps(args: argparse.Namespace, reduced: bool, out: Path) -> list[Step]
         model=models[0], weights="pretrained" if Path(models[0]).is_dir() else "random",
         quant="fp16" if reduced else "bf16", engine="compiled", data_dir=args.data_dir, n_samples=size["n"],
         batch_size=size["batch"], max_new_tokens=size["tokens"], cost_new_tokens=size["tokens"],
-        cost_batch_sizes=f"1,{size['batch']}", score="later", experiment="gpu-check",
+        cost_batch_sizes=f"1,{size['batch']}" if reduced else f"1,8,{size['batch']}",
+        cost_phase_repeats=0 if reduced else 3, score="later", experiment="gpu-check",
         run_name="gpu-check evaluate", log_model="false",
         **({"cost_iterations": 1, "cost_warmup": 0, "idle_seconds": 0} if reduced else {}),
     )
@@ -190,6 +217,7 @@ def evaluate_results(tracking_uri: str) -> dict:
         "run_id": run.info.run_id,
         "status": run.info.status,
         "metrics": {k: run.data.metrics.get(k) for k in keep},
+        "sustainability": {k: run.data.metrics.get(k) for k in SUSTAINABILITY_KEYS},
         "params": {
             k: run.data.params.get(k)
             for k in (
@@ -201,6 +229,7 @@ def evaluate_results(tracking_uri: str) -> dict:
             )
         },
         "energy_absent_reason": run.data.tags.get("vlm_quant.energy_absent_reason"),
+        "phase_energy_absent_reason": run.data.tags.get("vlm_quant.phase_energy_absent_reason"),
     }
 
 
@@ -250,6 +279,11 @@ def report(steps: list[Step], evaluation: dict, engines: dict, reduced: bool, he
     ]
     if evaluation.get("energy_absent_reason"):
         lines.append(f"- energy absent: {evaluation['energy_absent_reason']}")
+    lines += ["", "## Sustainability (phase windows at batch 1, J/image per batch size, FLOPs)"]
+    measured = evaluation.get("sustainability", {})
+    lines += [f"- {k}: {measured.get(k)}" for k in SUSTAINABILITY_KEYS]
+    if evaluation.get("phase_energy_absent_reason"):
+        lines.append(f"- phase energy absent: {evaluation['phase_energy_absent_reason']}")
     lines += [
         "",
         "## Engines (images/s at the batch size; batch-1 latency ms p50)",

@@ -254,6 +254,11 @@ class ExperimentConfig:
         "GPU; 1 and batch_size on CPU). A size that runs out of memory is absent, tagged "
         "vlm_quant.cost_oom_bs<B>.",
     )
+    cost_phase_repeats: int = _param(
+        -1,
+        "Pairs of batch-1 NVML energy windows (prefill-only calls, then full-length calls, each >= 2 s) "
+        "splitting energy into prefill J/image and decode J/token (-1: 10 on GPU, 0 on CPU; GPU only).",
+    )
     # --- energy and carbon ------------------------------------------------------------------
     power_hz: float = _param(10.0, "GPU power/temperature/clock sampling rate during the whole run (Hz).")
     idle_seconds: float = _param(3.0, "Seconds of idle GPU power measured before the model loads (GPU only).")
@@ -262,6 +267,16 @@ class ExperimentConfig:
     )
     pue: float = _param(
         1.0, "Power usage effectiveness of the data centre (facility energy = device energy x PUE)."
+    )
+    wue_l_per_kwh: float = _param(
+        0.55,
+        "On-site water usage effectiveness (L of cooling water per kWh of IT energy); default: Li et al. "
+        "2023 'Making AI less thirsty', Table 1, U.S. average.",
+    )
+    water_intensity_l_per_kwh: float = _param(
+        -1.0,
+        "Water the grid consumes per kWh generated (L/kWh, off-site EWIF); -1: the sourced value for "
+        "country_iso_code (USA 3.142, Li et al. 2023 Table 1), absent for countries without one.",
     )
     # --- scale out --------------------------------------------------------------------------
     processes: int = _param(
@@ -315,6 +330,11 @@ class ExperimentConfig:
             raise UserError(
                 f"fidelity_samples={self.fidelity_samples} and "
                 f"fidelity_new_tokens={self.fidelity_new_tokens} must be >= 1."
+            )
+        if self.wue_l_per_kwh < 0 or self.cost_phase_repeats < -1:
+            raise UserError(
+                f"wue_l_per_kwh={self.wue_l_per_kwh} must be >= 0 and cost_phase_repeats="
+                f"{self.cost_phase_repeats} -1 (auto) or >= 0."
             )
         if self.invariance_samples < 0:
             raise UserError(f"invariance_samples={self.invariance_samples} must be >= 0 (0: off).")

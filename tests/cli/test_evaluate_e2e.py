@@ -238,6 +238,16 @@ def test_every_family_evaluates_in_process(family, tiny_vlm_dirs, coco_dir):
     assert tracker.metrics["n_samples_evaluated"] == 3 and "cider" in tracker.metrics
     rows = tracker.artifacts["predictions/predictions.jsonl"].splitlines()
     assert len(rows) == 3
+    # Sustainability on a CPU: FLOPs counted (vision inside prefill), GPU-only quantities absent with reasons.
+    m = tracker.metrics
+    assert 0 < m["flops_vision_per_image"] < m["flops_prefill_per_image"] < m["flops_per_image"]
+    assert m["achieved_flop_per_s"] == pytest.approx(m["flops_per_image"] * m["throughput_images_per_s_bs1"])
+    assert not any(k.startswith(("flop_per_j", "mfu", "water_", "scale_", "energy_optimal")) for k in m)
+    assert "GPU only" in tracker.tags["vlm_quant.phase_energy_absent_reason"]
+    assert "GPU only" in tracker.tags["vlm_quant.sustainability_absent_reason"]
+    if "codecarbon_energy_kwh" in m:  # codecarbon measured the CPU + RAM: placed, labelled an estimate
+        place = tracker.artifacts["sustainability/co2e_by_place.json"]
+        assert place["basis"].startswith("ESTIMATE") and len(place["rows"]) == 9
 
 
 def test_score_captions_command_rescores_a_results_file(coco_dir, tmp_path):

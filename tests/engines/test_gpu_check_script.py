@@ -45,6 +45,9 @@ def test_reduced_cpu_form_runs_every_step_and_says_there_was_no_gpu(
     evaluation = report["evaluate"]
     assert evaluation["status"] == "FINISHED" and evaluation["params"]["device"] == "cpu"
     assert 0 <= evaluation["metrics"]["harness_overhead_fraction"] <= 1
+    assert evaluation["sustainability"]["flops_per_image"] > 0  # counted on a CPU too
+    assert evaluation["sustainability"]["flop_per_j"] is None  # no GPU energy: absent, the tag says why
+    assert "GPU only" in evaluation["phase_energy_absent_reason"]
     assert set(report["engines"]) == {"engines-idefics3-fp16", "engines-idefics3-int8"}
     assert set(report["engines"]["engines-idefics3-fp16"]) == {"model-card", "eager", "compiled"}
     assert all("reduced CPU form" in verdict for _, verdict in report["targets"])  # no GPU verdict on a CPU

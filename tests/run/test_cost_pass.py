@@ -277,3 +277,47 @@ def test_cost_batch_sizes_parameter(tmp_path):
         resolve_cost_settings(cfg(cost_batch_sizes="1,x"), on_gpu=True)
     with pytest.raises(UserError, match="'0'"):
         resolve_cost_settings(cfg(cost_batch_sizes="0"), on_gpu=True)
+
+
+def test_phase_windows_split_batch1_energy_into_prefill_and_decode(fakes, clock):
+    model, processor, timer = fakes
+    meter = EnergyMeter(CounterGpu(clock), clock=clock)  # 250 W throughout
+    result = measure_cost(
+        model, processor, requests(2), settings(iterations=2, phase_repeats=2), BASE, torch.float32, timer,
+        meter=meter, eval_batch_size=1,
+    )
+    m = result.metrics
+    prefill_call_s = PREPROCESS_S + PREFILL_S + TAIL_S  # one new token; each call prepares its inputs
+    assert m["prefill_energy_j_per_image"] == pytest.approx(250.0 * prefill_call_s)
+    assert m["bs1_energy_j_per_image"] == pytest.approx(250.0 * LATENCY_S)
+    assert m["decode_energy_j_per_token"] == pytest.approx(250.0 * DECODE_S)  # (full - prefill) / (N - 1)
+    assert m["energy_wh_per_1k_images_bs1"] == pytest.approx(250.0 * LATENCY_S * 1000 / 3600)
+    assert m["phase_prefill_windows_n"] == m["phase_full_windows_n"] == 2
+    # Each window ran whole calls until it had lasted 2 s: ceil(2 / call seconds) calls.
+    assert m["phase_full_calls_n"] == 2 * -(-2.0 // LATENCY_S)
+    kinds = [w["kind"] for w in result.phase_windows]
+    assert kinds == ["prefill", "full", "prefill", "full"]
+    assert all(w["duration_s"] >= 2 for w in result.phase_windows)
+    assert "vlm_quant.phase_energy_absent_reason" not in result.tags
+    from test_sustainability_run import described
+
+    new = set(m) - set(measure_cost(  # the same pass without phase windows: what they added
+        model, processor, requests(2), settings(iterations=2), BASE, torch.float32, timer,
+        meter=EnergyMeter(CounterGpu(clock), clock=clock), eval_batch_size=1,
+    ).metrics)
+    assert new and all(described(name) for name in new), sorted(n for n in new if not described(n))
+
+
+def test_phase_windows_need_an_energy_counter(fakes):
+    model, processor, timer = fakes
+    from vlm_quant.measure.nvml import NullGpu
+
+    meter = EnergyMeter(NullGpu("no CUDA device: the run is on CPU"))
+    result = measure_cost(
+        model, processor, requests(2), settings(iterations=2, phase_repeats=2), BASE, torch.float32, timer,
+        meter=meter, eval_batch_size=1,
+    )
+    assert not any(k.startswith(("phase_", "prefill_", "decode_energy", "bs1_")) for k in result.metrics)
+    reason = result.tags["vlm_quant.phase_energy_absent_reason"]
+    assert reason == "GPU only: no CUDA device: the run is on CPU"
+    assert model.calls == 2 + 2 + 2 + 2  # latency warm-up + timed, throughput warm-up + timed: no phase calls

@@ -257,3 +257,14 @@ def distributed_main():
     from vlm_quant.cli.commands import main
 
     return main
+
+
+def test_per_image_sustainability_numbers_are_rank0s_while_run_co2e_adds_up():
+    r0 = {"co2e_kg": 1.0, "co2e_g_per_1k_images_usa": 4.0, "scale_co2e_t_per_1m_images": 0.5,
+          "co2e_place_highest_to_lowest_ratio": 20.0}
+    r1 = {"co2e_kg": 2.0, "co2e_g_per_1k_images_usa": 6.0, "scale_co2e_t_per_1m_images": 0.7,
+          "co2e_place_highest_to_lowest_ratio": 20.0}
+    out = combine_metrics([r0, r1])
+    assert out["co2e_kg"] == 3.0  # the whole run's emissions: every GPU's
+    assert out["co2e_g_per_1k_images_usa"] == 4.0 and out["rank1_co2e_g_per_1k_images_usa"] == 6.0
+    assert out["scale_co2e_t_per_1m_images"] == 0.5 and out["co2e_place_highest_to_lowest_ratio"] == 20.0

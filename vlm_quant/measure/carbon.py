@@ -19,6 +19,7 @@ CPU (RAPL where readable, else a TDP-based estimate) and RAM energy our NVML met
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import tempfile
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class CarbonEstimate:
         }
 
 
+@functools.cache  # codecarbon reads its JSON files anew on every call (~0.1 s)
 def carbon_intensity_g_per_kwh(country_iso_code: str) -> tuple[float, str]:
     """Grid carbon intensity of a country (g CO2e/kWh) from codecarbon's data, and its source.
 

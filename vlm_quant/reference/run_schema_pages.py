@@ -21,6 +21,7 @@ def render_metrics() -> str:
         ("Cost", glossary.COST_METRICS),
         ("Energy and CO2e", glossary.ENERGY_METRICS),
         ("Fidelity and batch invariance", glossary.FIDELITY_METRICS),
+        ("Sustainability", glossary.SUSTAINABILITY_METRICS),
     )
     parts = [
         "# Metrics",

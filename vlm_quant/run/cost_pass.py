@@ -43,10 +43,13 @@ from vlm_quant.engines.generate import (
 )
 from vlm_quant.engines.selection import compiled_graphs
 from vlm_quant.errors import UserError
+from vlm_quant.measure.batch_optimum import optimum_metrics
 from vlm_quant.measure.energy import EnergyMeter, derive_energy_metrics
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer, TokenTimestamps, run_until
 from vlm_quant.run.oom import release_memory
+from vlm_quant.run.phase_windows import ai_energy_score_metrics, measure_phases
+from vlm_quant.tracking.run_schema import TAG_PHASE_ENERGY_ABSENT as TAG_PHASE_ABSENT
 
 GPU_BATCH_SIZES = (1, 8, 32)
 CPU_BATCH_SIZES = (1,)
@@ -68,6 +71,7 @@ class CostSettings:
     seconds: float
     new_tokens: int
     batch_sizes: tuple[int, ...]
+    phase_repeats: int = 0  # pairs of prefill/full energy windows at batch 1 (0: none)
 
     def to_params(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class CostSettings:
             "cost_seconds": self.seconds,
             "cost_new_tokens": self.new_tokens,
             "cost_batch_sizes": ",".join(map(str, self.batch_sizes)),
+            "cost_phase_repeats": self.phase_repeats,
         }
 
 
@@ -85,10 +90,12 @@ class CostResult:
 
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    phase_windows: list[dict[str, Any]] = field(default_factory=list)  # every phase window, for the artifact
 
     def update(self, other: CostResult) -> None:
         self.metrics.update(other.metrics)
         self.tags.update(other.tags)
+        self.phase_windows += other.phase_windows
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -127,6 +134,7 @@ def resolve_cost_settings(cfg: Any, on_gpu: bool) -> CostSettings:
         seconds=float(pick(cfg.cost_seconds, 5.0, 0.0)),
         new_tokens=max(2, int(pick(cfg.cost_new_tokens, cfg.max_new_tokens, 8))),
         batch_sizes=batch_sizes,
+        phase_repeats=int(pick(getattr(cfg, "cost_phase_repeats", -1), 10, 0)),
     )
 
 
@@ -331,11 +339,51 @@ def measure_cost(
         except torch.OutOfMemoryError as error:
             result.tags[f"vlm_quant.cost_oom_bs{batch_size}"] = _oom_note(error, batch_size)
         _release_after_oom(result)
+    result.update(phase_result(*args, meter=meter))
+    result.metrics.update(optimum_metrics(result.metrics))
     graphs = [v for k, v in result.metrics.items() if k.startswith("cost_graphs_compiled_timed")]
     result.metrics["cost_graphs_compiled_timed"] = float(sum(graphs))
     for key in HEADLINE_KEYS:
         if eval_batch_size is not None and f"{key}_bs{eval_batch_size}" in result.metrics:
             result.metrics[key] = result.metrics[f"{key}_bs{eval_batch_size}"]
+    return result
+
+
+def phase_result(
+    model: Any,
+    processor: Any,
+    requests: Sequence[Request],
+    settings: CostSettings,
+    base: GenerationSettings,
+    dtype: torch.dtype,
+    timer: DeviceTimer,
+    *,
+    meter: EnergyMeter | None,
+) -> CostResult:
+    """Batch-1 energy by phase (`run.phase_windows`) and Wh per 1,000 images; without an energy counter or
+    with ``phase_repeats`` 0 nothing runs and the tag ``vlm_quant.phase_energy_absent_reason`` says why."""
+    if meter is None or not getattr(meter.gpu, "available", True):
+        reason = getattr(getattr(meter, "gpu", None), "reason", None) or "no GPU energy counter"
+        return CostResult(tags={TAG_PHASE_ABSENT: f"GPU only: {reason}"})
+    if settings.phase_repeats < 1:
+        return CostResult(tags={TAG_PHASE_ABSENT: "cost_phase_repeats is 0"})
+    try:
+        phases, record = measure_phases(
+            model,
+            processor,
+            requests,
+            fixed_length(base, settings),
+            dtype,
+            timer,
+            meter,
+            settings.phase_repeats,
+        )
+    except torch.OutOfMemoryError as error:
+        return CostResult(tags={TAG_PHASE_ABSENT: _oom_note(error, 1)})
+    result = CostResult(dict(phases.metrics), phase_windows=record)
+    result.metrics.update(ai_energy_score_metrics(phases.metrics))
+    if phases.absent:
+        result.tags[TAG_PHASE_ABSENT] = "; ".join(sorted({*phases.absent.values()}))
     return result
 
 

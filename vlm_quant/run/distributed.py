@@ -428,6 +428,10 @@ RANK_RULES: tuple[tuple[str, str], ...] = (
     ("energy_kwh", "sum"),
     ("energy_j_per_", "mean"),  # cost pass: every rank runs the same micro-set, energy per GPU per image
     ("images_per_kwh", "harmonic_mean"),
+    # per image or per place of one GPU's batch-1 windows (run.sustainability): rank 0's, not a sum
+    ("co2e_g_per_1k_images_", "rank0"),
+    ("co2e_place_", "rank0"),
+    ("scale_", "rank0"),
     ("co2", "sum"),
     ("codecarbon_duration_s", "max"),
     ("codecarbon_", "sum"),  # energy and CO2e of each process

@@ -43,7 +43,7 @@ from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.onnxruntime_backend import graphs_exported
 from vlm_quant.quantize.prequantized import check_prequantized
 from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import batch_invariance, distributed, mlflow_views, scoring
+from vlm_quant.run import batch_invariance, distributed, mlflow_views, scoring, sustainability
 from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
 from vlm_quant.run.fidelity_pass import FidelityPass
@@ -280,6 +280,7 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
     metrics.update(instruments.log_to(tracker))
     tracker.set_tags(instruments.tags)
     tracker.log_params(instruments.params)
+    metrics.update(sustainability_metrics(prepared, metrics, instruments, tracker, len(quality.predictions)))
 
     # 3. Size on disk of the checkpoint as loaded (an ORT role's ONNX file is part of the model);
     #    optionally the run's logged model (loads back).
@@ -342,8 +343,12 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
             image_backend=cfg.image_processor,
         )
     check_shots_supported(loaded.family, cfg.shots)
-    # The unquantized outputs on the micro-set are kept first, for the fidelity metrics.
+    # The unquantized outputs on the micro-set are kept first, for the fidelity metrics; the FLOPs of one
+    # generation are counted on the unquantized model too (the work is the same at every precision).
     reference = FidelityPass.before_quantizing(prepared, loaded)
+    with stage("FLOPs (unquantized, one batch-1 generation)"):
+        flop_metrics, flop_tags = sustainability.count_flops(prepared, loaded)
+    tracker.set_tags(flop_tags)
     calibration_metrics: dict[str, float] = {}
     if prepared.plan.calibrated_roles:  # AutoRound: quantize, export, and evaluate the reloaded export
         loaded, calibration_metrics = quantize_calibrated(prepared, loaded, tracker)
@@ -381,6 +386,7 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
     fidelity_metrics = reference.after_quantizing(loaded, tracker) if reference else {}
     return loaded, {
         **fidelity_metrics,
+        **flop_metrics,
         "load_time_s": loaded.load_time_s,
         "weights_footprint_mib": weights_footprint_mib(loaded.model),  # after quantization
         **applied.to_metrics(),
@@ -507,6 +513,25 @@ def cost_pass(
         )
     if result.tags:  # batch sizes that ran out of memory, energy windows without energy
         tracker.set_tags(result.tags)
+    if result.phase_windows:  # every batch-1 phase window: kind, calls, seconds, joules
+        tracker.log_json(result.phase_windows, run_schema.ARTIFACT_PHASE_WINDOWS)
     metrics = dict(result.metrics)
     metrics.update({f"cost_pass_{k}": v for k, v in memory.read().as_metrics().items()})
     return metrics
+
+
+def sustainability_metrics(
+    prepared: PreparedRun, metrics: dict[str, Any], instruments: RunInstruments, tracker: Any, n_images: int
+) -> dict[str, float]:
+    """Efficiency, water, CO2e by place and scale derived from the run's measurements (`run.sustainability`);
+    the place artifact and the tags saying what is absent are logged here."""
+    derived = sustainability.derive(
+        prepared.cfg,
+        metrics,
+        getattr(instruments.gpu, "name", None) if instruments.gpu.available else None,
+        n_images,
+    )
+    tracker.set_tags(derived.tags)
+    if derived.place is not None:
+        tracker.log_json(derived.place, run_schema.ARTIFACT_CO2E_BY_PLACE)
+    return derived.metrics

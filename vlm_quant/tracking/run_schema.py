@@ -138,3 +138,106 @@ ARTIFACT_BATCH_INVARIANCE = "predictions/batch_invariance.jsonl"
 def batch_invariance_delta_metric(task: str) -> str:
     """The task's primary metric on the subset, batch-1 predictions minus batched ones (metric's unit)."""
     return f"batch_invariance_{PRIMARY_QUALITY_METRIC[task]}_delta"
+
+# --- sustainability (vlm_quant/measure/{phases,flops,water,place,scale}.py, run/sustainability.py) ----------
+# name -> (unit, description). GPU-only ones are absent on a CPU run (vlm_quant.sustainability_absent_reason).
+SUSTAINABILITY_METRICS: dict[str, tuple[str, str]] = {
+    "prefill_energy_j_per_image": (
+        "J/image",
+        "GPU energy of a batch-1 call generating ONE new token (preprocessing + vision + prefill), NVML "
+        "windows "
+        ">= 2 s, pooled over the kept prefill windows",
+    ),
+    "bs1_energy_j_per_image": (
+        "J/image",
+        "GPU energy of a batch-1 call at the cost pass's output length (preprocessing + prefill + decode), "
+        "NVML windows >= 2 s; _mean/_p50/_p90/_ci95_* over the windows",
+    ),
+    "decode_energy_j_per_token": (
+        "J/token",
+        "(full-window J/image - prefill-window J/image) / (cost_new_tokens - 1): the DIFFERENCE of two "
+        "kinds of "
+        "windows of the same calls; absent when it is <= 0 (noise)",
+    ),
+    "decode_energy_share": ("fraction 0-1", "decode energy / full-call energy of one image at batch 1"),
+    "phase_prefill_windows_n": ("count", "prefill windows kept (>= 2 s with an energy reading)"),
+    "phase_full_windows_n": ("count", "full-length windows kept (>= 2 s with an energy reading)"),
+    "phase_prefill_windows_dropped_n": ("count", "prefill windows dropped (shorter than 2 s, or no energy)"),
+    "phase_full_windows_dropped_n": ("count", "full-length windows dropped (shorter than 2 s, or no energy)"),
+    "phase_prefill_calls_n": ("count", "batch-1 calls (images) in the kept prefill windows"),
+    "phase_full_calls_n": ("count", "batch-1 calls (images) in the kept full-length windows"),
+    "energy_wh_per_1k_images_bs1": (
+        "Wh/1k images",
+        "AI Energy Score convention: GPU energy per 1,000 images at batch 1 (from bs1_energy_j_per_image); "
+        "_ci95_low/_ci95_high from the window repeats",
+    ),
+    "energy_optimal_batch_size": ("images/batch", "cost-pass batch size of least energy_j_per_image_bs{B}"),
+    "energy_j_per_image_optimal": ("J/image", "energy_j_per_image at energy_optimal_batch_size (ML.ENERGY)"),
+    "flops_per_image": (
+        "FLOP/image",
+        "FLOPs of one batch-1 generation (prefill + decode at cost_new_tokens), torch.utils.flop_counter on "
+        "the UNQUANTIZED model (the same work at every precision)",
+    ),
+    "flops_vision_per_image": ("FLOP/image", "the vision tower's share of flops_per_image"),
+    "flops_prefill_per_image": ("FLOP/image", "the first forward pass (vision + prompt) of flops_per_image"),
+    "flops_decode_per_image": ("FLOP/image", "the one-token decode steps of flops_per_image"),
+    "flops_decode_per_token": ("FLOP/token", "flops_decode_per_image / (cost_new_tokens - 1)"),
+    "achieved_flop_per_s": ("FLOP/s", "flops_per_image x throughput_images_per_s_bs1"),
+    "flop_per_j": ("FLOP/J", "flops_per_image / energy_j_per_image_bs1 (GPU only)"),
+    "mfu": ("fraction 0-1", "achieved_flop_per_s / the board's dense 16-bit peak (flops.BOARD_PEAKS)"),
+    "energy_j_per_image_from_flops": (
+        "J/image",
+        "the lecture's estimate FLOPs / efficiency, efficiency = the board's peak FLOP/s / board power",
+    ),
+    "water_l_per_1k_images": (
+        "L/1k images",
+        "e x wue_l_per_kwh + e x pue x grid water intensity (Li et al. 2023), e = GPU kWh per 1,000 images "
+        "at "
+        "batch 1; absent without a sourced intensity for country_iso_code",
+    ),
+    "co2e_place_highest_to_lowest_ratio": (
+        "ratio >= 1",
+        "CO2e of the same energy in the dirtiest / cleanest country of measure.place.PLACES",
+    ),
+    "scale_energy_kwh_per_1m_images": ("kWh", "facility energy (x pue) of 1 million images at batch 1"),
+    "scale_energy_kwh_per_1b_images": ("kWh", "facility energy (x pue) of 1 billion images at batch 1"),
+    "scale_co2e_t_per_1m_images": ("t CO2e", "CO2e of 1 million images in country_iso_code"),
+    "scale_co2e_t_per_1b_images": ("t CO2e", "CO2e of 1 billion images in country_iso_code"),
+    "scale_water_m3_per_1m_images": ("m3", "water of 1 million images (see water_l_per_1k_images)"),
+    "scale_water_m3_per_1b_images": ("m3", "water of 1 billion images (see water_l_per_1k_images)"),
+    "bs1_energy_j_per_image_<stat>": ("J/image", "_n (windows), _mean, _p50, _p90, _ci95_low/_high"),
+    "energy_wh_per_1k_images_bs1_ci95_<bound>": ("Wh/1k images", "95% interval from the full-window repeats"),
+    "co2e_g_per_1k_images_<iso3>": (
+        "g CO2e/1k images",
+        "facility energy of 1,000 images at batch 1 x the carbon intensity of the country (lower-case ISO-3 "
+        "of measure.place.PLACES; codecarbon's data); GPU runs",
+    ),
+}
+TAG_PHASE_ENERGY_ABSENT = "vlm_quant.phase_energy_absent_reason"  # why the phase windows gave nothing
+TAG_SUSTAINABILITY_ABSENT = "vlm_quant.sustainability_absent_reason"  # why the GPU-only quantities are absent
+TAG_FLOPS_ABSENT = "vlm_quant.flops_absent_reason"
+TAG_WATER_ABSENT = "vlm_quant.water_absent_reason"
+TAG_CO2E_BY_PLACE_BASIS = "vlm_quant.co2e_by_place_basis"  # the place artifact's energy: GPU, or an estimate
+ARTIFACT_PHASE_WINDOWS = "sustainability/phase_windows.json"  # every phase window: kind, calls, s, J
+ARTIFACT_CO2E_BY_PLACE = "sustainability/co2e_by_place.json"  # rows per country + the ratio + the basis
+# What each sustainability tag and artifact holds (same shape as the metrics: name -> (values, meaning)).
+SUSTAINABILITY_TAGS: dict[str, tuple[str, str]] = {
+    TAG_PHASE_ENERGY_ABSENT: ("text", "why the batch-1 phase windows gave no energy (CPU run, < 2 s, OOM)"),
+    TAG_SUSTAINABILITY_ABSENT: ("text", "why Wh/1k images, water, CO2e by place, scale are absent (GPU)"),
+    TAG_FLOPS_ABSENT: ("text", "why flops_* are absent (published quantized checkpoint, generate() failed)"),
+    TAG_WATER_ABSENT: ("text", "why water is absent: no sourced grid water intensity for country_iso_code"),
+    "vlm_quant.water_source": ("text", "source of the grid water intensity (Li et al. 2023, or the user)"),
+    "vlm_quant.mfu_absent_reason": ("text", "the GPU has no entry in measure.flops.BOARD_PEAKS"),
+    TAG_CO2E_BY_PLACE_BASIS: ("text", "the place artifact's energy: GPU per 1k images, or an ESTIMATE"),
+}
+SUSTAINABILITY_ARTIFACTS: dict[str, tuple[str, str]] = {
+    ARTIFACT_PHASE_WINDOWS: (
+        "JSON list",
+        "every phase window: kind (prefill/full), repeat, calls, duration_s, energy_j, absent_reason",
+    ),
+    ARTIFACT_CO2E_BY_PLACE: (
+        "JSON",
+        "basis, facility_energy_kwh, highest_to_lowest_ratio, rows per country (country_iso_code, "
+        "carbon_intensity_g_per_kwh, co2e_g, source)",
+    ),
+}

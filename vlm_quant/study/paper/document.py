@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
+from vlm_quant.study.paper import sustainability_prose as sus
 from vlm_quant.study.paper.citations import method_citations
 from vlm_quant.study.paper.examples import examples_table, shown_examples
 from vlm_quant.study.paper.references import BIBTEX
@@ -137,6 +138,7 @@ def write_paper(study: Study, folder: Path, *, template: Path | None = None) -> 
 def _copy_figures(study: Study, folder: Path, files: list[Path]) -> dict[str, str]:
     """Copy the drawn figures' PDFs to ``figures/``; name -> path relative to the .tex."""
     names = [f"quality_vs_{stem}" for _, stem in PARETO_COSTS] + ["cost_bars", "gpu_power", "qualitative"]
+    names.append("co2e_by_place")
     out = {}
     for name in names:
         source = study.figure(name)
@@ -233,6 +235,7 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
     elif "gpu_power" not in figs:
         parts.append("No run logged a GPU power trace (no NVML GPU), so there is no power figure.")
     parts += _qualitative(study, figs, stated)
+    parts += _sustainability(study, figs, stated)
     parts += [
         r"\section{Discussion}",
         r"\paragraph{Where quality drops.} "
@@ -273,6 +276,18 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
         ]
     parts.append(r"\end{document}")
     return "\n".join(parts) + "\n"
+
+
+def _sustainability(study: Study, figs: dict[str, str], stated: Stated) -> list[str]:
+    """The "Sustainability" section: the method and place sentences, its table and the place figure."""
+    out = [r"\section{Sustainability}", " ".join(sus.sustainability_sentences(study, stated))]
+    table = sus.sustainability_table(study, stated)
+    if table is not None:
+        out.append(place_tables(table))
+    if "co2e_by_place" in figs:
+        caption = "CO$_2$e of the same energy per 1,000 images by country."
+        out.append(figure(figs["co2e_by_place"], caption, "fig:place"))
+    return out
 
 
 def _results_intro(tables: dict[str, str], figs: dict[str, str], folder: Path) -> str:

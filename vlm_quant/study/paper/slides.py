@@ -1,8 +1,9 @@
 """``slides.tex``: a beamer deck of about eight frames for a ten-minute talk, from the same numbers.
 
 Frames: title, problem, setup, one results table, the trade-off figure, qualitative examples,
-energy, takeaways. Sentences are the paper's generated ones (same :class:`Stated` bookkeeping);
-the table is built from the report's full-precision numbers with the tables' format specs.
+energy, sustainability (when the runs logged its numbers), takeaways. Sentences are the paper's
+generated ones (same :class:`Stated` bookkeeping); the table is built from the report's full-precision
+numbers with the tables' format specs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from vlm_quant.study.paper import results_prose as rp
 from vlm_quant.study.paper import setup_prose as sp
+from vlm_quant.study.paper import sustainability_prose as sus
 from vlm_quant.study.paper.document import SHRINK, Written, _title
 from vlm_quant.study.paper.study import ROLES, Study
 from vlm_quant.study.paper.tex import Stated, placeholder, tex_text
@@ -102,6 +104,7 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
             [placeholder("what the examples show")],
         ),
         _figure_frame("Energy and power", paths.get("energy"), sp.energy_sentences(study, stated)[1:]),
+        *_sustainability_frame(study, stated),
         _frame(
             "Takeaways",
             # the headline trade-off of each configuration, then whether its quality change is real
@@ -131,6 +134,23 @@ def write_slides(study: Study, folder: Path) -> tuple[Written, Stated]:
     tex = folder / "slides.tex"
     tex.write_text(text, encoding="utf-8")
     return Written(tex, (tex, *files)), stated
+
+
+def _sustainability_frame(study: Study, stated: Stated) -> list[str]:
+    """The paper's Sustainability table and its place sentence; no frame when no run logged one."""
+    table = sus.sustainability_table(study, stated)
+    if table is None:
+        return []
+    sentences = sus.sustainability_sentences(study, stated)
+    notes = r"\medskip{\footnotesize " + " ".join(sentences[1:]) + "}"
+    body = SHRINK + _inner_tabular(table) + "}\n\n" + notes
+    return [_frame("Sustainability", body)]
+
+
+def _inner_tabular(float_tex: str) -> str:
+    """The tabular of a generated table float (a frame holds no floats)."""
+    start, end = float_tex.index(r"\begin{tabular}"), float_tex.index(r"\end{tabular}")
+    return float_tex[start : end + len(r"\end{tabular}")]
 
 
 def _frame(title: str, body: str) -> str:

@@ -33,6 +33,7 @@ from vlm_quant.study.report.html import HtmlInputs, write_html
 from vlm_quant.study.report.plots import PlotOutcome, make_plots
 from vlm_quant.study.report.qualitative import DEFAULT_EXAMPLES, Qualitative, write_qualitative
 from vlm_quant.study.report.query import RunSet, load_runs
+from vlm_quant.study.report.sustainability import SustainabilityReport, write_sustainability
 from vlm_quant.study.report.tables import Tables, write_tables
 from vlm_quant.tracking import run_schema as rs
 
@@ -56,6 +57,7 @@ class ReportResult:
     hallucination: HallucinationReport | None = None  # CHAIR / POPE F1 with Δ, the safety table
     warnings: tuple[str, ...] = ()  # printed by `compare`: runs whose batch-1 agreement is low
     power: str | None = None  # printed by `compare`: SE and minimum detectable Δ of the primary metric
+    sustainability: SustainabilityReport | None = None  # None when the costs may not be compared
 
 
 def compare(
@@ -166,6 +168,12 @@ def build_report(
     if cost_refused is None:  # otherwise the one note above says why every cost figure is missing
         notes += [f"figure {p.name} skipped: {p.skipped}" for p in plots if p.skipped]
     plots = [*plots, hallucination.plot]
+    sustainability = None  # a cost refusal's note already says why no cost-derived number is shown
+    if cost_refused is None:  # None too when no run logged a sustainability number
+        sustainability = write_sustainability(run_set, runs, baseline_id, out_dir, figures_dir)
+    if sustainability is not None:
+        plots.append(sustainability.plot)
+        notes += sustainability.notes
     if hallucination.plot.skipped:
         notes.append(f"figure {hallucination.plot.name} skipped: {hallucination.plot.skipped}")
 
@@ -188,13 +196,14 @@ def build_report(
             qualitative=qualitative,
             appendix=appendix,
             notes=notes,
-            sections=hallucination.sections(),
+            sections=[*hallucination.sections(), *(sustainability.sections() if sustainability else [])],
         ),
         out_dir,
     )
     paths = (
         *tables.paths,
         *hallucination.paths,
+        *(sustainability.paths if sustainability else ()),
         *(path for plot in plots for path in plot.paths),
         *(qualitative.paths if qualitative else ()),
         *appendix_paths,
@@ -215,6 +224,7 @@ def build_report(
         hallucination,
         tables.warnings,
         tables.power,
+        sustainability,
     )
 
 

@@ -50,6 +50,11 @@ class RunSet:
         text = self._artifact_text(run_id, rs.ARTIFACT_ENVIRONMENT)
         return None if text is None else json.loads(text)
 
+    def artifact_json(self, run_id: str, path: str) -> object | None:
+        """A logged JSON artifact (e.g. ``sustainability/co2e_by_place.json``); None when absent."""
+        text = self._artifact_text(run_id, path)
+        return None if text is None else json.loads(text)
+
     def power_history(self, run_id: str, metric: str = rs.METRIC_POWER_HISTORY) -> pd.DataFrame:
         """The ``gpu_power_w`` metric history (or ``metric``'s, e.g. ``rank1_gpu_power_w``) as columns
         ``t_s`` (seconds since run start) and ``power_w``.

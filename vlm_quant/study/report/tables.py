@@ -32,6 +32,7 @@ from vlm_quant.study.report.render import (
     NA,
     fmt_interval,
     fmt_number,
+    is_missing,
     latex_escape,
     latex_table,
     markdown_table,
@@ -78,6 +79,9 @@ COST_COLUMNS = (
     ("energy_j_per_image", "Energy (J/image)", ".2f"),
     ("co2e_kg", "CO2e (kg)", ".2e"),
 )
+# Shown beside the energy column when some run measured it: J/image at the cost pass's least-energy batch.
+BEST_BATCH_METRICS = ("energy_j_per_image_optimal", "energy_optimal_batch_size")
+BEST_BATCH_HEADER = "Best-batch energy (J/image)"
 # Shown in the cost table (not plotted): how far each quantized run moved from the unquantized model,
 # per image token (cosines) and per teacher-forced continuation position (KL, top-1); README glossary.
 FIDELITY_COLUMNS = (
@@ -172,6 +176,8 @@ def numbers_table(
     if with_cost:
         for metric in (*rs.COST_METRICS, *rs.FIDELITY_METRICS, *cost_cells.EXTRA_METRICS):
             out[metric] = _column(runs, f"metrics.{metric}")
+        for metric in BEST_BATCH_METRICS:  # the energy-optimal batch (ML.ENERGY's comparison point)
+            out[metric] = _column(runs, f"metrics.{metric}")
         for param in cost_cells.EXTRA_PARAMS:
             out[param] = _column(runs, f"params.{param}")
         for name, tag in cost_cells.EXTRA_TAGS.items():
@@ -239,11 +245,25 @@ def cost_table(numbers: pd.DataFrame, mark: str = RANDOM_MARK_MD) -> pd.DataFram
         if metric == "energy_j_per_image" and cost_cells.needs_idle_columns(numbers):
             table[cost_cells.net_header(numbers)] = cost_cells.net_cells(numbers)
             table[cost_cells.IDLE_HEADER] = cost_cells.idle_cells(numbers)
+        if metric == "energy_j_per_image" and _any_value(numbers, BEST_BATCH_METRICS[0]):
+            table[BEST_BATCH_HEADER] = best_batch_cells(numbers)
         if metric == "energy_j_per_image" and cost_cells.needs_codecarbon_column(numbers):
             table[cost_cells.CODECARBON_HEADER] = cost_cells.codecarbon_cells(numbers)
     for metric, header, fmt in FIDELITY_COLUMNS:  # absent for unquantized runs: "n/a", never a number
         table[header] = fidelity_note.cells(numbers, metric, fmt, cost_cells.NOT_LOGGED)
     return table.reset_index(drop=True)
+
+
+def best_batch_cells(numbers: pd.DataFrame) -> list[str]:
+    """``"2.41 (batch 8)"``: least J/image over the cost pass's batch sizes and its batch; n/a without."""
+    return [
+        f"{fmt_number(j, '.2f')} (batch {int(b)})" if not is_missing(j) and not is_missing(b) else NA
+        for j, b in zip(numbers[BEST_BATCH_METRICS[0]], numbers[BEST_BATCH_METRICS[1]], strict=True)
+    ]
+
+
+def _any_value(numbers: pd.DataFrame, column: str) -> bool:
+    return column in numbers.columns and bool(numbers[column].notna().any())
 
 
 def _quality_columns(numbers: pd.DataFrame, task: str) -> list[str]:

@@ -8,14 +8,23 @@ for a part that varies (a batch size, a split, a statistic).
 
 from __future__ import annotations
 
-from vlm_quant.tracking.glossary.artifacts import ARTIFACTS
+from vlm_quant.tracking.glossary.artifacts import ARTIFACTS as _ARTIFACTS
 from vlm_quant.tracking.glossary.cost import COST_METRICS, ENERGY_METRICS
 from vlm_quant.tracking.glossary.fidelity import FIDELITY_METRICS
 from vlm_quant.tracking.glossary.quality import QUALITY_METRICS
-from vlm_quant.tracking.glossary.tags import TAGS
+from vlm_quant.tracking.glossary.sustainability import (
+    SUSTAINABILITY_ARTIFACTS,
+    SUSTAINABILITY_METRICS,
+    SUSTAINABILITY_TAGS,
+)
+from vlm_quant.tracking.glossary.tags import TAGS as _TAGS
 from vlm_quant.tracking.glossary.term import Term, documented
 
-METRICS: tuple[Term, ...] = QUALITY_METRICS + COST_METRICS + ENERGY_METRICS + FIDELITY_METRICS
+METRICS: tuple[Term, ...] = (
+    QUALITY_METRICS + COST_METRICS + ENERGY_METRICS + FIDELITY_METRICS + SUSTAINABILITY_METRICS
+)
+TAGS: tuple[Term, ...] = _TAGS + SUSTAINABILITY_TAGS
+ARTIFACTS: tuple[Term, ...] = _ARTIFACTS + SUSTAINABILITY_ARTIFACTS
 
 __all__ = [
     "ARTIFACTS",
@@ -24,6 +33,7 @@ __all__ = [
     "FIDELITY_METRICS",
     "METRICS",
     "QUALITY_METRICS",
+    "SUSTAINABILITY_METRICS",
     "TAGS",
     "Term",
     "documented",
