@@ -32,8 +32,9 @@ evaluate: $(BIN)/.installed
 # The suite, after the linter: `ruff check` (line length included) must be clean for `make test` to pass.
 # Two pytest-xdist workers: on the 2-core machine the suite took 12 min 43 s with `-n 2` against 16 min 39 s
 # in one process (same checkout; the one-process run shared the CPU with other test runs part of the time,
-# so the gain is at most that). `make test PYTEST_ARGS=` runs it in one process.
-PYTEST_ARGS ?= -n 2
+# so the gain is at most that). `make test PYTEST_ARGS=` runs it in one process. `--dist loadgroup`: tests
+# marked `xdist_group` share a worker (a page generated from several tests' results needs them all).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: $(BIN)/.installed
 	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Prediction journals of the tests' runs (and their child processes) go to a folder of this session,
 # never to the user's ~/.cache (a SIGKILL'd test run leaves its journal behind on purpose).
 os.environ.setdefault("VLM_QUANT_JOURNAL_DIR", tempfile.mkdtemp(prefix="vlmq-test-journals-"))
+# Under pytest-xdist each worker (and each run it starts in a child process) gets its share of the
+# cores for torch's intra-op pool: by default every worker would start one thread per core, so two
+# workers on two cores ran four busy threads and spent the difference waiting on each other.
+# Set before torch is imported (the variables are read once, at import).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _SHARE = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, _SHARE)
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "coco_val2017_mini"
