@@ -5,12 +5,13 @@ energy counters never leak from one configuration into the next. All children ge
 config (written once to a YAML file) except `quant`, hence the same model, split ids, seed, prompt and
 engine. A configuration that fails is recorded as failed and the sweep goes on. A configuration that
 already has a FINISHED run with the same config hash in the experiment is skipped unless forced.
+The sweep decides what runs; a launcher (`vlm_quant.study.launchers`: local, ray, slurm) decides where,
+and `child_runs` records each child's end the same way whichever launcher ran it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 from vlm_quant.quantize.presets import resolve_plan
+from vlm_quant.study.child_runs import record_killed, record_result, tag_shared_hosts
 from vlm_quant.study.launchers.child import ChildJob, ChildResult
 from vlm_quant.study.launchers.local import LocalLauncher
 from vlm_quant.tracking import run_schema
@@ -159,159 +161,3 @@ def plan_one(
     return ChildJob(
         quant, config_hash, shared.to_yaml(), child_args(quant, tracker.run_id, tracker.tracking_uri)
     )
-
-
-def record_result(
-    client: Any,
-    experiment_id: str,
-    parent_run_id: str,
-    job: ChildJob,
-    result: ChildResult,
-    outcome: SweepOutcome,
-    launcher: str,
-) -> None:
-    """A child ended: FINISHED with exit status 0 and a run, else FAILED with its reason (a child
-    that died without closing its run, e.g. SIGKILL, gets it closed FAILED). Where it ran: params."""
-    quant = job.quant
-    outcome.launched[quant] = {
-        "host": result.host,
-        "cuda_visible_devices": result.gpu,
-        "started_unix_s": result.started_unix_s,
-        "ended_unix_s": result.ended_unix_s,
-    }
-    child = latest_child(client, experiment_id, parent_run_id, job.config_hash)
-    if result.returncode == 0 and child is not None:
-        outcome.status[quant], outcome.run_ids[quant] = "finished", child
-        print(f"[sweep] {quant}: finished (run {child})", flush=True)
-    else:
-        reason = failure_reason(result)
-        outcome.status[quant], outcome.reasons[quant] = "failed", reason
-        if child is None:  # failed before its run opened (bad input): record a FAILED child run anyway
-            child = record_failed_child(client, experiment_id, parent_run_id, quant, job.config_hash, reason)
-        else:
-            close_if_open(client, child, "FAILED", reason)
-        outcome.run_ids[quant] = child
-        print(f"[sweep] {quant}: FAILED ({reason}); the sweep goes on", flush=True)
-    log_launch_params(client, child, result, launcher)
-
-
-def log_launch_params(client: Any, run_id: str, result: ChildResult, launcher: str) -> None:
-    params = {run_schema.PARAM_LAUNCHER: launcher, run_schema.PARAM_LAUNCH_HOST: result.host}
-    if result.gpu is not None:
-        params[run_schema.PARAM_LAUNCH_GPUS] = result.gpu
-    for key, value in params.items():
-        client.log_param(run_id, key, value)
-
-
-def record_killed(
-    client: Any, experiment_id: str, parent_run_id: str, job: ChildJob, outcome: SweepOutcome
-) -> None:
-    """Ctrl-C: the child's run (or, when it never started, a record of it) ends KILLED."""
-    reason = "the sweep was interrupted (Ctrl-C) before this configuration ended"
-    child = latest_child(client, experiment_id, parent_run_id, job.config_hash)
-    if child is None:
-        child = record_failed_child(
-            client, experiment_id, parent_run_id, job.quant, job.config_hash, reason, status="KILLED"
-        )
-    else:
-        close_if_open(client, child, "KILLED", reason)
-    outcome.status[job.quant], outcome.run_ids[job.quant], outcome.reasons[job.quant] = (
-        "killed",
-        child,
-        reason,
-    )
-    print(f"[sweep] {job.quant}: KILLED ({reason})", flush=True)
-
-
-def close_if_open(client: Any, run_id: str, status: str, reason: str) -> None:
-    """End a run still RUNNING (its process died without closing it) with ``status`` and the reason."""
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_tag(run_id, run_schema.TAG_FAILURE, reason[:5000])
-        client.set_terminated(run_id, status)
-
-
-def tag_shared_hosts(client: Any, outcome: SweepOutcome, results: list[ChildResult]) -> None:
-    """Tag each child that overlapped in time with another child on the same host: codecarbon's CPU and
-    RAM figures are the whole machine's, so they include the other child's load (NVML energy is per
-    board and stays its own)."""
-    for quant, others in shared_hosts(results).items():
-        run_id = outcome.run_ids.get(quant)
-        if run_id and others:
-            host = next(r.host for r in results if r.quant == quant)
-            client.set_tag(
-                run_id, run_schema.TAG_CODECARBON_SHARED, f"shared with {', '.join(others)} on {host}"
-            )
-
-
-def shared_hosts(results: list[ChildResult]) -> dict[str, list[str]]:
-    """quant -> the presets of the other children that ran on its host while it ran (intervals overlap)."""
-    return {
-        a.quant: [
-            b.quant
-            for b in results
-            if b.quant != a.quant
-            and b.host == a.host
-            and a.started_unix_s < b.ended_unix_s
-            and b.started_unix_s < a.ended_unix_s
-        ]
-        for a in results
-    }
-
-
-def latest_child(client: Any, experiment_id: str, parent_run_id: str, config_hash: str) -> str | None:
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`mlflow.parentRunId` = '{parent_run_id}' "
-            f"and tags.`{run_schema.TAG_CONFIG_HASH}` = '{config_hash}'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def record_failed_child(
-    client: Any,
-    experiment_id: str,
-    parent_run_id: str,
-    quant: str,
-    config_hash: str,
-    reason: str,
-    status: str = "FAILED",
-) -> str:
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{quant} ({status.lower()})",
-        tags={
-            "mlflow.parentRunId": parent_run_id,
-            run_schema.TAG_KIND: "evaluate",
-            run_schema.TAG_CONFIG_HASH: config_hash,
-            run_schema.TAG_FAILURE: reason[:5000],
-        },
-    )
-    client.log_param(run.info.run_id, "quant", quant)
-    client.set_terminated(run.info.run_id, status)
-    return run.info.run_id
-
-
-def failure_reason(result: ChildResult) -> str:
-    """Why a child failed: the signal that killed it (the OOM killer's SIGKILL prints nothing), else its
-    `error:` line, else its last line, else its exit status."""
-    code = result.returncode
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the child process was killed by {name} (exit status {code})"
-    return last_error_line(result.stderr_tail) or f"exit status {code}"
-
-
-def last_error_line(stderr: str) -> str:
-    """The user-facing message of a failed child: its `error:` line, else the last non-empty line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("error:"):
-            return line.removeprefix("error:").strip()
-    return lines[-1] if lines else ""
