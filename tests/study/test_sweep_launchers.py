@@ -6,6 +6,7 @@ VQA children (pure-Python scoring; captions would start a METEOR JVM in every ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -54,16 +55,28 @@ def children(client, parent_id: str) -> dict[str, mlflow.entities.Run]:
 
 
 def kill_child_of(quant: str, stop: threading.Event) -> threading.Thread:
-    """SIGKILL the evaluate process of ``quant`` as soon as it appears, as the kernel's OOM killer would."""
+    """SIGKILL the evaluate process of ``quant`` as soon as it appears, as the kernel's OOM killer would.
+
+    Only among this test process's own descendants (the Ray workers' children), never another process."""
     import psutil
+
+    def target() -> psutil.Process | None:
+        for process in psutil.Process().children(recursive=True):
+            try:
+                cmd = process.cmdline()
+            except psutil.Error:
+                continue
+            if "evaluate" in cmd and "--quant" in cmd and cmd[cmd.index("--quant") + 1] == quant:
+                return process
+        return None
 
     def hunt() -> None:
         while not stop.is_set():
-            for process in psutil.process_iter(["cmdline"]):
-                cmd = process.info["cmdline"] or []
-                if "evaluate" in cmd and "--quant" in cmd and cmd[cmd.index("--quant") + 1] == quant:
+            process = target()
+            if process is not None:
+                with contextlib.suppress(psutil.Error):
                     process.kill()
-                    return
+                return
             time.sleep(0.05)
 
     thread = threading.Thread(target=hunt, daemon=True)
