@@ -214,3 +214,28 @@ def test_evaluate_resume_and_compare_against_a_postgres_backed_server(
     assert crashed.info.run_id == last_json(resumed.output)["run_id"]
     stored = list(team_server["artifacts"].rglob("predictions.jsonl"))  # proxied to --artifacts-destination
     assert len(stored) == 3
+
+
+def test_a_ray_sweep_against_the_postgres_backed_server(
+    team_server, tiny_vlm_dirs, coco_dir, tmp_path, monkeypatch
+):
+    """The cross-machine set-up of docs/launchers.md: Ray tasks write their child runs to the team server."""
+    ray = pytest.importorskip("ray", reason="pip install 'vlm-quant[ray]'")
+    uri = team_server["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    data = build_vqa(tmp_path / "vqav2", coco_dir, n_images=2)
+    args = ["sweep", "--quants", "fp16,bf16", "--launcher", "ray"]
+    args += evaluate_args(tiny_vlm_dirs["llava"], data, experiment="team-ray", n_samples=2)[3:]  # no --json
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    client = mlflow.MlflowClient(uri)
+    runs = runs_of(client, "team-ray")
+    (parent,) = [r for r in runs if r.data.tags.get("vlm_quant.kind") == "sweep"]
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["quant"] for r in kids) == ["bf16", "fp16"]
+    assert all(r.info.status == "FINISHED" and r.data.params["launcher"] == "ray" for r in kids)

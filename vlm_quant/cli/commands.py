@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from vlm_quant.cli.launch_options import launcher_options, pop_launch_options
 from vlm_quant.cli.paper import paper, slides
 from vlm_quant.cli.pope import score_pope_command
 from vlm_quant.cli.setup import setup
@@ -232,29 +233,34 @@ def default_run_name(cfg: ExperimentConfig, prepared: Any = None) -> str:
     default=None,
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db].",
 )
+@launcher_options
 @config_options
 def sweep(
     quants: str, force: bool, config_path: str | None, tracking_uri: str | None, **options: Any
 ) -> None:
     """Every preset of --quants as a child run (own process) of one parent run.
 
-    All configurations share the split, seed, prompt and engine.
+    All configurations share the split, seed, prompt and engine. --launcher decides where the
+    children run (docs/launchers.md).
     """
     from vlm_quant.run.runner import prepare_experiment
+    from vlm_quant.study.launchers import make_launcher
     from vlm_quant.study.sweep import parse_quants, run_sweep
     from vlm_quant.tracking.run_story import sweep_display_name
-    from vlm_quant.tracking.tracker import check_launcher_run, open_run
+    from vlm_quant.tracking.tracker import check_launcher_run, open_run, resolve_tracking_uri
 
     try:
         options.pop("quant", None)
+        launch = pop_launch_options(options)
         cfg = ExperimentConfig.from_sources(config_path or None, **given(options))
         check_launcher_run(chosen_experiment(cfg, options), cfg.run_name, tracking_uri=tracking_uri)
         presets = parse_quants(quants)
         for quant in presets:  # every configuration's input is checked before the first one runs
             prepare_experiment(dataclasses.replace(cfg, quant=quant))
+        launcher = make_launcher(launch, resolve_tracking_uri(tracking_uri))
         name = cfg.run_name or sweep_display_name(cfg.model, presets, cfg.split)
         with open_run(cfg.experiment, name, tracking_uri=tracking_uri) as tracker:
-            outcome = run_sweep(cfg, presets, tracker, force=force)
+            outcome = run_sweep(cfg, presets, tracker, force=force, launcher=launcher)
     except UserError as exc:
         fail(str(exc))
     click.echo(

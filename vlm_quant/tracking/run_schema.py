@@ -59,6 +59,13 @@ PER_SAMPLE_SCORE = {  # key in predictions.jsonl
 # NoCaps: CIDEr of each domain's images scored alone (pycocoevalcap scale), beside the overall cider.
 NOCAPS_METRICS = ("cider_in_domain", "cider_near_domain", "cider_out_domain")
 TAG_IMAGE_SIDE_CAVEAT = "vlm_quant.image_side_caveat"  # max_image_side below what the dataset's inputs need
+# Sweep children, logged by the sweep once a child ended: which launcher ran it, on which host, with which
+# CUDA_VISIBLE_DEVICES (absent when the launcher set none), and the tag of a child whose machine-wide
+# codecarbon CPU/RAM figures include other children that ran on the same host at the same time.
+PARAM_LAUNCHER = "launcher"  # local | ray | slurm
+PARAM_LAUNCH_HOST = "launch_host"
+PARAM_LAUNCH_GPUS = "launch_cuda_visible_devices"
+TAG_CODECARBON_SHARED = "vlm_quant.codecarbon_shared"  # e.g. "shared with int8 on node7"
 
 
 def scoring_key(task: str, dataset: str = "") -> str:

@@ -1,6 +1,6 @@
 """Runs whose numbers carry a caveat: marked in every table, kept off the Pareto front by default.
 
-Four caveats are read from what a run logged:
+The caveats are read from what a run logged:
 
 * resumed: the run was reopened after an interruption (tag ``vlm_quant.resume_count`` > 0, or metric
   ``n_samples_resumed`` > 0): its quality-pass energy and time cover the last attempt only;
@@ -16,6 +16,10 @@ Four caveats are read from what a run logged:
   its inputs need a longer image side than the run's ``max_image_side`` (DocVQA pages: 2048 px), so its
   scores are a lower bound of the model's. It marks the run but keeps it on the Pareto front: every
   run of such a study usually shares it, and it says nothing about one configuration against another.
+* shared host (tag ``vlm_quant.codecarbon_shared``, set by a parallel sweep): other children of the
+  sweep ran on the same host at the same time, so codecarbon's machine-wide CPU/RAM energy includes
+  their load (NVML GPU energy is per board and stays the run's own), and its CPU timings shared the
+  cores. It marks the run but keeps it on the Pareto front.
 
 Each has its own footnote symbol (Markdown/HTML and LaTeX) and one legend line.
 """
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from vlm_quant.study.report.precision_labels import is_unquantized, realized_precisions
-from vlm_quant.tracking.run_schema import TAG_IMAGE_SIDE_CAVEAT
+from vlm_quant.tracking.run_schema import TAG_CODECARBON_SHARED, TAG_IMAGE_SIDE_CAVEAT
 from vlm_quant.tracking.tracker import TAG_RESUMED
 
 BASELINE_DTYPE = "baseline_dtype"  # runs-frame column written by `with_baseline`
@@ -78,7 +82,15 @@ IMAGE_SIDE = Caveat(
     "small print may be unreadable, so its scores are a lower bound of the model's",
     off_front=False,
 )
-CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE, IMAGE_SIDE)
+SHARED_HOST = Caveat(
+    "shared_host",
+    "♯",
+    r"$^\sharp$",
+    "other sweep children ran on the same host at the same time (tag vlm_quant.codecarbon_shared): "
+    "codecarbon's CPU+RAM energy is the whole machine's and includes theirs (GPU energy is its own board's)",
+    off_front=False,
+)
+CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE, IMAGE_SIDE, SHARED_HOST)
 BY_KEY = {c.key: c for c in CAVEATS}
 
 
@@ -97,6 +109,9 @@ def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
     side = row.get(f"tags.{TAG_IMAGE_SIDE_CAVEAT}")
     if isinstance(side, str) and side:
         found.append(IMAGE_SIDE)
+    shared = row.get(f"tags.{TAG_CODECARBON_SHARED}")
+    if isinstance(shared, str) and shared:
+        found.append(SHARED_HOST)
     return tuple(found)
 
 

@@ -115,4 +115,10 @@ TAGS: tuple[Term, ...] = (
         "a resumed run: its attempts, the failure it resumed from; the `mlflow run` launcher's own empty run "
         "points to the run it resumed",
     ),
+    Term(
+        ("vlm_quant.codecarbon_shared",),
+        "text",
+        "a sweep child whose host ran other children at the same time (e.g. `shared with int8 on node7`): "
+        "codecarbon's machine-wide CPU/RAM energy includes theirs; compare marks it with a caveat",
+    ),
 )
