@@ -1,0 +1,94 @@
+"""GGUF conversion (llama.cpp's converter) and quantization (llama.cpp's quantizer) of a tiny Idefics3,
+and the audit of the tensor types the files really hold. Skips without llama-cpp-python or the converter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlm_quant.errors import UserError
+from vlm_quant.quantize import gguf, gguf_converter
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(tmp_path_factory, tiny_vlm_dirs) -> dict[str, Path]:
+    """The tiny Idefics3 as f16 text + mmproj GGUFs and their quantized versions (built once)."""
+    for missing in (gguf.llama_cpp_missing(), gguf_converter.converter_missing()):
+        if missing:
+            pytest.skip(missing)
+    out = tmp_path_factory.mktemp("tiny-gguf")
+    checkpoint = tiny_vlm_dirs["idefics3"]
+    text = gguf_converter.convert(checkpoint, out / "text-f16.gguf", mmproj=False)
+    mmproj = gguf_converter.convert(checkpoint, out / "mmproj-f16.gguf", mmproj=True)
+    return {
+        "text-f16": text,
+        "mmproj-f16": mmproj,
+        "text-q8_0": gguf.quantize(text, out / "text-q8_0.gguf", "gguf-q8_0", threads=1),
+        "text-q4_k_m": gguf.quantize(text, out / "text-q4_k_m.gguf", "gguf-q4_k_m", threads=1),
+        "mmproj-q8_0": gguf.quantize(mmproj, out / "mmproj-q8_0.gguf", "gguf-q8_0", threads=1),
+    }
+
+
+def test_converter_writes_every_role_at_f16(tiny_ggufs):
+    assert gguf.matrix_types_per_role(tiny_ggufs["text-f16"]) == {
+        "embedding": {"F16": 1},
+        "language": {"F16": 14},  # 2 layers x (q, k, v, o, gate, up, down)
+        "lm_head": {"F16": 1},
+    }
+    mmproj = gguf.matrix_types_per_role(tiny_ggufs["mmproj-f16"])
+    assert set(mmproj) == {"vision", "projector"}
+    assert mmproj["projector"] == {"F16": 1}
+
+
+def test_q8_0_quantizes_every_language_matrix(tiny_ggufs):
+    types = gguf.matrix_types_per_role(tiny_ggufs["text-q8_0"])
+    assert types["language"] == {"Q8_0": 14}
+    assert gguf.size_on_disk_mib(tiny_ggufs["text-q8_0"]) < gguf.size_on_disk_mib(tiny_ggufs["text-f16"])
+
+
+def test_q4_k_m_audit_shows_llamacpp_fallbacks_not_the_preset_name(tiny_ggufs):
+    # The tiny model's rows (64, 128 values) are not multiples of the 256-value K-quant block, so
+    # llama.cpp falls back to Q5_0 (for Q4_K) and Q8_0 (for Q6_K): the audit must report that.
+    language = gguf.matrix_types_per_role(tiny_ggufs["text-q4_k_m"])["language"]
+    assert "Q4_K" not in language and "F16" not in language
+    assert sum(language.values()) == 14 and language.get("Q5_0", 0) > 0
+
+
+def test_mmproj_q8_0_keeps_the_embeddings_the_converter_forces_to_f32(tiny_ggufs):
+    before = gguf.matrix_types_per_role(tiny_ggufs["mmproj-f16"])["vision"]
+    after = gguf.matrix_types_per_role(tiny_ggufs["mmproj-q8_0"])
+    assert after["projector"] == {"Q8_0": 1}
+    assert after["vision"].get("F32", 0) == before.get("F32", 0) > 0
+    assert after["vision"]["Q8_0"] == before["F16"]
+
+
+def test_a_family_the_converter_cannot_map_is_refused_with_its_reason(tiny_ggufs, tiny_vlm_dirs, tmp_path):
+    with pytest.raises(UserError, match=r"mmproj.*Can not map tensor"):
+        gguf_converter.convert(tiny_vlm_dirs["qwen2_vl"], tmp_path / "mmproj.gguf", mmproj=True)
+
+
+def test_missing_converter_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("VLMQ_GGUF_CONVERTER", str(tmp_path / "absent"))
+    with pytest.raises(UserError, match="install_gguf_converter.py"):
+        gguf_converter.convert(tmp_path, tmp_path / "x.gguf", mmproj=False)
+
+
+def test_unknown_preset_is_refused(tmp_path):
+    with pytest.raises(UserError, match="gguf-q4_k_m"):
+        gguf.quantize(tmp_path / "a.gguf", tmp_path / "b.gguf", "gguf-q2")
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("v.blk.0.attn_q.weight", "vision"),
+        ("mm.model.fc.weight", "projector"),
+        ("token_embd.weight", "embedding"),
+        ("output.weight", "lm_head"),
+        ("output_norm.weight", "language"),
+        ("blk.3.ffn_down.weight", "language"),
+    ],
+)
+def test_tensor_role_from_llamacpp_names(name, role):
+    assert gguf.tensor_role(name) == role
