@@ -60,6 +60,11 @@ BACKENDS: dict[str, Backend] = {
     # AutoRound 0.16 quantizes on CPU and CUDA; its exported auto_round format reloads through
     # transformers' AutoRound quantizer with the torch_zp kernels on either device.
     "auto-round": Backend("auto-round", "auto-round>=0.16", "0.16.0", cpu_since=None, module="auto_round"),
+    # GPTQ, AWQ, SmoothQuant through llm-compressor 0.14 (its metadata pins transformers<=5.17, so it is
+    # installed with --no-deps: docs/ptq_methods.md); calibrates and exports on CPU and CUDA.
+    "llm-compressor": Backend(
+        "llm-compressor", "llmcompressor==0.14.0.1", "0.14.0", cpu_since=None, module="llmcompressor"
+    ),
     # The vision tower as an ONNX Runtime session (onnxruntime_backend.py); CPU EP in every build.
     "onnxruntime": Backend("onnxruntime", "onnxruntime>=1.20", "1.20.0", cpu_since=None),
 }
