@@ -103,7 +103,7 @@ class ExperimentConfig:
         64,
         "gptq-w4, awq-w4, gptq-w8, w8a8-sq (llm-compressor): image-prompt pairs to calibrate on, the same "
         "seeded draw as AutoRound's (disjoint from the evaluated images).",
-    ),
+    )
     ort_calibration_samples: int = _param(
         4,
         "ort-int8-static: calibration images, a seeded draw from the split disjoint from the evaluated ids.",
