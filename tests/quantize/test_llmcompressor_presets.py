@@ -199,3 +199,38 @@ def test_recipe_targets_the_language_model_and_logs_the_library_defaults(quantiz
     gptq = llmc.recipe_params("gptq-w8", llmc.build_recipe("gptq-w8", ["x"], "p", 128, reloaded.model), 128)
     assert gptq["gptq_dampening_frac"] == str(GPTQModifier.model_fields["dampening_frac"].default)
     assert gptq["ptq_scheme"] == "W8A16" and gptq["ptq_group_size"] == 128
+
+
+def test_run_step_calibrates_on_unevaluated_images_and_logs_what_ran(tiny_vlm_dirs, coco_dir):
+    """The run's calibration step (run/calibration.py) for gptq-w4: real COCO pairs outside the evaluated
+    images, the library's knobs as params, and the reloaded, decompressed export as the run's model."""
+    from vlm_quant.config import ExperimentConfig
+    from vlm_quant.run.calibration import quantize_calibrated
+    from vlm_quant.run.runner import prepare_experiment
+    from vlm_quant.tracking.tracker import InMemoryTracker
+
+    cfg = ExperimentConfig.from_mapping(
+        dict(
+            model=str(tiny_vlm_dirs["idefics3"]),
+            data_dir=str(coco_dir),
+            quant="gptq-w4",
+            n_samples=3,
+            ptq_calibration_samples=1,
+        )
+    )
+    prepared = prepare_experiment(cfg)
+    loaded = load_vlm(str(tiny_vlm_dirs["idefics3"]), dtype=prepared.dtype, device="cpu")
+    tracker = InMemoryTracker()
+    reloaded, metrics = quantize_calibrated(prepared, loaded, tracker)
+    calibration = tracker.artifacts["split/calibration_ids.json"]
+    evaluated = {prepared.data.samples[i].image_file for i in prepared.data.ids}
+    assert len(calibration["ids"]) == calibration["n"] == 1
+    assert prepared.data.samples[calibration["ids"][0]].image_file not in evaluated
+    p = tracker.params
+    assert p["quantizer_language"] == "llm-compressor" and p["ptq_scheme"] == "W4A16"
+    assert p["ptq_group_size"] == "64" and p["ptq_calibration_n"] == "1"  # 128 does not divide 64-wide
+    assert metrics["quantize_s"] > 0 and metrics["reload_time_s"] > 0 and metrics["decompress_s"] >= 0
+    assert 0 < metrics["ptq_export_mib"]
+    assert reloaded.model_id == loaded.model_id and reloaded.model is not loaded.model
+    realized = audit_precision(reloaded.model, reloaded.family).role_params()["realized_precision_language"]
+    assert realized == "ct-w4a16-dense"
