@@ -18,12 +18,15 @@ QUANT ?= fp16
 .PHONY: evaluate test lint clean-venv
 
 # The lock's own torch pair is what TORCH defaults to; it is left out of the second install so that an
-# override stays.
+# override stays. llm-compressor is left out too and installed after, without its dependency pins.
 $(BIN)/.installed: pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	grep -v -E '^torch(vision)?==' requirements-lock.txt > $(VENV)/lock-without-torch.txt
+	grep -v -E '^(torch(vision)?|llmcompressor)==' requirements-lock.txt > $(VENV)/lock-without-torch.txt
 	$(BIN)/pip install -q -r $(VENV)/lock-without-torch.txt -e ".[dev]"
+	# llm-compressor's metadata pins an older transformers/torch/compressed-tensors: without its pins
+	# (docs/ptq_methods.md); every dependency it imports is in the lock.
+	grep -E '^llmcompressor==' requirements-lock.txt | xargs $(BIN)/pip install -q --no-deps
 	touch $@
 
 evaluate: $(BIN)/.installed

@@ -16,7 +16,11 @@ process (a failure is a row with its log, not the end), in this order, until ``-
    and full-length NVML windows of >= 2 s: prefill J/image, decode J/token, decode share, GPU Wh per 1,000
    images), J/image at batch sizes 1, 8 and 64 and the energy-optimal one, FLOPs per image (counted on the
    unquantized model), FLOP/s, FLOP/J and MFU against the board's datasheet peak;
-3. the targets, each PASS / FAIL / n/a: harness_overhead_fraction < 0.10 and >= 300 images/s at batch 64
+3. the calibrated PTQ presets (``--ptq-presets``: gptq-w4, awq-w4, gptq-w8, w8a8-sq through llm-compressor)
+   on Qwen2-VL-2B, each one evaluate run (quantize on the GPU, reload the export, quality and cost pass,
+   ``score=later``): its ``quantize_s``, latency, J/image, peak VRAM, size on disk and fidelity, read back
+   from the run (``engines.py`` applies in-place plans only, so these go through ``evaluate``);
+4. the targets, each PASS / FAIL / n/a: harness_overhead_fraction < 0.10 and >= 300 images/s at batch 64
    (32-token captions), compiled >= 3x eager images/s at batch 64 and >= 4x lower batch-1 latency.
 
 Everything goes under $OUT (default ./out): gpu_check.md (the tables), gpu_check.json, logs/.
@@ -40,6 +44,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 GPU_MODELS = ("HuggingFaceTB/SmolVLM-256M-Instruct", "Qwen/Qwen2-VL-2B-Instruct")
 PRESETS = ("bf16", "int8", "nf4", "int8-ao", "w8a8-ao")
+PTQ_PRESETS = ("gptq-w4", "awq-w4", "gptq-w8", "w8a8-sq")
+PTQ_EXPERIMENT = "gpu-check-ptq"
+PTQ_KEEP = (
+    "quantize_s", "quantize_peak_vram_allocated_mib", "reload_time_s", "decompress_s", "latency_ms_p50",
+    "throughput_images_per_s", "energy_j_per_image", "peak_vram_allocated_mib", "size_on_disk_mib",
+    "fidelity_logits_kl_nats_token_mean", "fidelity_top1_agreement_token_mean",
+)
 TARGETS = {
     "harness_overhead_fraction < 0.10 (SmolVLM-256M, batch 64, compiled)": ("overhead", 0.10),
     ">= 300 images/s for 32-token captions (quality pass, batch 64)": ("images_per_s", 300.0),
@@ -95,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", nargs="*", default=None, help="Models (default: SmolVLM-256M, Qwen2-VL-2B)."
     )
     parser.add_argument("--presets", nargs="*", default=list(PRESETS), help="Presets of the engines step.")
+    parser.add_argument(
+        "--ptq-presets", nargs="*", default=list(PTQ_PRESETS), help="Calibrated presets, one evaluate each."
+    )
     parser.add_argument("--force-reduced", action="store_true", help="The reduced CPU form even with a GPU.")
     return parser.parse_args(argv)
 
@@ -164,6 +178,27 @@ def plan_steps(args: argparse.Namespace, reduced: bool, out: Path) -> list[Step]
             **({"device": "cpu"} if reduced else {}),
         )
         steps.append(Step(f"engines {Path(model).name} {preset}", command))
+    return steps + ptq_steps(args, models[-1], reduced)
+
+
+def ptq_steps(args: argparse.Namespace, model: str, reduced: bool) -> list[Step]:
+    """One evaluate run per calibrated PTQ preset on ``model`` (Qwen2-VL-2B on a GPU), random weights."""
+    size = (
+        {"n": 4, "batch": 2, "tokens": 2, "calibration": 1}
+        if reduced
+        else {"n": 64, "batch": 16, "tokens": 32, "calibration": 16}
+    )
+    steps = []
+    for preset in args.ptq_presets:
+        command = [sys.executable, "-m", "vlm_quant", "evaluate", "--num-workers=-1"] + flags(
+            model=model, weights="pretrained" if Path(model).is_dir() else "random", quant=preset,
+            data_dir=args.data_dir, n_samples=size["n"], batch_size=size["batch"],
+            max_new_tokens=size["tokens"], cost_new_tokens=size["tokens"],
+            cost_batch_sizes=f"1,{size['batch']}", ptq_calibration_samples=size["calibration"],
+            score="later", experiment=PTQ_EXPERIMENT, run_name=f"gpu-check {preset}", log_model="false",
+            **({"cost_iterations": 1, "cost_warmup": 0, "idle_seconds": 0} if reduced else {}),
+        )
+        steps.append(Step(f"ptq {Path(model).name} {preset}", command))
     return steps
 
 
@@ -233,6 +268,37 @@ def evaluate_results(tracking_uri: str) -> dict:
     }
 
 
+def ptq_results(tracking_uri: str) -> dict[str, dict]:
+    """Per PTQ preset (latest run of each): status, realized language precision and the PTQ_KEEP metrics."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(PTQ_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"]) if experiment else []
+    return {
+        run.data.params.get("quant", "?"): {
+            "status": run.info.status,
+            "realized_language": run.data.params.get("realized_precision_language"),
+            "metrics": {k: run.data.metrics.get(k) for k in PTQ_KEEP},
+            "energy_absent_reason": run.data.tags.get("vlm_quant.energy_absent_reason"),
+        }
+        for run in runs
+    }
+
+
+def ptq_table(ptq: dict[str, dict]) -> list[str]:
+    """The PTQ presets' markdown table; a metric a run did not measure is "n/a"."""
+    lines = [
+        "| preset | status | language | " + " | ".join(PTQ_KEEP) + " |",
+        "|---|---|---|" + "---|" * len(PTQ_KEEP),
+    ]
+    for preset, row in ptq.items():
+        values = ["n/a" if row["metrics"].get(k) is None else f"{row['metrics'][k]:.4g}" for k in PTQ_KEEP]
+        cells = [preset, row["status"], str(row["realized_language"]), *values]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def engines_results(out: Path) -> dict[str, dict]:
     """Every engines.py result under ``out`` (its JSON files), by file stem."""
     return {path.stem: json.loads(path.read_text())["results"] for path in sorted(out.glob("engines-*.json"))}
@@ -261,7 +327,9 @@ def target_rows(evaluation: dict, engines: dict[str, dict], reduced: bool) -> li
     return rows
 
 
-def report(steps: list[Step], evaluation: dict, engines: dict, reduced: bool, header: str, out: Path) -> str:
+def report(
+    steps: list[Step], evaluation: dict, engines: dict, reduced: bool, header: str, out: Path, ptq: dict
+) -> str:
     lines = [
         f"# GPU check ({'REDUCED CPU FORM: no CUDA GPU, no GPU number below' if reduced else 'GPU'})",
         header,
@@ -297,6 +365,7 @@ def report(steps: list[Step], evaluation: dict, engines: dict, reduced: bool, he
                 f"| {stem.removeprefix('engines-')} | {engine} | {r['batch_size']} | "
                 f"{r['images_per_s']:.2f} | {r['latency_ms_p50']:.1f} | {joules} |"
             )
+    lines += ["", "## Calibrated PTQ presets (llm-compressor; one evaluate run each)", *ptq_table(ptq)]
     lines += ["", "## Targets", "| target | result |", "|---|---|"]
     lines += [f"| {text} | {verdict} |" for text, verdict in target_rows(evaluation, engines, reduced)]
     return "\n".join(lines)
@@ -335,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluation = evaluate_results(env["MLFLOW_TRACKING_URI"])
     engines = engines_results(out)
-    text = report(steps, evaluation, engines, reduced, header + "".join(f"\n{n}" for n in notes), out)
+    ptq = ptq_results(env["MLFLOW_TRACKING_URI"])
+    text = report(steps, evaluation, engines, reduced, header + "".join(f"\n{n}" for n in notes), out, ptq)
     print(text)
     (out / "gpu_check.md").write_text(text + "\n")
     (out / "gpu_check.json").write_text(
@@ -345,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 "steps": [asdict(s) for s in steps],
                 "evaluate": evaluation,
                 "engines": engines,
+                "ptq": ptq,
                 "targets": target_rows(evaluation, engines, reduced),
                 "environment": machine,
             },

@@ -99,6 +99,11 @@ class ExperimentConfig:
         "AutoRound: image-prompt pairs to calibrate on, a seeded sample of the split disjoint from the "
         "evaluated ids and their images.",
     )
+    ptq_calibration_samples: int = _param(
+        64,
+        "gptq-w4, awq-w4, gptq-w8, w8a8-sq (llm-compressor): image-prompt pairs to calibrate on, the same "
+        "seeded draw as AutoRound's (disjoint from the evaluated images).",
+    )
     ort_calibration_samples: int = _param(
         4,
         "ort-int8-static: calibration images, a seeded draw from the split disjoint from the evaluated ids.",
@@ -343,9 +348,11 @@ class ExperimentConfig:
             or self.ar_group_size < -1
             or self.ar_iters < 0
             or self.ar_calibration_samples < 1
+            or self.ptq_calibration_samples < 1
         ):
             raise UserError(
-                "ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, ar_iters >= 0."
+                "ar_group_size must be -1 (auto) or >= 1, ar_calibration_samples >= 1, "
+                "ptq_calibration_samples >= 1, ar_iters >= 0."
             )
         if self.shots and self.task != "vqa":
             raise UserError(f"shots={self.shots} applies to task=vqa only.")

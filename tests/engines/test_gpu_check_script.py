@@ -32,6 +32,7 @@ def test_reduced_cpu_form_runs_every_step_and_says_there_was_no_gpu(
         "--presets",
         "fp16",
         "int8",
+        "--ptq-presets",  # none here: their reduced form is checked by test_ptq_steps_* (a run each is slow)
         "--data-dir",
         str(coco_dir),
         "--budget-s",
@@ -74,3 +75,26 @@ def test_gpu_targets_are_judged_only_on_a_gpu():
     verdicts = [verdict for _, verdict in script.target_rows(evaluation, engines, reduced=False)]
     assert verdicts == ["PASS (0.05)", "FAIL (250)", "PASS (3.5)", "PASS (5)"]
     assert all(v.startswith("n/a") for _, v in script.target_rows(evaluation, engines, reduced=True))
+
+
+def test_ptq_steps_evaluate_each_calibrated_preset_on_qwen2_vl_2b_with_random_weights(tmp_path):
+    script = load_script()
+    args = script.parse_args(["--data-dir", "/data/coco"])
+    steps = script.plan_steps(args, reduced=False, out=tmp_path)
+    ptq = [s for s in steps if s.name.startswith("ptq ")]
+    assert [s.name for s in ptq] == [f"ptq Qwen2-VL-2B-Instruct {p}" for p in script.PTQ_PRESETS]
+    assert script.PTQ_PRESETS == ("gptq-w4", "awq-w4", "gptq-w8", "w8a8-sq")
+    for step, preset in zip(ptq, script.PTQ_PRESETS, strict=True):
+        options = dict(
+            zip(step.command[5::2], step.command[6::2], strict=True)
+        )  # after "... evaluate --num-workers=-1"
+        assert options["--quant"] == preset and options["--model"] == "Qwen/Qwen2-VL-2B-Instruct"
+        assert options["--weights"] == "random" and options["--experiment"] == script.PTQ_EXPERIMENT
+
+
+def test_ptq_table_says_what_a_run_did_not_measure():
+    script = load_script()
+    row = {"status": "FINISHED", "realized_language": "ct-w4a16-dense", "metrics": {"quantize_s": 12.5}}
+    table = script.ptq_table({"gptq-w4": row})
+    assert table[2].startswith("| gptq-w4 | FINISHED | ct-w4a16-dense | 12.5 | n/a |")
+    assert len(table[0].split("|")) == len(table[2].split("|"))  # one cell per column

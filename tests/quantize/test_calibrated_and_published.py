@@ -13,8 +13,8 @@ import torch
 
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
-from vlm_quant.quantize.calibrated import calibration_ids
 from vlm_quant.run.runner import prepare_experiment, run_experiment
+from vlm_quant.tasks.calibration_split import calibration_ids, require_calibration_ids
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 pytest.importorskip("auto_round", reason="auto-round is not installed (pip install 'vlm-quant[quant]')")
@@ -89,11 +89,13 @@ def test_calibration_ids_are_seeded_and_never_evaluated_nor_the_same_image():
     )
     banned_images = {samples[i].image_file for i in evaluated}
     assert len(first) == 8 and not {samples[i].image_file for i in first} & banned_images
-    assert sorted(calibration_ids(samples, evaluated, 1000, seed=1)) == sorted(
-        i for i in samples if samples[i].image_file not in banned_images
+    everything = calibration_ids(samples, evaluated, 1000, seed=1)  # one question per remaining image
+    assert sorted(samples[i].image_file for i in everything) == sorted(
+        {s.image_file for s in samples.values()} - banned_images
     )
-    with pytest.raises(UserError, match="all 40 samples of the split are evaluated"):
-        calibration_ids(samples, list(samples), 4, seed=0)
+    assert calibration_ids(samples, list(samples), 4, seed=0) == []
+    with pytest.raises(UserError, match="AutoRound needs calibration images.*all 40 samples"):
+        require_calibration_ids(samples, list(samples), 4, seed=0, quantizer="AutoRound")
 
 
 def test_autoround_only_applies_to_the_language_role():

@@ -14,10 +14,9 @@ from vlm_quant.engines.generate import GenerationSettings, prepare_inputs, singl
 from vlm_quant.models.families import family_by_name
 from vlm_quant.quantize import fidelity
 from vlm_quant.quantize.backends import apply_plan
-from vlm_quant.quantize.calibrated import calibration_ids
 from vlm_quant.quantize.presets import resolve_plan
-from vlm_quant.run import onnx_inputs
 from vlm_quant.run.fidelity_pass import fidelity_candidates
+from vlm_quant.tasks.calibration_split import calibration_ids
 
 
 def _sequences(loaded, n=2, new_tokens=4):
@@ -173,8 +172,7 @@ def test_fidelity_set_is_distinct_evaluated_images_disjoint_from_calibration():
     images = [samples[i].image_file for i in candidates]
     assert len(images) == len(set(images)) == 10
     assert set(candidates) <= set(evaluated)
-    autoround = calibration_ids(samples, evaluated, 64, seed=3)
-    ort_static = onnx_inputs.calibration_ids(SimpleNamespace(samples=samples, ids=evaluated), 8, seed=3)
-    assert not set(images) & {samples[i].image_file for i in autoround + ort_static}
+    calibration = calibration_ids(samples, evaluated, 64, seed=3)  # AutoRound, llm-compressor, ORT static
+    assert not set(images) & {samples[i].image_file for i in calibration}
     assert candidates == fidelity_candidates(samples, evaluated, seed=3)  # seeded
     assert candidates != fidelity_candidates(samples, evaluated, seed=4)

@@ -17,7 +17,7 @@ from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan, check_plan_runnable
 from vlm_quant.quantize.onnxruntime_backend import OrtSettings, OrtVisionModule, onnx_bytes_by_dtype
 from vlm_quant.quantize.presets import resolve_plan
-from vlm_quant.run.onnx_inputs import calibration_ids
+from vlm_quant.tasks.calibration_split import calibration_ids
 
 pytest.importorskip("onnxruntime")
 CPU = torch.device("cpu")
@@ -114,11 +114,12 @@ def test_exports_are_cached_by_key(tiny_vlm_dirs):
 def test_calibration_ids_are_seeded_and_disjoint_from_evaluated_images():
     samples = {i: SimpleNamespace(image_file=f"img{i // 2}.jpg") for i in range(40)}  # 2 questions per image
     data = SimpleNamespace(samples=samples, ids=[0, 1, 2, 7, 30])
-    ids = calibration_ids(data, 6, seed=3)
+    ids = calibration_ids(data.samples, data.ids, 6, seed=3)
     evaluated_images = {samples[i].image_file for i in data.ids}
     assert len(ids) == 6 and not {samples[i].image_file for i in ids} & evaluated_images
     assert len({samples[i].image_file for i in ids}) == 6  # one question per image
-    assert ids == calibration_ids(data, 6, seed=3) and ids != calibration_ids(data, 6, seed=4)
+    again, other = (calibration_ids(data.samples, data.ids, 6, seed) for seed in (3, 4))
+    assert ids == again != other
 
 
 def test_ort_precision_on_another_role_or_a_missing_provider_is_a_clear_error():

@@ -91,13 +91,15 @@ def test_good_plans_pass_the_check_on_the_meta_model(no_loading, coco_dir, tmp_p
     ("options", "message"),
     [
         ({"quant": "ar-w4"}, "AutoRound needs calibration images that are not evaluated"),
+        ({"quant": "gptq-w4"}, "llm-compressor gptq-w4 needs calibration images that are not evaluated"),
         ({"quant": "int8-vision-ort-static"}, "ort-int8-static needs calibration images outside"),
     ],
 )
 def test_a_calibrated_plan_without_images_left_to_calibrate_on_is_refused_before_loading(
     options, message, no_loading, coco_dir, tmp_path
 ):
-    pytest.importorskip({"ar-w4": "auto_round"}.get(options["quant"], "onnxruntime"))
+    library = {"ar-w4": "auto_round", "gptq-w4": "llmcompressor"}.get(options["quant"], "onnxruntime")
+    pytest.importorskip(library)
     data = build_vqa(tmp_path / "vqav2", coco_dir, n_images=2)
     cfg = ExperimentConfig.from_mapping(
         dict(model=SMOLVLM, weights="random", task="vqa", data_dir=str(data), n_samples=2, **options)

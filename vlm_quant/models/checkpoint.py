@@ -6,6 +6,9 @@ How each storage serialises (transformers 5.23, bitsandbytes 0.50, torchao 0.18)
   ``_save_to_state_dict`` writes the int8 weight with its fp32 row scales (``SCB``) and a format byte,
   and for NF4 the packed uint8 weight with ``absmax``, ``quant_map`` (+ ``nested_*`` under double
   quantization) and a packed ``quant_state`` blob: int8 layers take ~1/2 of their fp16 size, NF4 ~1/4.
+* compressed-tensors layers (llm-compressor exports, published checkpoints) run decompressed (dense
+  floats; ``quantize/llmcompressor_backend.py``): they are compressed again with the checkpoint's own
+  compressor before ``save_pretrained``, so the files hold the packed format the library wrote.
 * torchao tensor subclasses (``Int8Tensor``): ``save_pretrained`` fails on them without a torchao
   ``hf_quantizer`` (safetensors: "Attempted to access the data pointer on an invalid python storage"),
   so we flatten them with torchao's ``flatten_tensor_state_dict`` (the format transformers' torchao
@@ -97,6 +100,11 @@ def save_checkpoint(
 
 def _write_weights(model: Any, out_dir: Path) -> str:
     """Write the weights; returns the writer used."""
+    from vlm_quant.quantize.llmcompressor_backend import recompress
+
+    if recompress(model):  # decompressed compressed-tensors layers: saved packed, as the library wrote them
+        model.save_pretrained(out_dir)
+        return "compressed-tensors compress_model+save_pretrained"
     if not _has_tensor_subclasses(model):
         model.save_pretrained(out_dir)
         return "save_pretrained"

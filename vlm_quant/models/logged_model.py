@@ -140,13 +140,16 @@ def load_checkpoint_dir(folder: Path, *, device: str | None = None, verify: bool
 
 
 def _load_self_describing(folder: Path, recipe: dict[str, Any], plan: Any, dtype: torch.dtype, device: str):
-    """AutoRound exports and published checkpoints carry their own ``quantization_config``: the
+    """AutoRound / llm-compressor exports and published checkpoints carry their ``quantization_config``: the
     library's own serialisation reads them back through ``from_pretrained``; the audit must find the
     logged precision."""
     from vlm_quant.models.loading import load_vlm
     from vlm_quant.quantize.audit import audit_precision, verify_plan
+    from vlm_quant.quantize.llmcompressor_backend import decompress
 
     loaded = load_vlm(str(folder), dtype=dtype, device=device)
+    if plan.calibrated_roles:  # llm-compressor exports run dense, as in the run (llmcompressor_backend.py)
+        decompress(loaded.model)
     precision_map = audit_precision(loaded.model, loaded.family, plan)
     verify_plan(plan, precision_map, dtype=dtype)
     if precision_map.role_params() != recipe["realized"]:

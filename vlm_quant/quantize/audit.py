@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from vlm_quant.models.families import ROLES, FamilySpec, is_linear_layer, module_roles
-from vlm_quant.quantize.presets import HALF_PRECISIONS, PrecisionPlan
+from vlm_quant.quantize.presets import HALF_PRECISIONS, PRECISIONS, PrecisionPlan
 from vlm_quant.quantize.ptq_layers import ptq_logical_params, ptq_precision, ptq_tensors, ptq_weight_type
 
 MIB = 2**20
@@ -383,7 +383,7 @@ def verify_plan(
         summary = summaries[role]
         counts, n = summary.linear_precisions, summary.n_linears
         if planned not in HALF_PRECISIONS:
-            done = counts.get(planned, 0)
+            done = counts.get(PRECISIONS[planned].audited_as, 0)
             if n == 0 or done != n:
                 problems.append(
                     f"role {role}: planned {planned}, realized {summary.realized}: "

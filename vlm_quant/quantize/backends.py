@@ -46,6 +46,7 @@ class Backend:
     min_version: str  # oldest version whose API we use (pyproject's floor)
     cpu_since: str | None  # oldest version whose layers run on CPU (None: every supported version)
     module: str = ""  # import name when it differs from ``name``
+    install: str = ""  # the install command when it is not ``pip install '<pip>'`` (or the quant extra)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -60,6 +61,16 @@ BACKENDS: dict[str, Backend] = {
     # AutoRound 0.16 quantizes on CPU and CUDA; its exported auto_round format reloads through
     # transformers' AutoRound quantizer with the torch_zp kernels on either device.
     "auto-round": Backend("auto-round", "auto-round>=0.16", "0.16.0", cpu_since=None, module="auto_round"),
+    # GPTQ, AWQ, SmoothQuant through llm-compressor 0.14 (its metadata pins transformers<=5.17, so it is
+    # installed with --no-deps: docs/ptq_methods.md); calibrates and exports on CPU and CUDA.
+    "llm-compressor": Backend(
+        "llm-compressor",
+        "llmcompressor==0.14.0.1",
+        "0.14.0",
+        cpu_since=None,
+        module="llmcompressor",
+        install="pip install --no-deps 'llmcompressor==0.14.0.1' 'loguru>=0.7.2' (keeps transformers 5.23)",
+    ),
     # The vision tower as an ONNX Runtime session (onnxruntime_backend.py); CPU EP in every build.
     "onnxruntime": Backend("onnxruntime", "onnxruntime>=1.20", "1.20.0", cpu_since=None),
 }
@@ -100,9 +111,10 @@ def installed_version(backend: str, roles: dict[str, str]) -> str:
     try:
         module = importlib.import_module(info.module or backend)
     except ImportError as error:
+        install = info.install or f"pip install '{info.pip}' (or {EXTRA})"
         raise UserError(
             f"the plan {_describe(roles)} needs {backend}, which is not installed ({error}). "
-            f"Install it: pip install '{info.pip}' (or {EXTRA}), or choose a plan without it, "
+            f"Install it: {install}, or choose a plan without it, "
             f"e.g. quant=fp16."
         ) from None
     return str(getattr(module, "__version__", "0"))

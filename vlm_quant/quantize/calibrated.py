@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,25 +94,6 @@ def autoround_skipped_layers(shapes: Mapping[str, tuple[int, int]]) -> list[str]
     of 32; a plan asking for the whole language model in 4 or 8 bits would then be partly 16-bit.
     """
     return sorted(name for name, (rows, cols) in shapes.items() if rows % 32 or cols % 32)
-
-
-def calibration_ids(samples: Mapping[int, Any], evaluated: Sequence[int], n: int, seed: int) -> list[int]:
-    """A seeded sample of up to ``n`` split ids, none evaluated and none showing an evaluated image.
-
-    Raises UserError when the split has nothing left to calibrate on (e.g. ``n_samples=0`` evaluates
-    the whole split): calibrating on evaluated images would leak the test set into the quantizer.
-    """
-    chosen = set(evaluated)
-    evaluated_images = {getattr(samples[i], "image_file", i) for i in chosen}
-    pool = sorted(
-        i for i in samples if i not in chosen and getattr(samples[i], "image_file", i) not in evaluated_images
-    )
-    if not pool:
-        raise UserError(
-            f"AutoRound needs calibration images that are not evaluated, but all {len(samples)} samples "
-            f"of the split are evaluated; lower n_samples, or use ar_iters=0 (data-free)."
-        )
-    return random.Random(f"vlm-quant-calibration-{seed}").sample(pool, min(n, len(pool)))
 
 
 def autoround_export(

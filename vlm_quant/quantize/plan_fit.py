@@ -22,13 +22,17 @@ def check_plan_fits(plan: PrecisionPlan, model: nn.Module, family: FamilySpec, *
     """UserError (naming the fix) when ``plan`` cannot apply to ``model``'s modules.
 
     In-place roles (bitsandbytes, torchao, ONNX Runtime): see ``check_in_place_roles``. Calibrated
-    roles (AutoRound): the group size divides every linear's input width, and no linear would be left
-    at 16-bit by AutoRound (``autoround_group_size``). ``model`` may live on the meta device.
+    roles: for AutoRound, the group size divides every linear's input width, and no linear would be left
+    at 16-bit by AutoRound (``autoround_group_size``); for llm-compressor, the auto group size
+    (``ptq_group_size``). ``model`` may live on the meta device.
     """
     by_role = linear_modules_by_role(model, family)
     check_in_place_roles(plan, model, family, by_role)
-    for role in plan.calibrated_roles:
-        autoround_group_size(model, by_role[role], ar_group_size)
+    for role, precision in plan.calibrated_roles.items():
+        if PRECISIONS[precision].backend == "auto-round":
+            autoround_group_size(model, by_role[role], ar_group_size)
+        else:
+            ptq_group_size(model, by_role[role])
 
 
 def check_in_place_roles(
@@ -64,6 +68,12 @@ def autoround_group_size(model: nn.Module, names: Sequence[str], requested: int)
             f"Use language=int8wo or nf4 for this model."
         )
     return resolve_group_size(requested, [in_features for _, in_features in shapes.values()])
+
+
+def ptq_group_size(model: nn.Module, names: Sequence[str]) -> int:
+    """The group size of llm-compressor's W4/W8 weight-only presets for the linears ``names``: 128, or
+    the largest power of two dividing every input width (as ``ar-w4`` with ``ar_group_size=-1``)."""
+    return resolve_group_size(-1, [model.get_submodule(name).in_features for name in names])
 
 
 def check_ort_exportable(model: nn.Module, vision_path: str, planned: str) -> None:

@@ -20,12 +20,26 @@ class Precision:
     """One way of storing a role's weights."""
 
     name: str
-    backend: str  # "torch" (plain dtype), "bitsandbytes", "torchao", "auto-round", "onnxruntime"
+    backend: str  # "torch", "bitsandbytes", "torchao", "auto-round", "llm-compressor", "onnxruntime"
     bits: int
     description: str
     roles: tuple[str, ...] = ROLES  # the roles this precision can be applied to
     calibrated: bool = False  # needs calibration inputs (and replaces the model: see quantize/calibrated.py)
+    realized: str = ""  # what the audit finds when it is not ``name`` (a library's own layer format)
+    roles_reason: str = ""  # why ``roles`` is all it applies to (said when a plan asks for another role)
 
+    @property
+    def audited_as(self) -> str:
+        return self.realized or self.name
+
+
+# llm-compressor quantizes decoder layers one after another on their captured inputs (its sequential
+# pipeline, AWQ's and SmoothQuant's smoothing mappings are written for decoder layers); its VLM recipes
+# all keep the vision tower and projector unquantized, and it has no mapping for a vision tower.
+LLMCOMPRESSOR_LANGUAGE_ONLY = (
+    "llm-compressor calibrates decoder layers one after another (its VLM recipes keep the vision tower "
+    "and projector unquantized; AWQ and SmoothQuant have no mappings for them)"
+)
 
 PRECISIONS: dict[str, Precision] = {
     p.name: p
@@ -60,6 +74,33 @@ PRECISIONS: dict[str, Precision] = {
             "AutoRound (SignRound) 8-bit weights, group-wise, calibrated",
             roles=("language",),
             calibrated=True,
+        ),
+        # llm-compressor (compressed-tensors checkpoints) on the language model's decoder layers, calibrated
+        # like AutoRound. transformers decompresses compressed-tensors layers to dense weights on the first
+        # forward on every device (quantize/llmcompressor_backend.py): the audit names them "-dense".
+        *(
+            Precision(
+                name,
+                "llm-compressor",
+                bits,
+                description,
+                roles=("language",),
+                calibrated=True,
+                realized=realized,
+                roles_reason=LLMCOMPRESSOR_LANGUAGE_ONLY,
+            )
+            for name, bits, realized, description in (
+                ("gptq-w4", 4, "ct-w4a16-dense", "GPTQ 4-bit weights, group-wise, calibrated"),
+                ("gptq-w8", 8, "ct-w8a16-dense", "GPTQ 8-bit weights, group-wise, calibrated"),
+                ("awq-w4", 4, "ct-w4a16-dense", "AWQ 4-bit weights, group-wise, calibrated"),
+                (
+                    "w8a8-sq",
+                    8,
+                    "ct-w8a8-dense",
+                    "SmoothQuant + GPTQ: int8 weights per channel, int8 dynamic per-token activations "
+                    "(llm-compressor)",
+                ),
+            )
         ),
         Precision("ort-fp32", "onnxruntime", 32, "vision tower in ONNX Runtime, float32"),
         Precision("ort-int8", "onnxruntime", 8, "ONNX Runtime INT8 dynamic: int8 weights per channel"),
@@ -119,6 +160,15 @@ PRESETS: dict[str, Preset] = {
             "AutoRound 8-bit language model, calibrated on the split's own images; rest fp16",
             language="ar-w8",
         ),
+        *(
+            _preset(name, f"{description} (llm-compressor), calibrated; rest fp16", language=name)
+            for name, description in (
+                ("gptq-w4", "GPTQ W4A16 language model"),
+                ("awq-w4", "AWQ W4A16 language model"),
+                ("gptq-w8", "GPTQ W8A16 language model"),
+                ("w8a8-sq", "SmoothQuant + GPTQ W8A8 INT8 language model"),
+            )
+        ),
         _preset(
             PREQUANTIZED,
             "a published quantized checkpoint (compressed-tensors, GPTQ, AWQ, AutoRound) "
@@ -168,7 +218,7 @@ class PrecisionPlan:
 
     @property
     def calibrated_roles(self) -> dict[str, str]:
-        """Roles whose precision needs calibration inputs (AutoRound)."""
+        """Roles whose precision needs calibration inputs (AutoRound, llm-compressor)."""
         return {role: p for role, p in self.quantized_roles.items() if PRECISIONS[p].calibrated}
 
     @property
@@ -207,9 +257,10 @@ def parse_override(text: str) -> dict[str, str]:
         if role in roles:
             raise UserError(f"role {role!r} is given twice in the precision override.")
         if role not in PRECISIONS[precision].roles:
+            reason = PRECISIONS[precision].roles_reason
             raise UserError(
                 f"precision {precision} applies only to role(s) {', '.join(PRECISIONS[precision].roles)}, "
-                f"not to {role}."
+                f"not to {role}{': ' + reason if reason else ''}."
             )
         roles[role] = precision
     return roles

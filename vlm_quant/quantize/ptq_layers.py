@@ -11,6 +11,10 @@ Two storage shapes reach us through ``from_pretrained``:
 
 ``ptq_precision`` names what a layer holds (``ar-w4``, ``gptq-w4``, ``awq-w4``, ``ct-w4a16``,
 ``ct-w8a8``, ``ct-fp8``); ``ptq_tensors`` lists the tensors holding its bytes, buffers included.
+A compressed-tensors layer that was decompressed (transformers does so on the first forward, and
+``llmcompressor_backend.decompress`` right after loading) holds a dense floating-point ``weight``
+carrying the quantized values: its name ends in ``-dense`` (``ct-w4a16-dense``), because that dense
+matrix is what the matmul reads.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def ptq_precision(module: nn.Module) -> str | None:
         if str(getattr(weights, "type", "int")).endswith("float"):
             return f"ct-fp{weights.num_bits}"
         activations = getattr(scheme, "input_activations", None)
-        return f"ct-w{weights.num_bits}a{activations.num_bits if activations is not None else 16}"
+        name = f"ct-w{weights.num_bits}a{activations.num_bits if activations is not None else 16}"
+        return f"{name}-dense" if _is_dense(module) else name
     return None
 
 
@@ -51,7 +56,17 @@ def ptq_weight_type(module: nn.Module) -> str:
         )
     packed = "weight_packed" if hasattr(module, "weight_packed") else "weight"
     dtype = str(getattr(module, packed).dtype).removeprefix("torch.")
+    if _is_dense(module):
+        bits = module.quantization_scheme.weights.num_bits
+        return f"compressed_tensors.{type(module).__name__}(weight: {dtype}, dense, decompressed int{bits})"
     return f"compressed_tensors.{type(module).__name__}({packed}: {dtype})"
+
+
+def _is_dense(module: nn.Module) -> bool:
+    """A compressed-tensors layer whose weight is a dense floating-point matrix again (decompressed)."""
+    weight = getattr(module, "weight", None)
+    status = str(getattr(module, "quantization_status", ""))
+    return isinstance(weight, torch.Tensor) and weight.is_floating_point() and status.endswith("DECOMPRESSED")
 
 
 def ptq_logical_params(module: nn.Module) -> int:

@@ -3,14 +3,13 @@
 * Example: the first evaluated image that can be read, through the task's prompt and the processor,
   exactly as generation will see it (so the exported shape is the real one: 512x512 for SmolVLM
   without tiling).
-* Calibration (``ort-int8-static``): ``ort_calibration_samples`` images drawn with ``seed`` from the
-  split's samples whose image file is not among the evaluated ones (a VQA image with several questions
-  counts once), so no evaluated image informs the activation ranges. The ids are logged.
+* Calibration (``ort-int8-static``): ``ort_calibration_samples`` images of the split's shared calibration
+  draw (``tasks/calibration_split.py``: seeded, one per image, no evaluated image), so no evaluated
+  image informs the activation ranges. The ids are logged.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from vlm_quant.errors import UserError
@@ -18,25 +17,14 @@ from vlm_quant.quantize import onnx_export
 from vlm_quant.quantize.onnxruntime_backend import OrtSettings
 from vlm_quant.quantize.presets import PRECISIONS
 from vlm_quant.run.sample_inputs import sample_inputs
-
-
-def calibration_ids(data: Any, n: int, seed: int) -> list[Any]:
-    """``n`` sample ids (seeded) whose images are disjoint from the evaluated ids' images."""
-    evaluated_files = {getattr(data.samples[i], "image_file", i) for i in data.ids}
-    pool, seen = [], set(evaluated_files)
-    for sample_id in sorted(data.samples):
-        image = getattr(data.samples[sample_id], "image_file", sample_id)
-        if image not in seen:
-            seen.add(image)
-            pool.append(sample_id)
-    return random.Random(seed).sample(pool, min(n, len(pool)))
+from vlm_quant.tasks.calibration_split import calibration_ids
 
 
 def check_calibration_pool(cfg: Any, data: Any) -> None:
     """UserError before the run when ``ort-int8-static`` would find no image outside the evaluated ones."""
     if cfg.ort_calibration_samples < 1:
         raise UserError("ort-int8-static needs calibration images (ort_calibration_samples >= 1).")
-    if not calibration_ids(data, cfg.ort_calibration_samples, cfg.seed):
+    if not calibration_ids(data.samples, data.ids, cfg.ort_calibration_samples, cfg.seed):
         raise UserError(no_calibration_images(cfg, data))
 
 
@@ -66,7 +54,7 @@ def ort_settings(prepared: Any, loaded: Any) -> OrtSettings | None:
     calibration: list[onnx_export.VisionInputs] = []
     ids: list[Any] = []
     if "ort-int8-static" in ort_roles:
-        for sample_id in calibration_ids(data, cfg.ort_calibration_samples, cfg.seed):
+        for sample_id in calibration_ids(data.samples, data.ids, cfg.ort_calibration_samples, cfg.seed):
             inputs = _vision_inputs(prepared, loaded, sample_id)
             if inputs is not None:
                 calibration.append(inputs)

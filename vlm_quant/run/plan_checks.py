@@ -17,11 +17,11 @@ from typing import Any
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.models.families import FamilySpec
 from vlm_quant.models.meta_model import build_meta_model
-from vlm_quant.quantize.calibrated import calibration_ids
 from vlm_quant.quantize.plan_fit import check_plan_fits
-from vlm_quant.quantize.presets import PrecisionPlan
+from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 from vlm_quant.run.onnx_inputs import check_calibration_pool
 from vlm_quant.tasks.base import TaskData
+from vlm_quant.tasks.calibration_split import require_calibration_ids
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,11 @@ def check_plan_before_loading(
     (``build_meta_model``, ~0.05 s for the bundled 256M-7B configs); the same checks run again on the
     loaded model, so a structure the meta build cannot give (it fails) only defers them, with a log line.
     """
-    if plan.calibrated_roles and cfg.ar_iters > 0:  # AutoRound's calibration images: not evaluated ones
-        calibration_ids(data.samples, data.ids, cfg.ar_calibration_samples, cfg.seed)
+    for precision in plan.calibrated_roles.values():  # calibration images: not evaluated ones
+        if PRECISIONS[precision].backend == "llm-compressor":
+            require_calibration_ids(data.samples, data.ids, 1, cfg.seed, f"llm-compressor {precision}")
+        elif cfg.ar_iters > 0:
+            require_calibration_ids(data.samples, data.ids, 1, cfg.seed, "AutoRound")
     if "ort-int8-static" in plan.quantized_roles.values():
         check_calibration_pool(cfg, data)
     if not plan.quantized_roles or plan.prequantized:

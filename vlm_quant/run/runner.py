@@ -94,7 +94,7 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
     for a 16-bit one.
     """
     wanted = HALF_DTYPES[plan.half_dtype_name]
-    if device.type == "cpu" and plan.calibrated_roles:
+    if device.type == "cpu" and "auto-round" in plan.backends().values():
         # AutoRound's reloaded QuantLinear kernels compute in 16-bit only (it would cast the model to
         # float16 itself); bfloat16 has fast CPU kernels where AVX512-BF16/AMX exist.
         return (

@@ -124,6 +124,20 @@ COST_METRICS: tuple[Term, ...] = (
         "ONNX Runtime vision role: graphs exported, one per input shape (the first at load, others at first "
         "use)",
     ),
+    Term(
+        ("quantize_s", "quantize_peak_<memory>"),
+        "s, MiB",
+        "calibrated quantization (AutoRound, llm-compressor GPTQ/AWQ/SmoothQuant): wall time of the library's "
+        "calibration + export, and its peak VRAM allocated/reserved and process RSS",
+    ),
+    Term(("quantize_time_s",), "s", "in-place quantization of the loaded model (bitsandbytes, torchao swaps)"),
+    Term(
+        ("reload_time_s", "decompress_s"),
+        "s",
+        "a calibrated export loaded back through transformers (never the in-memory model); llm-compressor "
+        "checkpoints: then unpacked to dense floats (what transformers does on the first forward)",
+    ),
+    Term(("ptq_export_mib",), "MiB", "the llm-compressor export (packed compressed-tensors) on disk"),
 )
 
 ENERGY_METRICS: tuple[Term, ...] = (
