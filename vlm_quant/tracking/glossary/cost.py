@@ -127,10 +127,9 @@ COST_METRICS: tuple[Term, ...] = (
     Term(
         ("quantize_s", "quantize_peak_<memory>"),
         "s, MiB",
-        "calibrated quantization (AutoRound, llm-compressor GPTQ/AWQ/SmoothQuant): wall time of the library's "
-        "calibration + export, and its peak VRAM allocated/reserved and process RSS",
+        "calibrated quantization (AutoRound, llm-compressor GPTQ/AWQ/SmoothQuant): wall time of the "
+        "library's calibration + export, and its peak VRAM allocated/reserved and process RSS",
     ),
-    Term(("quantize_time_s",), "s", "in-place quantization of the loaded model (bitsandbytes, torchao swaps)"),
     Term(
         ("reload_time_s", "decompress_s"),
         "s",
