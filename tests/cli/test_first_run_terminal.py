@@ -62,8 +62,10 @@ def test_the_first_run_terminal_shows_only_our_lines(tiny_vlm_dirs, coco_dir, tr
     foreign = [line for line in lines if not any(pattern.match(line) for pattern in OURS)]
     assert not foreign, "library lines on the terminal:\n" + "\n".join(foreign)
     # the checks ran (so their paths were exercised), sized for a first run, and said so
-    assert any(re.match(r"^» batch invariance: 2 samples at batch 1 vs batch 2 .*\(2 of 2 identical\)$", line)
-               for line in lines)
+    assert any(
+        re.match(r"^» batch invariance: 2 samples at batch 1 vs batch 2 .*\(2 of 2 identical\)$", line)
+        for line in lines
+    )
     assert any(line.startswith("» cost pass") for line in lines)
     note = lines[-1]
     assert note.startswith("first run: checks sized for a first run") and "--invariance-samples 35" in note
