@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from types import SimpleNamespace
 
 import huggingface_hub
 import pytest
 
-from vlm_quant.cli.first_run import MODEL, first_run_options, hub_revision
+from vlm_quant.cli.first_run import (
+    FIRST_RUN_SIZING,
+    MODEL,
+    first_run_options,
+    full_measurement_command,
+    hub_revision,
+)
+from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 
 
@@ -56,3 +64,16 @@ def test_hf_hub_offline_never_asks_the_hub(monkeypatch):
     asked = fake_hub(monkeypatch, reachable=True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_revision() is None and asked == []
+
+
+def test_a_first_run_is_sized_down_and_names_the_full_measurement(monkeypatch, coco_dir):
+    fake_hub(monkeypatch, reachable=False)
+    options, _ = first_run_options(str(coco_dir))
+    assert {k: options[k] for k in FIRST_RUN_SIZING} == FIRST_RUN_SIZING
+    defaults = {f.name: f.default for f in fields(ExperimentConfig)}
+    assert options["invariance_samples"] < defaults["invariance_samples"]  # a few samples, not 35
+    note = full_measurement_command("int8", {"batch_size": "2"})
+    # the defaults come back for what the first run sized; what the user gave stays theirs
+    assert "vlm-quant evaluate --quant int8 --first-run --invariance-samples 35 --cost-samples 4" in note
+    assert "--cost-iterations -1" in note and "--batch-size" not in note and "batch_size=4" not in note
+    assert full_measurement_command("fp16", dict.fromkeys(FIRST_RUN_SIZING, "1")) is None

@@ -107,6 +107,7 @@ def evaluate(
     from vlm_quant.tracking.tracker import check_launcher_run, open_run, system_metrics_interval_s
 
     run_id = None
+    options_given = dict(options)  # before --first-run fills in its choices
     try:
         if first_run:
             from vlm_quant.cli.first_run import first_run_options
@@ -164,18 +165,24 @@ def evaluate(
             tracking_uri=getattr(tracker, "tracking_uri", tracking_uri or ""),
             experiment_id=getattr(tracker, "experiment_id", None),
         )
-        return
-    click.echo(
-        json.dumps(
-            {
-                "run_id": summary.run_id,
-                "n_predictions": summary.n_predictions,
-                "n_skipped": summary.n_skipped,
-                "metrics": summary.metrics,
-            },
-            indent=2,
+    else:
+        click.echo(
+            json.dumps(
+                {
+                    "run_id": summary.run_id,
+                    "n_predictions": summary.n_predictions,
+                    "n_skipped": summary.n_skipped,
+                    "metrics": summary.metrics,
+                },
+                indent=2,
+            )
         )
-    )
+    if first_run:  # the last line a newcomer reads: what was sized down, and the full command
+        from vlm_quant.cli.first_run import full_measurement_command
+
+        note = full_measurement_command(cfg.quant, given(options_given))
+        if note:
+            click.echo(note, err=True)
 
 
 def log_run_log(tracker: Any) -> None:

@@ -2,7 +2,8 @@
 
 Known harmless library messages (torchao's optional kernels that are missing on this machine, torch's
 pytree deprecation notice, MLflow's and alembic's table-creation logs, bitsandbytes' optional CPU
-kernels) are kept off the terminal; every log record, these included, still goes to the run's log
+kernels, the Java PTB tokenizer's speed report) and transformers' own progress bars are kept off the
+terminal; every log record, these included, still goes to the run's log
 file, which the run logs as the artifact ``logs/run.log``.
 """
 
@@ -26,6 +27,8 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("mlflow.system_metrics", ""),
     ("alembic", ""),
     ("bitsandbytes.backends.cpu.ops", "kernels-community"),
+    # the Java PTB tokenizer's speed report (its stderr, captured by tasks/caption_metrics.py)
+    ("pycocoevalcap.ptbtokenizer", "PTBTokenizer tokenized"),
     # third-party deprecation notices raised inside libraries (captured from `warnings` as py.warnings)
     ("py.warnings", "SADeprecationWarning"),
     ("py.warnings", "Pandas4Warning"),
@@ -56,6 +59,7 @@ def quiet_terminal() -> Path:
 
     if _INSTALLED:
         return _INSTALLED[0]
+    hide_transformers_bars()
     log_file = Path(tempfile.mkstemp(prefix="vlmq-run-", suffix=".log")[1])
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -76,6 +80,18 @@ def quiet_terminal() -> Path:
     logging.captureWarnings(True)  # warnings.warn(...) becomes a "py.warnings" record: filtered the same way
     _INSTALLED.append(log_file)
     return log_file
+
+
+def hide_transformers_bars() -> None:
+    """No bar of transformers' own ("Loading weights", "Writing model shards"): the load and checkpoint
+    stage lines time them. Download bars (huggingface_hub's own tqdm) stay: a first download of real
+    weights takes minutes, and the bar is how a user sees it progress."""
+    from transformers.utils import logging as transformers_logging
+
+    def hidden(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return factory(*args, **{**kwargs, "disable": True})
+
+    transformers_logging.set_tqdm_hook(hidden)
 
 
 # --- the summary printed at the end --------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from vlm_quant.run.quality_pass import run_quality_pass
 from vlm_quant.run.stages import stage
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tracking import run_schema as rs
-
-log = logging.getLogger(__name__)
 
 AT_BATCH_1 = "evaluated at batch 1"
 DISABLED = "disabled"
@@ -206,7 +203,7 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     started = time.perf_counter()
     sizes = getattr(quality, "batch_sizes", ()) or (batch_size,)  # several after an OOM back-off
     compared = f"batch {batch_size}" if len(sizes) == 1 else f"batch sizes {', '.join(map(str, sizes))}"
-    with stage(f"batch invariance: {n} samples at batch 1 vs {compared}"):
+    with stage(f"batch invariance: {n} samples at batch 1 vs {compared}") as line:
         check = check_batch_invariance(
             loaded.model, loaded.processor, task, prepared.data, quality.predictions,
             batch_size=batch_size, n_samples=cfg.invariance_samples, seed=cfg.seed,
@@ -215,6 +212,7 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
                 loaded.processor, prepared.device, pipeline.resolve_num_workers(cfg.num_workers)
             ),
         )
+        line["note"] = f"{check.n_identical} of {len(check.batch_1)} identical"  # the result, on its line
     rows = "".join(json.dumps(row, default=str) + "\n" for row in check.rows())
     tracker.log_text(rows, rs.ARTIFACT_BATCH_INVARIANCE)
     tracker.log_params(
@@ -232,7 +230,5 @@ def measure_and_log(prepared: Any, loaded: Any, quality: Any, tracker: Any) -> d
     else:
         key = rs.scoring_key(task.name, prepared.data.dataset)  # the dataset's own metric (docvqa: anls)
         metrics[rs.batch_invariance_delta_metric(key)] = check.delta
-    log.info("batch invariance: %d of %d identical at batch 1 vs %s", check.n_identical,
-             len(check.batch_1), compared)
     tracker.log_metrics(metrics)  # now: a crash in the cost pass keeps them
     return metrics

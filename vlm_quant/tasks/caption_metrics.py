@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from vlm_quant.errors import UserError
@@ -175,10 +179,41 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
+@contextlib.contextmanager
+def _java_stderr_logged(module: Any, logger_name: str) -> Iterator[None]:
+    """Run ``module``'s Java subprocess with its stderr captured into the log, not onto the terminal.
+
+    pycocoevalcap's PTB tokenizer leaves the JVM's stderr on ours, so every scoring printed
+    "PTBTokenizer tokenized 761 tokens at 7962.66 tokens per second." The module's own ``subprocess``
+    name is swapped (under a lock, for this call only) for one whose ``Popen`` sends stderr to a file;
+    the text is then logged as an INFO record of ``logger_name`` (the terminal filter drops that line,
+    the run's log keeps it), anything else the JVM says as a WARNING (a Java error stays visible).
+    """
+    with _JAVA_STDERR_LOCK, tempfile.TemporaryFile() as stderr:
+        original = module.subprocess
+        module.subprocess = SimpleNamespace(
+            PIPE=subprocess.PIPE, Popen=functools.partial(subprocess.Popen, stderr=stderr)
+        )
+        try:
+            yield
+        finally:
+            module.subprocess = original
+            stderr.seek(0)
+            lines = stderr.read().decode(errors="replace").splitlines()
+    logger = logging.getLogger(logger_name)
+    for line in filter(None, (line.strip() for line in lines)):
+        logger.log(logging.INFO if line.startswith(_PTB_ROUTINE_LINE) else logging.WARNING, "%s", line)
+
+
+_JAVA_STDERR_LOCK = threading.Lock()
+_PTB_ROUTINE_LINE = "PTBTokenizer tokenized"  # the tokenizer's speed report, printed on every call
+
+
 def _tokenize(
     predictions: Mapping[ImageId, str], references: Mapping[ImageId, Sequence[str]]
 ) -> tuple[dict[ImageId, list[str]], dict[ImageId, list[str]]]:
     """PTB-tokenize (lower-case, punctuation dropped) references and predictions in one Java run."""
+    from pycocoevalcap.tokenizer import ptbtokenizer
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     # One call instead of pycocoevalcap's two: each line is tokenized independently, so the result is the
@@ -188,7 +223,8 @@ def _tokenize(
         batch[("ref", image_id)] = [{"caption": _one_line(r)} for r in refs]
     for image_id, caption in predictions.items():
         batch[("pred", image_id)] = [{"caption": _one_line(caption)}]
-    tokenized = PTBTokenizer().tokenize(batch)
+    with _java_stderr_logged(ptbtokenizer, "pycocoevalcap.ptbtokenizer"):
+        tokenized = PTBTokenizer().tokenize(batch)
     if any(len(tokenized.get(key, ())) != len(caps) for key, caps in batch.items()):
         raise RuntimeError("PTB tokenizer output is misaligned with its input (did the Java process fail?).")
     gts = {image_id: tokenized[("ref", image_id)] for image_id in references}
