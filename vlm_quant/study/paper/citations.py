@@ -16,8 +16,14 @@ realized name            layer that ran                                  cited a
 ``ar-w*``                AutoRound's packed ``QuantLinear``              AutoRound
 ``gptq-w*``              a GPTQ packed linear (prequantized checkpoint)  GPTQ
 ``awq-w*``               an AWQ ``WQLinear`` (prequantized checkpoint)   AWQ
-``ct-*``                 a compressed-tensors linear (llm-compressor)    LLM Compressor
+``ct-*``                 a compressed-tensors linear (llm-compressor)    the run's algorithms
+                                                                        + LLM Compressor
 =======================  ==============================================  =====================
+
+A compressed-tensors layer looks the same whichever algorithm chose its values, so for ``ct-*`` the
+algorithms come from the run's ``ptq_method`` param, which the llm-compressor backend logs from the
+recipe that ran (``GPTQ``, ``AWQ``, ``SmoothQuant+GPTQ``); a published checkpoint has none and cites the
+library only.
 
 Plain floating-point names (``fp16``, ``bf16``, ``fp32``) cite nothing.
 """
@@ -47,7 +53,10 @@ ONNX_RUNTIME = Method("ONNX Runtime", "onnxruntime")
 AUTOROUND = Method("AutoRound", "cheng2023autoround")
 GPTQ = Method("GPTQ", "frantar2023gptq")
 AWQ = Method("AWQ", "lin2024awq")
+SMOOTHQUANT = Method("SmoothQuant", "xiao2023smoothquant")
 LLM_COMPRESSOR = Method("LLM Compressor (compressed-tensors)", "llmcompressor2024")
+# ``ptq_method`` param value -> method (llmcompressor_backend.SCHEMES names them).
+ALGORITHMS = {"GPTQ": GPTQ, "AWQ": AWQ, "SmoothQuant": SMOOTHQUANT}
 
 EXACT = {"int8": LLM_INT8, "nf4": NF4, "fp4": FP4, "int8wo": TORCHAO, "w8a8": TORCHAO}
 PREFIXES = (
@@ -58,7 +67,7 @@ PREFIXES = (
     ("awq-", AWQ),
     ("ct-", LLM_COMPRESSOR),
 )
-ORDER = (LLM_INT8, NF4, FP4, TORCHAO, ONNX_RUNTIME, AUTOROUND, GPTQ, AWQ, LLM_COMPRESSOR)
+ORDER = (LLM_INT8, NF4, FP4, TORCHAO, ONNX_RUNTIME, AUTOROUND, SMOOTHQUANT, GPTQ, AWQ, LLM_COMPRESSOR)
 
 
 def method_of(precision: str) -> Method | None:
@@ -77,7 +86,16 @@ def realized_methods(runs: pd.DataFrame) -> list[Method]:
                 method = method_of(part.split(" (")[0])
                 if method is not None:
                     found.add(method)
+                if method is LLM_COMPRESSOR:
+                    found.update(_algorithms(row.get("params.ptq_method")))
     return [m for m in ORDER if m in found]
+
+
+def _algorithms(ptq_method: object) -> list[Method]:
+    """The methods named by a run's ``ptq_method`` param (``SmoothQuant+GPTQ`` -> both); none when absent."""
+    if not isinstance(ptq_method, str):
+        return []
+    return [ALGORITHMS[name] for name in ptq_method.split("+") if name in ALGORITHMS]
 
 
 def method_citations(runs: pd.DataFrame) -> list[str]:

@@ -88,6 +88,14 @@ BIBTEX = r"""@inproceedings{lin2014coco,
   note      = {arXiv:2306.00978}
 }
 
+@inproceedings{xiao2023smoothquant,
+  title     = {{SmoothQuant}: Accurate and Efficient Post-Training Quantization for Large Language Models},
+  author    = {Xiao, Guangxuan and Lin, Ji and Seznec, Mickael and Wu, Hao and Demouth, Julien and Han, Song},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year      = {2023},
+  note      = {arXiv:2211.10438}
+}
+
 @misc{llmcompressor2024,
   title        = {{LLM Compressor}},
   author       = {{vLLM Project}},
