@@ -79,6 +79,11 @@ def test_sweep_then_paper_and_slides_state_the_store_numbers(tiny_vlm_dirs, coco
     paper_pdf = Path(drafts["paper"]["pdf"])
     info = subprocess.run(["pdfinfo", str(paper_pdf)], capture_output=True, text=True, check=True).stdout
     assert 4 <= int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1)) <= 6
+    # CPU runs: the GPU-only sustainability table would be all n/a and the place figure an estimate; the
+    # section says both in words instead (the report keeps the figure).
+    tex = (paper_pdf.parent / "paper.tex").read_text()
+    assert r"\section{Sustainability}" in tex and "times more CO$_2$e" in tex and "an estimate" in tex
+    assert r"\label{tab:sustainability}" not in tex and "co2e_by_place" not in tex
     assert Path(drafts["slides"]["pdf"]).is_file()
 
     run_ids = drafts["paper"]["runs"]

@@ -279,12 +279,15 @@ def _body(study: Study, stated: Stated, figs: dict[str, str], tables: dict[str, 
 
 
 def _sustainability(study: Study, figs: dict[str, str], stated: Stated) -> list[str]:
-    """The "Sustainability" section: the method and place sentences, its table and the place figure."""
+    """The "Sustainability" section: the method and place sentences, its table and the place figure (the
+    table and figure where some run measured GPU energy)."""
     out = [r"\section{Sustainability}", " ".join(sus.sustainability_sentences(study, stated))]
     table = sus.sustainability_table(study, stated)
     if table is not None:
         out.append(place_tables(table))
-    if "co2e_by_place" in figs:
+    # CPU-only studies: the place figure would show codecarbon's CPU+RAM estimate, which the sentences
+    # already state as a ratio; compare's report and the slides keep the figure (the paper has 6 pages).
+    if "co2e_by_place" in figs and sus.measured_gpu_energy(study):
         caption = "CO$_2$e of the same energy per 1,000 images by country."
         out.append(figure(figs["co2e_by_place"], caption, "fig:place"))
     return out

@@ -30,7 +30,9 @@ def sustainability_sentences(study: Study, stated: Stated) -> list[str]:
         return ["The runs' costs may not be compared (see Results), so no sustainability number is given."]
     if study.report.sustainability is None:
         return ["No run logged sustainability numbers (runs made before vlm-quant measured them)."]
-    text = [
+    gpu = measured_gpu_energy(study)
+    # How the GPU quantities are measured, only where some run measured them (a 6-page budget).
+    text = [] if not gpu else [
         "GPU energy per 1,000 images at batch 1 follows the AI Energy Score convention (GPU only; "
         "preprocessing, prefill and decode), here over the cost pass's micro-set with a fixed output length "
         "rather than their 1,000-query set. Prefill and decode are split by two kinds of NVML windows of "
@@ -51,7 +53,6 @@ def sustainability_sentences(study: Study, stated: Stated) -> list[str]:
             f"The same energy emits {value} times more CO$_2$e in the most carbon-intensive of nine "
             "countries than in the least (codecarbon's yearly per-country intensities)."
         )
-    gpu = any(study.metric(r, "energy_wh_per_1k_images_bs1") is not None for _, r in study.runs.iterrows())
     if not gpu:
         text.append(
             "No run had a GPU energy counter: the GPU quantities are absent, and CO$_2$e by place is "
@@ -60,8 +61,14 @@ def sustainability_sentences(study: Study, stated: Stated) -> list[str]:
     return text
 
 
+def measured_gpu_energy(study: Study) -> bool:
+    """Whether some run measured GPU energy at batch 1 (the section's table and figure need it)."""
+    return any(study.metric(r, "energy_wh_per_1k_images_bs1") is not None for _, r in study.runs.iterrows())
+
+
 def sustainability_table(study: Study, stated: Stated) -> str | None:
-    """A booktabs float (label ``tab:sustainability``), or None when there is nothing to tabulate."""
+    """A booktabs float (label ``tab:sustainability``), or None when there is nothing to tabulate (no
+    run measured any of its quantities: a table of n/a would take a quarter page of a 6-page paper)."""
     section = study.report.sustainability
     if study.cost_refused is not None or section is None:
         return None
@@ -75,6 +82,9 @@ def sustainability_table(study: Study, stated: Stated) -> str | None:
             )
         cells["Saving vs baseline"] = _saving(section.savings.get(row["run_id"]), row, study, stated)
         rows.append(cells)
+    measured = [c for r in rows for h, c in r.items() if h != "Configuration" and c not in (NA, "baseline")]
+    if not measured:  # a CPU-only study: every column is GPU-only; the sentences say they are absent
+        return None
     return latex_table(
         pd.DataFrame(rows),
         caption="Sustainability (n/a: not measured on this hardware; saving: 95\\% interval over the "

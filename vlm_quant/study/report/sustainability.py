@@ -118,7 +118,7 @@ def place_plot(records: dict[str, dict | None], out_dir: Path) -> PlotOutcome:
     if not drawn:
         return PlotOutcome("co2e_by_place", skipped="no run logged sustainability/co2e_by_place.json")
     estimate = any(str(r.get("basis", "")).startswith("ESTIMATE") for r in drawn.values())
-    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(7.0, 2.6), layout="constrained")  # flat: one column of a 6-page paper
     ax = fig.add_subplot()
     width = 0.8 / len(drawn)
     data = {}
