@@ -33,11 +33,11 @@ evaluate: $(BIN)/.installed
 	$(BIN)/vlm-quant evaluate --quant $(QUANT) $(EVAL_ARGS)
 
 # The suite, after the linter: `ruff check` (line length included) must be clean for `make test` to pass.
-# Two pytest-xdist workers: on the 2-core machine the suite took 12 min 43 s with `-n 2` against 16 min 39 s
-# in one process (same checkout; the one-process run shared the CPU with other test runs part of the time,
-# so the gain is at most that). `make test PYTEST_ARGS=` runs it in one process. `--dist loadgroup`: tests
-# marked `xdist_group` share a worker (a page generated from several tests' results needs them all).
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# Two pytest-xdist workers, each file on one worker (`--dist loadfile`: a page generated from several
+# tests of one file needs them in one process; module fixtures are built once). On the 2-core machine,
+# idle: 7 min 51 s for 1032 tests (was 14 min 58 s for 953 before torch's threads were shared out per
+# worker in tests/conftest.py and the slowest fixtures were cut). `make test PYTEST_ARGS=` runs one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(BIN)/.installed
 	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
