@@ -154,6 +154,14 @@ def test_any_text_round_trips_and_filler_ids_decode_to_words(processor_root):
     assert re.fullmatch(r"( [a-z]{4,6}){3}", generated), generated
 
 
+def test_a_blank_line_is_one_token_as_llama_cpp_expects(processor_root):
+    """libmtmd's Idefics3 image template looks "\n\n" up as one token and aborts without it."""
+    tokenizer = offline_processor(SMOLVLM_256M, processor_root).tokenizer
+    (blank_line,) = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode([blank_line]) == "\n\n"
+    assert len(tokenizer("a\n\n\nb", add_special_tokens=False)["input_ids"]) == 4  # a, \n\n, \n, b
+
+
 def test_llava_tokenizer_prepends_bos_like_the_real_one(processor_root):
     processor = offline_processor(LLAVA, processor_root)
     inputs = processor.apply_chat_template(

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from vlm_quant.errors import UserError
 from vlm_quant.models import random_weights
 from vlm_quant.models.config_source import bundled_model_ids, find_config_source
+from vlm_quant.models.offline_processor import SYNTHETIC_TOKENIZER_VERSION
 from vlm_quant.models.random_weights import (
     MANIFEST_NAME,
     build_random_model,
@@ -53,7 +54,8 @@ def test_a_model_neither_bundled_nor_local_nor_on_the_reachable_hub_names_the_th
 def test_cache_directory_name_carries_the_config_digest_seed_and_transformers_version():
     source = find_config_source(SMOLVLM_256M)
     name = checkpoint_dir_name(source, 7)
-    assert name == f"HuggingFaceTB__SmolVLM-256M-Instruct-{source.key}-seed7-tf{transformers.__version__}"
+    versions = f"tf{transformers.__version__}-tok{SYNTHETIC_TOKENIZER_VERSION}"
+    assert name == f"HuggingFaceTB__SmolVLM-256M-Instruct-{source.key}-seed7-{versions}"
 
 
 def test_default_cache_root_honours_xdg_cache_home(tmp_path, monkeypatch):

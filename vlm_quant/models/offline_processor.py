@@ -9,8 +9,10 @@ pipeline depends on:
   ``<row_r_col_c>``, ``<global-img>``, ``<|vision_start|>``, ...) sits at its real id, with its real
   flags, taken from the bundled ``tokenizer_config.json`` (``added_tokens_decoder``) and
   ``added_tokens.json``;
-- text is encoded byte-level (one token per UTF-8 byte, like GPT-2 without merges), so any prompt
-  encodes without unknown tokens; the remaining ids are placeholder words (``" kabo"``, ``" zimeru"``)
+- text is encoded byte-level (one token per UTF-8 byte, like GPT-2), so any prompt encodes without
+  unknown tokens, with one merge: ``"\n\n"`` is one token, as in the real BPE vocabularies, because
+  llama.cpp's multimodal library looks it up as a single token (the Idefics3/SmolVLM image template)
+  and aborts when it is missing; the remaining ids are placeholder words (``" kabo"``, ``" zimeru"``)
   so random generations decode to readable, space-separated text.
 
 The image processor, processor settings and chat template are the real files, copied verbatim, so
@@ -54,6 +56,12 @@ TOKENIZER_SETTINGS = (
     "chat_template",
 )
 
+# Byte-level pairs that are one token of their own (the byte-level spelling: "Ċ" is the byte 0x0A).
+MERGES = (("Ċ", "Ċ"),)  # "\n\n"
+# Bumped whenever the synthetic vocabulary changes: part of the random-weights cache entry's name, so an
+# entry written with an older vocabulary is never reused.
+SYNTHETIC_TOKENIZER_VERSION = 2
+
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _SYLLABLES = [consonant + vowel for consonant in _CONSONANTS for vowel in _VOWELS]  # 70 syllables
@@ -89,13 +97,16 @@ def real_added_tokens(config_dir: Path) -> dict[int, dict]:
 
 
 def _synthetic_vocabulary(vocab_size: int, added: dict[int, dict]) -> dict[str, int]:
-    """token string -> id for every id below ``vocab_size``: added tokens, 256 byte tokens, then words."""
+    """token string -> id for every id below ``vocab_size``: added tokens, 256 byte tokens, the merged
+    pairs (`MERGES`), then words."""
     free_ids = (token_id for token_id in range(vocab_size) if token_id not in added)
     vocabulary: dict[str, int] = {}
     # ByteLevel's alphabet sorted by code point is GPT-2's byte order ("!" first, "Ġ" = space at 220
     # when no special token precedes it).
     for byte_character in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocabulary[byte_character] = next(free_ids)
+    for left, right in MERGES:
+        vocabulary[left + right] = next(free_ids)
     for word_index, token_id in enumerate(free_ids):
         vocabulary["Ġ" + placeholder_word(word_index)] = token_id  # "Ġ" decodes to a leading space
     for token_id, entry in added.items():
@@ -112,7 +123,7 @@ def synthetic_tokenizer(config_dir: Path, vocab_size: int | None = None) -> PreT
     if vocab_size is None:
         vocab_size = AutoConfig.from_pretrained(config_dir).get_text_config().vocab_size
     added = real_added_tokens(config_dir)
-    backend = Tokenizer(models.BPE(vocab=_synthetic_vocabulary(vocab_size, added), merges=[]))
+    backend = Tokenizer(models.BPE(vocab=_synthetic_vocabulary(vocab_size, added), merges=list(MERGES)))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     # Registering the added tokens after they are in the vocabulary keeps their real ids.

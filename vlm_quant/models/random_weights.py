@@ -32,7 +32,7 @@ from transformers import initialization as hf_init
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.config_source import CONFIG_FILES, ConfigSource, find_config_source
-from vlm_quant.models.offline_processor import save_offline_processor
+from vlm_quant.models.offline_processor import SYNTHETIC_TOKENIZER_VERSION, save_offline_processor
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ def default_cache_root() -> Path:
 
 def checkpoint_dir_name(source: ConfigSource, seed: int, code_dir: Path | None = None) -> str:
     """Cache directory name: the model's name, a digest of its configuration files (two folders or Hub
-    revisions never share an entry), the seed, the transformers version (init and layout vary) and, for a
-    remote-code architecture, the hash of its code (`remote_code.directory_code_sha256`)."""
+    revisions never share an entry), the seed, the transformers version (init and layout vary), the
+    synthetic tokenizer's version and, for a remote-code architecture, the hash of its code
+    (`remote_code.directory_code_sha256`)."""
     name = Path(source.model_id).name if source.origin == "local" else source.model_id.replace("/", "__", 1)
-    name = f"{name}-{source.key}-seed{seed}-tf{transformers.__version__}"
+    name = f"{name}-{source.key}-seed{seed}-tf{transformers.__version__}-tok{SYNTHETIC_TOKENIZER_VERSION}"
     if code_dir is not None:
         from vlm_quant.models.remote_code import directory_code_sha256
 
