@@ -73,7 +73,12 @@ WORDS = (
     "the image picture photo this that What what is in on of with and to there Answer question "
     "using single word or phrase short caption A an man woman person people dog cat car street table "
     "sitting standing two red blue green white black"
-).split()
+).split() + [
+    # "\n" and "\n\n" in GPT-2's byte-level spelling: llama.cpp's multimodal library looks them up by their
+    # decoded text (Idefics3's image template) when the tokenizer is converted to GGUF (declared gpt-2).
+    "Ċ",
+    "ĊĊ",
+]
 TINY_VOCAB_SIZE = 256
 TEXT_SIZES = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2

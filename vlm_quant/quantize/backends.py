@@ -32,7 +32,7 @@ from torch import nn
 
 from vlm_quant.errors import UserError
 from vlm_quant.models.families import FamilySpec, linear_modules_by_role
-from vlm_quant.quantize import bitsandbytes_backend, onnxruntime_backend, torchao_backend
+from vlm_quant.quantize import bitsandbytes_backend, gguf_converter, onnxruntime_backend, torchao_backend
 from vlm_quant.quantize.plan_fit import check_in_place_roles
 from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
 
@@ -73,6 +73,16 @@ BACKENDS: dict[str, Backend] = {
     ),
     # The vision tower as an ONNX Runtime session (onnxruntime_backend.py); CPU EP in every build.
     "onnxruntime": Backend("onnxruntime", "onnxruntime>=1.20", "1.20.0", cpu_since=None),
+    # GGUF files run by llama.cpp (llama-cpp-python's libllama + libmtmd), built from source by pip; the
+    # converter script comes from the same release's sdist (docs/gguf.md).
+    "llama.cpp": Backend(
+        "llama.cpp",
+        "llama-cpp-python==0.3.36",
+        "0.3.36",
+        cpu_since=None,
+        module="llama_cpp",
+        install=gguf_converter.INSTALL_HINT,
+    ),
 }
 EXTRA = "pip install 'vlm-quant[quant]'"
 _HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -99,6 +109,8 @@ def check_plan_runnable(plan: PrecisionPlan, device: torch.device, ort_provider:
             onnxruntime_backend.check_runnable(roles, ort_provider, device)
         version = installed_version(backend, roles)
         _check_version(backend, version, roles, device)
+        if backend == "llama.cpp" and (missing := gguf_converter.converter_missing()):
+            raise UserError(missing)
     probe_dtype = torch.float32 if device.type == "cpu" else _HALF_DTYPES[plan.half_dtype_name]
     for precision in sorted(set(plan.in_place_roles.values())):  # calibrated precisions: no layer probe
         if PRECISIONS[precision].backend != "onnxruntime":  # a session, not a layer: checked when exported

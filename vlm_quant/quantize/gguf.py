@@ -41,6 +41,9 @@ def quantize(source: Path, target: Path, preset: str, *, threads: int = 0) -> Pa
         raise UserError(missing)
     import llama_cpp
 
+    from vlm_quant.engines.llama_cpp import quiet_llama_cpp_logs
+
+    quiet_llama_cpp_logs()  # its per-tensor lines go to the run's log, not the terminal
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, GGUF_FTYPES[preset])
     params.nthread = threads

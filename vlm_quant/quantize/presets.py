@@ -20,7 +20,8 @@ class Precision:
     """One way of storing a role's weights."""
 
     name: str
-    backend: str  # "torch", "bitsandbytes", "torchao", "auto-round", "llm-compressor", "onnxruntime"
+    backend: str  # "torch", "bitsandbytes", "torchao", "auto-round", "llm-compressor", "onnxruntime",
+    # "llama.cpp"
     bits: int
     description: str
     roles: tuple[str, ...] = ROLES  # the roles this precision can be applied to
@@ -32,6 +33,10 @@ class Precision:
     def audited_as(self) -> str:
         return self.realized or self.name
 
+
+LLAMA_CPP = "llama.cpp"
+LLAMA_CPP_TEXT_ROLES = ("language", "lm_head")  # one text GGUF, one file type
+LLAMA_CPP_MMPROJ_ROLES = ("vision", "projector")  # one mmproj GGUF
 
 # llm-compressor quantizes decoder layers one after another on their captured inputs (its sequential
 # pipeline, AWQ's and SmoothQuant's smoothing mappings are written for decoder layers); its VLM recipes
@@ -105,6 +110,18 @@ PRECISIONS: dict[str, Precision] = {
         Precision("ort-fp32", "onnxruntime", 32, "vision tower in ONNX Runtime, float32"),
         Precision("ort-int8", "onnxruntime", 8, "ONNX Runtime INT8 dynamic: int8 weights per channel"),
         Precision("ort-int8-static", "onnxruntime", 8, "ONNX Runtime INT8 static QDQ (S8S8), calibrated"),
+        # GGUF files run by llama.cpp (engines/llama_cpp.py): the whole model leaves torch, so a plan with
+        # one llama.cpp role has only llama.cpp roles (`resolve_plan`).
+        Precision("gguf-f16", "llama.cpp", 16, "GGUF F16 (llama.cpp's converter), run by llama.cpp"),
+        Precision("gguf-q8_0", "llama.cpp", 8, "GGUF Q8_0 (llama.cpp's quantizer): 8-bit blocks of 32"),
+        Precision(
+            "gguf-q4_k_m",
+            "llama.cpp",
+            4,
+            "GGUF Q4_K_M (llama.cpp's quantizer): 4-bit K-quants, some tensors Q6_K, its own rules",
+            roles=LLAMA_CPP_TEXT_ROLES,
+            roles_reason="the mmproj (vision tower + projector) is quantized to Q8_0 or kept F16 here",
+        ),
     )
 }
 # quant=prequantized: a published checkpoint whose config carries a quantization_config, loaded as it is
@@ -180,6 +197,16 @@ PRESETS: dict[str, Preset] = {
             "vision tower in ONNX Runtime, INT8 static QDQ (calibrated); rest fp16",
             vision="ort-int8-static",
         ),
+        # llama.cpp (GGUF): the language model at the preset's type, the mmproj F16 unless
+        # precision=vision=gguf-q8_0 (docs/gguf.md).
+        *(
+            _preset(name, description, base="gguf-f16", language=name, lm_head=name)
+            for name, description in (
+                ("gguf-f16", "GGUF F16 run by llama.cpp (the llama.cpp baseline)"),
+                ("gguf-q8_0", "llama.cpp: GGUF Q8_0 language model; mmproj F16"),
+                ("gguf-q4_k_m", "llama.cpp: GGUF Q4_K_M language model (llama.cpp's mix); mmproj F16"),
+            )
+        ),
         # What measured fastest per role on the idle 2-core AVX512-VNNI CPU (benchmarks/cpu_edge.py; README
         # "CPU runs"): the ONNX Runtime INT8 dynamic tower (1.81x the torch float32 tower, cosine 0.9992)
         # and the torchao int8 weight-only language model (decode 2.0x float32: decode is memory-bound).
@@ -212,6 +239,11 @@ class PrecisionPlan:
         return {role: p for role, p in self.roles.items() if p not in HALF_PRECISIONS}
 
     @property
+    def engine(self) -> str:
+        """``llama.cpp`` for a GGUF plan (every role is llama.cpp's), else ``torch``."""
+        return LLAMA_CPP if LLAMA_CPP in self.backends().values() else "torch"
+
+    @property
     def prequantized(self) -> bool:
         """The checkpoint arrives quantized: nothing is applied, the audit says what each role holds."""
         return self.preset == PREQUANTIZED
@@ -223,8 +255,12 @@ class PrecisionPlan:
 
     @property
     def in_place_roles(self) -> dict[str, str]:
-        """Roles quantized in place after loading (bitsandbytes, torchao)."""
-        return {role: p for role, p in self.quantized_roles.items() if not PRECISIONS[p].calibrated}
+        """Roles quantized in place after loading (bitsandbytes, torchao, ONNX Runtime; not GGUF files)."""
+        return {
+            role: p
+            for role, p in self.quantized_roles.items()
+            if not PRECISIONS[p].calibrated and PRECISIONS[p].backend != LLAMA_CPP
+        }
 
     def backends(self) -> dict[str, str]:
         """role -> library that stores it ('torch', 'bitsandbytes', 'torchao')."""
@@ -276,7 +312,9 @@ def resolve_plan(quant: str, override: str = "") -> PrecisionPlan:
             "quant=prequantized loads a checkpoint as it was published; it cannot take a precision "
             "override (the checkpoint's quantization_config decides every role)."
         )
-    roles.update(parse_override(override))
+    overrides = parse_override(override)
+    roles.update(overrides)
+    roles = _llama_cpp_roles(roles, overrides)
     plan = PrecisionPlan(quant, roles, override)
     halves = {p for p in roles.values() if p in HALF_PRECISIONS}
     if len(halves) > 1:
@@ -284,3 +322,29 @@ def resolve_plan(quant: str, override: str = "") -> PrecisionPlan:
             f"the plan mixes fp16 and bf16 roles ({roles}); unquantized roles share one 16-bit dtype."
         )
     return plan
+
+
+def _llama_cpp_roles(roles: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    """A GGUF plan's roles: all llama.cpp's (llama.cpp runs the whole model), ``lm_head`` at the
+    language model's type and ``projector`` at the vision tower's unless set (each pair shares one
+    file and one file type); UserError for a mix with torch roles or a pair set apart."""
+    gguf_roles = [role for role, p in roles.items() if PRECISIONS[p].backend == LLAMA_CPP]
+    if not gguf_roles:
+        return roles
+    others = {role: p for role, p in roles.items() if PRECISIONS[p].backend != LLAMA_CPP}
+    if others:
+        raise UserError(
+            f"llama.cpp runs the whole model from GGUF files, so every role needs a gguf-* precision; "
+            f"{', '.join(f'{r}={p}' for r, p in others.items())} would run in torch. "
+            "Use e.g. quant=gguf-q8_0 with precision=vision=gguf-q8_0."
+        )
+    resolved = dict(roles)
+    for lead, follower in (("language", "lm_head"), ("vision", "projector")):
+        if follower not in overrides:
+            resolved[follower] = resolved[lead]
+        if resolved[follower] != resolved[lead]:
+            raise UserError(
+                f"{lead} and {follower} are one GGUF file with one file type in llama.cpp; "
+                f"{lead}={resolved[lead]} and {follower}={resolved[follower]} cannot differ."
+            )
+    return resolved

@@ -80,10 +80,21 @@ class FidelityPass:
     def after_quantizing(self, loaded: Any, tracker: Any) -> dict[str, float | None]:
         """The fidelity metrics of the quantized model; per-input values logged as an artifact."""
         with stage("fidelity (quantized)"):
-            measured = [
-                fidelity.compare_sample(reference, fidelity.capture(loaded.model, loaded.family, sequence))
-                for reference, sequence in zip(self.reference, self.sequences)
-            ]
+            outputs = [fidelity.capture(loaded.model, loaded.family, sequence) for sequence in self.sequences]
+        return self.log_comparison(outputs, tracker, logits_only=False)
+
+    def log_comparison(
+        self, outputs: Sequence[fidelity.Outputs], tracker: Any, *, logits_only: bool
+    ) -> dict[str, float | None]:
+        """The fidelity metrics of ``outputs`` (one per sequence, in order) against the reference; the
+        per-input values logged as an artifact. ``logits_only``: an engine that exposes no role outputs
+        (llama.cpp) is compared on its log-probabilities alone, so the role cosines are absent; otherwise
+        a role missing from ``outputs`` is an error (a hook that was not reached)."""
+        measured = []
+        for reference, output in zip(self.reference, outputs):
+            if logits_only:
+                reference = fidelity.Outputs({}, reference.log_probs)
+            measured.append(fidelity.compare_sample(reference, output))
         rows = [
             {"id": i, "image": image, "continuation_ids": s.continuation, **fidelity.sample_row(m)}
             for i, image, s, m in zip(self.ids, self.images, self.sequences, measured)

@@ -35,7 +35,9 @@ def display_name(cfg: Any, prepared: Any = None) -> str:
     if cfg.run_name:
         return cfg.run_name
     ran = ""
-    if prepared is not None:
+    if prepared is not None and prepared.plan.engine == "llama.cpp":
+        ran = "llama.cpp on cpu"  # GGUF files run by llama.cpp's CPU build, whatever device torch had
+    elif prepared is not None:
         computed = SHORT_DTYPES.get(str(prepared.dtype).removeprefix("torch."), str(prepared.dtype))
         if computed != prepared.plan.half_dtype_name:
             ran = f"{computed} on {prepared.device.type}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,7 @@ from vlm_quant.engines import pipeline
 from vlm_quant.engines.generate import GenerationSettings, prompt_format
 from vlm_quant.engines.selection import resolve_engine
 from vlm_quant.errors import UserError
-from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh, estimate_co2e
-from vlm_quant.measure.energy import derive_energy_metrics
+from vlm_quant.measure.carbon import carbon_intensity_g_per_kwh
 from vlm_quant.measure.environment import environment_record
 from vlm_quant.measure.memory import MemoryTracker, weights_footprint_mib
 from vlm_quant.models.checkpoint import save_checkpoint
@@ -42,14 +43,15 @@ from vlm_quant.quantize.audit import audit_precision, verify_plan
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.onnxruntime_backend import graphs_exported
 from vlm_quant.quantize.prequantized import check_prequantized
-from vlm_quant.quantize.presets import PrecisionPlan, resolve_plan
-from vlm_quant.run import batch_invariance, distributed, mlflow_views, scoring, sustainability
+from vlm_quant.quantize.presets import LLAMA_CPP, PrecisionPlan, resolve_plan
+from vlm_quant.run import batch_invariance, distributed, llama_cpp_run, mlflow_views, scoring, sustainability
 from vlm_quant.run.calibration import quantize_calibrated
 from vlm_quant.run.cost_pass import measure_cost, resolve_cost_settings
 from vlm_quant.run.fidelity_pass import FidelityPass
 from vlm_quant.run.instruments import RunInstruments
 from vlm_quant.run.onnx_inputs import copy_onnx_files, ort_settings
 from vlm_quant.run.partial_predictions import PredictionStream
+from vlm_quant.run.pass_results import finish_quality_pass, micro_set
 from vlm_quant.run.plan_checks import check_plan_before_loading
 from vlm_quant.run.quality_pass import load_image, run_quality_pass
 from vlm_quant.run.resume import config_key
@@ -63,8 +65,6 @@ from vlm_quant.tracking import run_schema
 log = logging.getLogger(__name__)
 
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# Quality-pass counts that are the same on every rank (computed from the merged pass).
-QUALITY_COUNTS = ("n_samples_evaluated", "n_samples_skipped", "n_samples_resumed")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def llama_cpp_device(name: str) -> torch.device:
+    """A GGUF plan runs on the CPU (the llama-cpp-python build vlm-quant installs is CPU-only): the whole
+    run is on the CPU, so no GPU counter meters an idle GPU as the model's energy."""
+    if name == "cuda":
+        raise UserError(
+            "the gguf-* presets run on llama.cpp's CPU build; use device=cpu (or auto) for them, "
+            "and a torch preset for the GPU."
+        )
+    if distributed.rank_info().distributed:
+        raise UserError("the gguf-* presets run in one process; launch them without torchrun/processes>1.")
+    return torch.device("cpu")
+
+
 def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtype, str]:
     """The dtype weights are loaded and computed in, and why.
 
@@ -94,6 +107,12 @@ def compute_dtype(plan: PrecisionPlan, device: torch.device) -> tuple[torch.dtyp
     for a 16-bit one.
     """
     wanted = HALF_DTYPES[plan.half_dtype_name]
+    if plan.engine == LLAMA_CPP:  # the torch model is only the GGUF files' source and the fidelity reference
+        return (
+            torch.float32,
+            "llama.cpp runs the GGUF files on the CPU (their types: realized_precision_<role>); "
+            "the torch reference for fidelity loads in float32",
+        )
     if device.type == "cpu" and "auto-round" in plan.backends().values():
         # AutoRound's reloaded QuantLinear kernels compute in 16-bit only (it would cast the model to
         # float16 itself); bfloat16 has fast CPU kernels where AVX512-BF16/AMX exist.
@@ -197,7 +216,7 @@ def model_family(cfg: ExperimentConfig) -> FamilySpec:
 def prepare_experiment(cfg: ExperimentConfig) -> PreparedRun:
     """Validate the user's input and read the split; raises UserError before any run or download."""
     plan = resolve_plan(cfg.quant, cfg.precision)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device) if plan.engine != LLAMA_CPP else llama_cpp_device(cfg.device)
     if plan.quantized_roles:
         from vlm_quant.quantize.backends import check_plan_runnable
 
@@ -269,21 +288,45 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
         pue=cfg.pue,
     )
     with instruments.logged_on_failure(tracker), instruments:  # FAILED/KILLED runs keep the power trace
-        loaded, metrics = load_model(prepared, tracker)
-        prepared = choose_engine(prepared, loaded, tracker)
-        with stage("quality pass"):
-            quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
-        metrics.update(quality_metrics)
-        # A seeded subset again at batch 1, outside the quality pass's time and energy window.
-        metrics.update(batch_invariance.measure_and_log(prepared, loaded, quality, tracker))
-        metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
+        if prepared.plan.engine == LLAMA_CPP:  # GGUF files on llama.cpp: its own load, passes and files
+            loaded_checkpoint = loaded_and_logged(prepared, tracker)
+            outcome = llama_cpp_run.run_passes(prepared, loaded_checkpoint, tracker, instruments, progress)
+            metrics, quality = outcome.metrics, outcome.quality
+        else:
+            loaded, metrics = load_model(prepared, tracker)
+            prepared = choose_engine(prepared, loaded, tracker)
+            with stage("quality pass"):
+                quality, quality_metrics = quality_pass(prepared, loaded, tracker, instruments, progress)
+            metrics.update(quality_metrics)
+            # A seeded subset again at batch 1, outside the quality pass's time and energy window.
+            metrics.update(batch_invariance.measure_and_log(prepared, loaded, quality, tracker))
+            metrics.update(cost_pass(prepared, loaded, quality, instruments, tracker))
     metrics.update(instruments.log_to(tracker))
     tracker.set_tags(instruments.tags)
     tracker.log_params(instruments.params)
     metrics.update(sustainability_metrics(prepared, metrics, instruments, tracker, len(quality.predictions)))
 
-    # 3. Size on disk of the checkpoint as loaded (an ORT role's ONNX file is part of the model);
-    #    optionally the run's logged model (loads back).
+    # 3. Size on disk of the checkpoint as loaded (an ORT role's ONNX file is part of the model; a GGUF
+    #    plan's are its two files); optionally the run's logged model (loads back).
+    if prepared.plan.engine == LLAMA_CPP:
+        metrics.update(gguf_checkpoint(prepared, outcome.files, tracker))
+    else:
+        metrics.update(torch_checkpoint(prepared, loaded, tracker))
+    metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
+    tracker.log_metrics(metrics)  # linked to the logged model and the evaluated split
+    mlflow_views.describe(tracker, prepared, metrics)
+    return RunSummary(
+        tracker.run_id,
+        {k: v for k, v in metrics.items() if v is not None},
+        len(quality.predictions),
+        len(quality.skipped),
+    )
+
+
+def torch_checkpoint(prepared: PreparedRun, loaded: Any, tracker: Any) -> dict[str, float | None]:
+    """The quantized model saved (size on disk, ONNX Runtime graphs), and logged as the run's model."""
+    cfg = prepared.cfg
+    metrics: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="vlmq-ckpt-") as tmp, stage("checkpoint"):
         recipe = mlflow_views.checkpoint_recipe(prepared, loaded)
         saved = save_checkpoint(loaded.model, loaded.processor, Path(tmp), recipe)
@@ -296,16 +339,40 @@ def run_experiment(prepared: PreparedRun, tracker: Any, *, progress: bool = True
             tracker.set_tags({"vlm_quant.size_on_disk_skipped": saved.reason})
         if cfg.log_model:
             mlflow_views.log_checkpoint_model(tracker, prepared, Path(tmp))
+    return metrics
 
-    metrics = distributed.combine_rank_metrics(metrics, tracker)  # 1 process: unchanged
-    tracker.log_metrics(metrics)  # linked to the logged model and the evaluated split
-    mlflow_views.describe(tracker, prepared, metrics)
-    return RunSummary(
-        tracker.run_id,
-        {k: v for k, v in metrics.items() if v is not None},
-        len(quality.predictions),
-        len(quality.skipped),
+
+def gguf_checkpoint(prepared: PreparedRun, files: Any, tracker: Any) -> dict[str, float]:
+    """A GGUF plan's model is its two files: their size, and (log_model) the run's logged model."""
+    tracker.log_params({"checkpoint_writer": "llama.cpp (convert_hf_to_gguf.py + llama_model_quantize)"})
+    if prepared.cfg.log_model:
+        with tempfile.TemporaryDirectory(prefix="vlmq-gguf-") as tmp, stage("checkpoint (GGUF files)"):
+            for path in (files.text, files.mmproj):
+                link_or_copy(path, Path(tmp) / path.name)
+            mlflow_views.log_checkpoint_model(tracker, prepared, Path(tmp))
+    return {"size_on_disk_mib": files.size_mib()}
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no copy of a GB file) where the file system allows it, else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def loaded_and_logged(prepared: PreparedRun, tracker: Any) -> Any:
+    """The unquantized checkpoint (for a GGUF plan: the source of its files and the fidelity reference),
+    with its resolved revision and family logged."""
+    loaded = load_unquantized(prepared)
+    tracker.log_params(
+        {
+            "revision": resolved_revision(loaded, prepared.cfg),
+            "model_family": loaded.family.name,
+            **remote_code_params(loaded.remote_code, prepared.cfg.weights),
+        }
     )
+    return loaded
 
 
 def resolved_revision(loaded: Any, cfg: ExperimentConfig) -> str:
@@ -328,8 +395,8 @@ def remote_code_params(remote_code: Any, weights: str) -> dict[str, str]:
     return params
 
 
-def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
-    """Load the model at the planned precision; log its resolved revision and family."""
+def load_unquantized(prepared: PreparedRun) -> Any:
+    """The model as its checkpoint holds it, in the run's compute dtype (`models.loading.load_vlm`)."""
     cfg, device = prepared.cfg, prepared.device
     with stage("load"):
         loaded = load_vlm(
@@ -343,6 +410,13 @@ def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, floa
             image_backend=cfg.image_processor,
         )
     check_shots_supported(loaded.family, cfg.shots)
+    return loaded
+
+
+def load_model(prepared: PreparedRun, tracker: Any) -> tuple[Any, dict[str, float | None]]:
+    """Load the model at the planned precision; log its resolved revision and family."""
+    cfg, device = prepared.cfg, prepared.device
+    loaded = load_unquantized(prepared)
     # The unquantized outputs on the micro-set are kept first, for the fidelity metrics; the FLOPs of one
     # generation are counted on the unquantized model too (the work is the same at every precision).
     reference = FidelityPass.before_quantizing(prepared, loaded)
@@ -415,7 +489,6 @@ def quality_pass(
     the tags saying they are deferred)."""
     cfg, task, data, dtype = prepared.cfg, prepared.task, prepared.data, prepared.dtype
     memory = MemoryTracker(prepared.device)
-    metrics: dict[str, float | None] = {}
     workers = pipeline.resolve_num_workers(cfg.num_workers)
     on_device = pipeline.processor_device(loaded.processor, prepared.device, workers)
     tracker.log_params(
@@ -445,59 +518,16 @@ def quality_pass(
         timer=instruments.timer,
     )
     window = instruments.meter.end_window("quality_pass")
-    if window.absent_reason and instruments.gpu.available:
-        tracker.set_tags({"vlm_quant.energy_absent_quality_pass": window.absent_reason})
-    if quality.skipped:
-        tracker.log_json(quality.skipped, "predictions/skipped_samples.json")
-    if not quality.predictions:
-        raise UserError(
-            f"none of the {len(data.ids)} selected images could be read (see skipped_samples.json)."
-        )
-    metrics.update(
-        {
-            "n_samples_evaluated": len(quality.predictions),
-            "n_samples_skipped": len(quality.skipped),
-            **quality.pass_metrics(),  # this attempt's, like its energy
-            "n_samples_resumed": quality.n_resumed,  # taken from an interrupted attempt of this run
-            **quality.oom_metrics(),
-            **quality.time_split_metrics(),  # this attempt: the model's share, its wait for inputs
-        }
-    )
-    if quality.oom_retries:  # predictions were made at several batch sizes: the final one alone would hide it
-        tracker.set_tags({run_schema.TAG_QUALITY_PASS_BATCH_SIZES: ",".join(map(str, quality.batch_sizes))})
-    # Per-image energy of this attempt's generation only: a resumed run's earlier attempts were not metered.
-    images, tokens = quality.this_attempt()
-    energy = derive_energy_metrics(window, images, tokens) if images else {}
-    metrics.update({f"quality_pass_{key}": value for key, value in energy.items()})
-    if "energy_kwh" in energy:
-        carbon = estimate_co2e(energy["energy_kwh"], country_iso_code=cfg.country_iso_code, pue=cfg.pue)
-        metrics.update(carbon.as_metrics())
-    metrics.update(memory.read().as_metrics())
-
-    # Logged now, not with the cost metrics: a crash in the cost pass keeps them. With several processes
-    # only what no rank combination changes (scores, counts of the merged pass).
-    alone = not distributed.rank_info().distributed
-    tracker.log_metrics(metrics if alone else {k: metrics[k] for k in QUALITY_COUNTS})
-    if cfg.score == "later":  # the predictions are in predictions/partial.jsonl for `vlm-quant score run`
-        tracker.set_tags(scoring.deferred_tags())
-    else:
-        metrics.update(scoring.score_and_log(tracker, task, data, quality.predictions))
-    return quality, metrics
+    return quality, finish_quality_pass(prepared, quality, window, memory, instruments, tracker)
 
 
 def cost_pass(
     prepared: PreparedRun, loaded: Any, quality: Any, instruments: RunInstruments, tracker: Any
 ) -> dict[str, float]:
     """Latency at batch 1 and throughput/energy per batch size on the fixed micro-set."""
-    cfg, task, data, settings = prepared.cfg, prepared.task, prepared.data, prepared.cost_settings
+    cfg, settings = prepared.cfg, prepared.cost_settings
     memory = MemoryTracker(prepared.device)  # peaks of the cost pass alone (batch sizes up to 32)
-    micro_ids = [i for i in data.ids if i in quality.predictions][: cfg.cost_samples]
-    tracker.log_json({"ids": micro_ids}, "split/cost_micro_set.json")
-    mlflow_views.log_micro_set(tracker, cfg, data, micro_ids)
-    micro = [
-        task.request(data, data.samples[i], load_image(data, data.samples[i], cfg.max_image_side)[1])
-        for i in micro_ids
-    ]
+    micro = micro_set(prepared, quality, tracker)
     sizes = ", ".join(map(str, settings.batch_sizes))
     with stage(f"cost pass: latency at batch 1, throughput at batch {sizes}"):
         result = measure_cost(
