@@ -15,7 +15,7 @@ DATA_DIR ?=
 EVAL_ARGS ?= --first-run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 QUANT ?= fp16
 
-.PHONY: evaluate test lint clean-venv
+.PHONY: evaluate test lint gguf clean-venv
 
 # The lock's own torch pair is what TORCH defaults to; it is left out of the second install so that an
 # override stays. llm-compressor is left out too and installed after, without its dependency pins.
@@ -41,6 +41,14 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(BIN)/.installed
 	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# GGUF on llama.cpp (the gguf-* presets, docs/gguf.md): pip builds llama-cpp-python from source (cmake and a
+# C++ compiler; 32 min 24 s on the 2-core VM under load) and caches the wheel it built, so a later install
+# (a fresh venv, CI) takes seconds; then llama.cpp's converter, copied out of the same release's sdist.
+# -DGGML_NATIVE=OFF: a library that runs on any x86-64 CPU, not only the build machine's.
+gguf: $(BIN)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q "llama-cpp-python==0.3.36" "diskcache==5.6.3"
+	$(BIN)/python tools/install_gguf_converter.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check vlm_quant entrypoints tests benchmarks tools

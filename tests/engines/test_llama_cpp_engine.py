@@ -18,7 +18,7 @@ def tiny_engine(tiny_vlm_dirs, tmp_path_factory):
         if missing:
             pytest.skip(missing)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
+        monkeypatch.setenv("VLMQ_GGUF_CACHE", str(tmp_path_factory.mktemp("gguf")))
         files = gguf_files.build_files(tiny_vlm_dirs["idefics3"], "gguf-q8_0", "gguf-f16")
     engine = LlamaCppEngine(files.text, files.mmproj, threads=1)
     yield engine

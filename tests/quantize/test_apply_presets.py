@@ -19,13 +19,15 @@ from vlm_quant.quantize.presets import PRESETS, ROLES, resolve_plan
 MIXED = ("vision=int8,projector=nf4,language=int8wo", "vision=nf4,language=w8a8")
 # Presets applied in place after loading (linear layers swapped by bitsandbytes/torchao). Calibrated
 # (AutoRound) and prequantized ones replace the model (test_calibrated_and_published.py); ONNX Runtime
-# presets need example inputs (OrtSettings: test_onnxruntime_backend.py).
+# presets need example inputs (OrtSettings: test_onnxruntime_backend.py); gguf-* presets leave torch
+# (tests/run/test_llama_cpp_run.py).
 IN_PLACE = [
     name
     for name in PRESETS
     if not resolve_plan(name).calibrated_roles
     and not resolve_plan(name).prequantized
     and "onnxruntime" not in resolve_plan(name).backends().values()
+    and resolve_plan(name).engine == "torch"
 ]
 CASES = [(family, preset, "") for family in ("idefics3", "qwen2_vl") for preset in IN_PLACE] + [
     (family, "fp16", override)

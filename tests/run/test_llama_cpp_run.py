@@ -10,7 +10,7 @@ from vlm_quant.config import ExperimentConfig
 from vlm_quant.errors import UserError
 from vlm_quant.quantize import gguf, gguf_converter, gguf_files
 from vlm_quant.run.runner import prepare_experiment, run_experiment
-from vlm_quant.tracking import run_schema
+from vlm_quant.tracking import glossary, run_schema
 from vlm_quant.tracking.tracker import InMemoryTracker
 
 FAST = dict(
@@ -51,7 +51,7 @@ def gguf_cache(tmp_path_factory):
 
 
 def evaluate(tiny_vlm_dirs, coco_dir, monkeypatch, cache, **overrides) -> InMemoryTracker:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("VLMQ_GGUF_CACHE", str(cache))
     cfg = ExperimentConfig.from_mapping(
         dict(model=str(tiny_vlm_dirs["idefics3"]), data_dir=str(coco_dir), **{**FAST, **overrides})
     )
@@ -84,6 +84,16 @@ def test_gguf_run_holds_every_metric_of_a_torch_run_or_says_why(runs):
         assert gguf_run.metrics[name] > 0, name
     assert gguf_run.metrics["llama_cpp_prompt_eval_ms_mean"] > 0  # llama.cpp's own counters, beside ours
     assert gguf_run.metrics["throughput_images_per_s"] == gguf_run.metrics["throughput_images_per_s_bs1"]
+
+
+def test_every_name_a_gguf_run_logs_is_described_in_the_glossary(runs):
+    gguf_run = runs["gguf-q8_0"]
+    undocumented = [k for k in gguf_run.metrics if not glossary.documented(k, glossary.METRICS)]
+    undocumented += [
+        k for k in gguf_run.tags if k.startswith("vlm_quant.") and not glossary.documented(k, glossary.TAGS)
+    ]
+    undocumented += [a for a in gguf_run.artifacts if not glossary.documented(a, glossary.ARTIFACTS)]
+    assert not undocumented
 
 
 def test_gguf_run_labels_what_ran_from_the_files(runs):
@@ -119,7 +129,7 @@ def test_a_second_plan_reuses_the_cached_f16_conversion(
     )  # fmt: skip
     assert tracker.params["realized_precision_projector"] == "gguf-q8_0"
     assert "Q8_0" in tracker.artifacts["precision/gguf_tensor_types.json"]["vision"]["types"]
-    entries = list((gguf_cache / "vlm-quant" / "gguf").iterdir())
+    entries = [path for path in gguf_cache.iterdir() if path.is_dir()]
     assert len(entries) == 1  # one checkpoint, one entry: F16 files converted once for both plans
     names = {path.name for path in entries[0].glob("*.gguf")}
     assert {

@@ -5,11 +5,11 @@ llama.cpp's own converter (`gguf_converter`), then quantized by llama.cpp's quan
 the plan's precisions: ``language`` decides the text file (``lm_head`` follows it: one file type),
 ``vision`` decides the mmproj (``projector`` follows it: one file).
 
-Cache: ``$XDG_CACHE_HOME/vlm-quant/gguf/<checkpoint>-<digest>-llama.cpp<version>/`` holds the F16 files and
-each quantized file once made, so a sweep converts a checkpoint once. The digest covers the checkpoint's
-directory and its weight files' names, sizes and modification times (a re-downloaded or rebuilt checkpoint
-gets a new entry); files are written under a temporary name and renamed, under a file lock, so concurrent
-runs of a sweep never read half a file.
+Cache: ``$VLMQ_GGUF_CACHE`` or ``$XDG_CACHE_HOME/vlm-quant/gguf``; one entry
+``<checkpoint>-<digest>-llama.cpp<version>/`` holds the F16 files and each quantized file once made, so a
+sweep converts a checkpoint once. The digest covers the checkpoint's directory and its weight files' names,
+sizes and modification times (a re-downloaded or rebuilt checkpoint gets a new entry); files are written
+under a temporary name and renamed, under a file lock, so concurrent runs of a sweep never read half a file.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class GgufFiles:
 
 
 def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/vlm-quant/gguf`` (``~/.cache/vlm-quant/gguf`` when unset)."""
+    """``$VLMQ_GGUF_CACHE``, else ``$XDG_CACHE_HOME/vlm-quant/gguf`` (``~/.cache/vlm-quant/gguf``)."""
+    if os.environ.get("VLMQ_GGUF_CACHE"):
+        return Path(os.environ["VLMQ_GGUF_CACHE"])
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache_home) / "vlm-quant" / "gguf"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from vlm_quant.tracking.glossary.artifacts import ARTIFACTS as _ARTIFACTS
 from vlm_quant.tracking.glossary.cost import COST_METRICS, ENERGY_METRICS
 from vlm_quant.tracking.glossary.fidelity import FIDELITY_METRICS
+from vlm_quant.tracking.glossary.llama_cpp import LLAMA_CPP_ARTIFACTS, LLAMA_CPP_METRICS, LLAMA_CPP_TAGS
 from vlm_quant.tracking.glossary.quality import QUALITY_METRICS
 from vlm_quant.tracking.glossary.sustainability import (
     SUSTAINABILITY_ARTIFACTS,
@@ -21,10 +22,15 @@ from vlm_quant.tracking.glossary.tags import TAGS as _TAGS
 from vlm_quant.tracking.glossary.term import Term, documented
 
 METRICS: tuple[Term, ...] = (
-    QUALITY_METRICS + COST_METRICS + ENERGY_METRICS + FIDELITY_METRICS + SUSTAINABILITY_METRICS
+    QUALITY_METRICS
+    + COST_METRICS
+    + ENERGY_METRICS
+    + FIDELITY_METRICS
+    + SUSTAINABILITY_METRICS
+    + LLAMA_CPP_METRICS
 )
-TAGS: tuple[Term, ...] = _TAGS + SUSTAINABILITY_TAGS
-ARTIFACTS: tuple[Term, ...] = _ARTIFACTS + SUSTAINABILITY_ARTIFACTS
+TAGS: tuple[Term, ...] = _TAGS + SUSTAINABILITY_TAGS + LLAMA_CPP_TAGS
+ARTIFACTS: tuple[Term, ...] = _ARTIFACTS + SUSTAINABILITY_ARTIFACTS + LLAMA_CPP_ARTIFACTS
 
 __all__ = [
     "ARTIFACTS",
