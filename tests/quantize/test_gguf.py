@@ -1,22 +1,32 @@
 """GGUF conversion (llama.cpp's converter) and quantization (llama.cpp's quantizer) of a tiny Idefics3,
-and the audit of the tensor types the files really hold. Skips without llama-cpp-python or the converter."""
+the audit of the tensor types the files really hold, the families the converter refuses or needs an
+adaptation for, and libmtmd's load check. Skips without llama-cpp-python or the converter."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from tiny_vlms import TINY_FAMILIES
 
 from vlm_quant.errors import UserError
 from vlm_quant.quantize import gguf, gguf_converter
+from vlm_quant.quantize.gguf_load_check import STAGES, load_check
+
+FAMILIES_PAGE = Path(__file__).resolve().parents[2] / "docs" / "gguf_families.md"
 
 
 @pytest.fixture(scope="module")
-def tiny_ggufs(tmp_path_factory, tiny_vlm_dirs) -> dict[str, Path]:
-    """The tiny Idefics3 as f16 text + mmproj GGUFs and their quantized versions (built once)."""
+def llama_cpp_and_converter() -> None:
     for missing in (gguf.llama_cpp_missing(), gguf_converter.converter_missing()):
         if missing:
             pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(tmp_path_factory, tiny_vlm_dirs, llama_cpp_and_converter) -> dict[str, Path]:
+    """The tiny Idefics3 as f16 text + mmproj GGUFs and their quantized versions (built once)."""
     out = tmp_path_factory.mktemp("tiny-gguf")
     checkpoint = tiny_vlm_dirs["idefics3"]
     text = gguf_converter.convert(checkpoint, out / "text-f16.gguf", mmproj=False)
@@ -63,9 +73,54 @@ def test_mmproj_q8_0_keeps_the_embeddings_the_converter_forces_to_f32(tiny_ggufs
     assert after["vision"]["Q8_0"] == before["F16"]
 
 
-def test_a_family_the_converter_cannot_map_is_refused_with_its_reason(tiny_ggufs, tiny_vlm_dirs, tmp_path):
-    with pytest.raises(UserError, match=r"mmproj.*Can not map tensor"):
-        gguf_converter.convert(tiny_vlm_dirs["qwen2_vl"], tmp_path / "mmproj.gguf", mmproj=True)
+def test_a_family_the_converter_does_not_know_is_refused_with_its_reason(
+    llama_cpp_and_converter, tiny_family_dirs, tmp_path
+):
+    with pytest.raises(
+        UserError, match=r"text model .*Model PaliGemmaForConditionalGeneration is not supported"
+    ):
+        gguf_converter.convert(tiny_family_dirs["paligemma"], tmp_path / "text.gguf", mmproj=False)
+    assert not (tmp_path / "text.gguf").exists()
+
+
+def test_a_shallow_qwen2_vl_tower_converts_and_runs_an_image_in_libmtmd(
+    llama_cpp_and_converter, tiny_vlm_dirs, tmp_path
+):
+    # The tiny tower has 1 block; the converter names the projector's layer 2 from the per-block table.
+    checkpoint = tiny_vlm_dirs["qwen2_vl"]
+    text = gguf_converter.convert(checkpoint, tmp_path / "text.gguf", mmproj=False)
+    mmproj = gguf_converter.convert(checkpoint, tmp_path / "mmproj.gguf", mmproj=True)
+    assert gguf.matrix_types_per_role(mmproj)["projector"] == {"F16": 2}  # merger.mlp.0 and .2
+    check = load_check(text, mmproj)
+    assert check.ok and check.reason is None
+    assert check.image_tokens > 0
+
+
+def test_gemma3_tower_saved_by_transformers_5_converts(llama_cpp_and_converter, tiny_family_dirs, tmp_path):
+    # transformers 5 saves the SigLIP tower without its ``vision_model.`` level; the Hub's files have it.
+    mmproj = gguf_converter.convert(tiny_family_dirs["gemma3"], tmp_path / "mmproj.gguf", mmproj=True)
+    roles = gguf.matrix_types_per_role(mmproj)
+    assert sum(roles["vision"].values()) > 0 and roles["projector"]
+
+
+def test_a_llamacpp_abort_is_reported_with_its_assert_line_not_inherited(tiny_ggufs):
+    # The tiny Idefics3's word-level tokenizer has no "\n\n" token, which libmtmd's Idefics3 image template
+    # looks up: llama.cpp aborts the (child) process while evaluating the image.
+    check = load_check(tiny_ggufs["text-q8_0"], tiny_ggufs["mmproj-f16"])
+    assert check.stage == STAGES[2] and not check.ok
+    assert check.image_tokens > 0
+    assert re.search(r"killed by SIGABRT: .*GGML_ASSERT\(idx >= 0\) failed", check.reason)
+
+
+def test_a_text_gguf_given_as_mmproj_fails_at_the_mmproj_stage(tiny_ggufs):
+    check = load_check(tiny_ggufs["text-q8_0"], tiny_ggufs["text-q8_0"])
+    assert check.stage == STAGES[0] and check.image_tokens is None
+    assert check.reason.startswith("mtmd_init_from_file failed")
+
+
+def test_families_page_has_one_row_per_tiny_family():
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \|", FAMILIES_PAGE.read_text(), flags=re.MULTILINE)
+    assert sorted(rows) == sorted(TINY_FAMILIES)
 
 
 def test_missing_converter_names_the_install_command(monkeypatch, tmp_path):
