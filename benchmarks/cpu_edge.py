@@ -9,8 +9,13 @@ process on the same images, with fidelity to the float32 model.
    float32 (mean over the timed images' tokens, as ``fidelity_vision_cosine_token_mean``).
 2. End to end per preset (fresh model each, random or pretrained weights): TTFT and decode ms/token at
    batch 1 with a fixed output length (vlm-quant's cost pass), ratio to the float32 baseline (``fp16``
-   runs in float32 on CPU), and the fidelity metrics (``vlm_quant/quantize/fidelity.py``) over the timed
-   images, KL and top-1 at every position of the float32 model's ``--new-tokens`` greedy continuation.
+   runs in float32 on CPU), the fidelity metrics (``vlm_quant/quantize/fidelity.py``) over the timed
+   images, KL and top-1 at every position of the float32 model's ``--new-tokens`` greedy continuation, and
+   the weights' size as stored. ``gguf-*`` presets run on the llama.cpp engine (the GGUF files made from
+   the same checkpoint by llama.cpp's converter and quantizer, cached as in a run; ``--threads`` = torch's
+   threads; libmtmd preprocesses the image itself: with tiling off it makes an overview and one tile, 128
+   image tokens where the processor makes 64, so its TTFT covers twice the image tokens); their fidelity
+   is llama.cpp's next-token distributions against the float32 torch model (no role cosines).
 
 Prints the CPU model and its flags (AVX2, AVX512F, AVX512-VNNI, AVX512-BF16, AMX) and the load average
 before and after: on a shared machine absolute times move with the load; ratios taken in the same
@@ -29,12 +34,16 @@ from pathlib import Path
 import torch
 
 from vlm_quant.engines.generate import GenerationSettings, prepare_inputs, single_image_request
+from vlm_quant.engines.llama_cpp import LlamaCppEngine
+from vlm_quant.measure.memory import weights_footprint_mib
 from vlm_quant.measure.timing import DeviceTimer
 from vlm_quant.models.loading import load_vlm
-from vlm_quant.quantize import fidelity, onnx_export, onnxruntime_backend
+from vlm_quant.quantize import fidelity, gguf_files, onnx_export, onnxruntime_backend
 from vlm_quant.quantize.backends import apply_plan
 from vlm_quant.quantize.presets import PRECISIONS, resolve_plan
 from vlm_quant.run.cost_pass import CostSettings, measure_latency
+from vlm_quant.run.llama_cpp_passes import EnginePrompts, time_generation
+from vlm_quant.run.llama_cpp_run import tile_tokens
 from vlm_quant.tasks.captioning_data import downscale, read_local_coco, select_ids
 
 PROMPT = "Provide a one-sentence caption for the provided image."
@@ -46,7 +55,7 @@ FLAGS = {
     "AVX512-BF16": "avx512_bf16",
     "AMX": "amx_tile",
 }
-DEFAULT_PRESETS = "fp16;int8-ao;w8a8-ao;int8;int8-vision-ort;int8-vision-ort-static;cpu-fast"
+DEFAULT_PRESETS = "fp16;int8-ao;int8-vision-ort;cpu-fast;gguf-q8_0;gguf-q4_k_m"
 
 
 def parse_args() -> argparse.Namespace:
@@ -187,6 +196,14 @@ def preset_part(args, timed, calibration) -> list[dict]:
             fidelity.continue_greedily(loaded.model, loaded.processor, x, args.new_tokens) for x in inputs
         ]
         reference = [fidelity.capture(loaded.model, loaded.family, s) for s in sequences]
+        if plan.engine == "llama.cpp":
+            results.append(llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost))
+            print(
+                f"  {preset}: ttft {results[-1]['ttft_ms_p50']:.0f} ms, "
+                f"decode {results[-1]['decode_ms_per_token_p50']:.1f} ms/token",
+                flush=True,
+            )
+            continue
         ort = None
         if any(PRECISIONS[p].backend == "onnxruntime" for p in plan.roles.values()):
             path = loaded.family.roles["vision"][0]
@@ -214,8 +231,10 @@ def preset_part(args, timed, calibration) -> list[dict]:
         results.append(
             {
                 "preset": preset,
+                "engine": "torch",
                 "ttft_ms_p50": latency["ttft_ms_p50"],
                 "decode_ms_per_token_p50": latency["decode_ms_per_token_p50"],
+                "weights_mib": weights_footprint_mib(loaded.model),
                 **fid,
                 "loadavg_1min": os.getloadavg()[0],
             }
@@ -233,8 +252,71 @@ def preset_part(args, timed, calibration) -> list[dict]:
     return results
 
 
+def llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost) -> dict:
+    """A gguf-* preset on the llama.cpp engine: the run's GGUF files, cost-pass timings of the same calls
+    (``time_generation``), and fidelity from llama.cpp's logits on the same teacher-forced continuations."""
+    files = gguf_files.build_files(Path(loaded.source_dir), plan.roles["language"], plan.roles["vision"])
+    found = gguf_files.audit(files)
+    gguf_files.verify(plan.roles, found)
+    engine = LlamaCppEngine(
+        files.text,
+        files.mmproj,
+        threads=torch.get_num_threads(),
+        image_max_tokens=tile_tokens(loaded.processor),
+    )
+    try:
+        prompts = EnginePrompts(engine, loaded.processor)
+        requests = [single_image_request(im, PROMPT) for im in timed]
+        outputs = []
+        for request, sequence in zip(requests, sequences):
+            log_probs = engine.continuation_log_probs(
+                prompts.prompt(request), request.images[0], sequence.continuation
+            )
+            outputs.append(fidelity.Outputs({}, torch.from_numpy(log_probs)))
+        fid = fidelity.compare([fidelity.Outputs({}, r.log_probs) for r in reference], outputs)
+        for _ in range(cost.warmup):
+            for request in requests:
+                time_generation(prompts, request, cost.new_tokens, time.perf_counter)
+        timed_calls = [
+            time_generation(prompts, requests[i % len(requests)], cost.new_tokens, time.perf_counter)
+            for i in range(cost.iterations * len(requests))
+        ]
+        image_tokens = engine.image_tokens(prompts.prompt(requests[0]), timed[0])
+    finally:
+        engine.close()
+    return {
+        "preset": preset,
+        "engine": "llama.cpp",
+        "ttft_ms_p50": statistics.median(t.ttft_s * 1000 for t in timed_calls),
+        "decode_ms_per_token_p50": statistics.median(t.decode_s_per_token * 1000 for t in timed_calls),
+        "llama_cpp_decode_ms_per_token_p50": statistics.median(
+            t.llama_decode_ms_per_token for t in timed_calls if t.llama_decode_ms_per_token is not None
+        ),
+        "weights_mib": sum(t.bytes for t in found.values()) / 2**20,
+        "gguf_files_mib": files.size_mib(),
+        "gguf_image_tokens": image_tokens,
+        "realized": {role: types.realized() for role, types in found.items()},
+        **fid,
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
 def _ratio(base: float, value: float) -> float | None:
     return base / value if value > 0 and base > 0 else None
+
+
+def print_fastest_against_llama_cpp(presets: list[dict]) -> None:
+    """The question the issue asks: our fastest in-process (torch/ORT) preset against llama.cpp Q8_0."""
+    q8 = next((r for r in presets if r["preset"] == "gguf-q8_0"), None)
+    ours = [r for r in presets if r["engine"] == "torch"]
+    if q8 is None or not ours:
+        return
+    for metric, label in (("ttft_ms_p50", "TTFT"), ("decode_ms_per_token_p50", "decode ms/token")):
+        best = min(ours, key=lambda r: r[metric])
+        print(
+            f"{label}: fastest in-process preset {best['preset']} / llama.cpp gguf-q8_0 = "
+            f"{best[metric] / q8[metric]:.2f}x the time"
+        )
 
 
 def fmt(value, spec=".3f") -> str:
@@ -264,20 +346,21 @@ def main() -> None:
     print("\nend to end (batch 1, fixed output length):", flush=True)
     presets = preset_part(args, timed, calibration)
     print(
-        "\n| preset | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up | vision cos (token mean) "
-        "| projector cos (token mean) "
-        "| KL (nats/token) | top-1 (tokens) | load |\n|---|---|---|---|---|---|---|---|---|---|"
+        "\n| preset | engine | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up | weights MiB "
+        "| vision cos (token mean) | projector cos (token mean) "
+        "| KL (nats/token) | top-1 (tokens) | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in presets:
         print(
-            f"| {r['preset']} | {r['ttft_ms_p50']:.0f} | {fmt(r['ttft_speedup'], '.2f')}x "
+            f"| {r['preset']} | {r['engine']} | {r['ttft_ms_p50']:.0f} | {fmt(r['ttft_speedup'], '.2f')}x "
             f"| {r['decode_ms_per_token_p50']:.1f} "
-            f"| {fmt(r['decode_speedup'], '.2f')}x "
+            f"| {fmt(r['decode_speedup'], '.2f')}x | {r['weights_mib']:.0f} "
             f"| {fmt(r.get('fidelity_vision_cosine_token_mean'), '.4f')} "
             f"| {fmt(r.get('fidelity_projector_cosine_token_mean'), '.4f')} "
             f"| {fmt(r.get('fidelity_logits_kl_nats_token_mean'), '.3g')} "
             f"| {fmt(r.get('fidelity_top1_agreement_token_mean'), '.2f')} | {r['loadavg_1min']:.1f} |"
         )
+    print_fastest_against_llama_cpp(presets)
     after = cpu_record()
     print(f"\nload average after: {after['loadavg']}")
     out = Path(os.environ.get("OUT", "out"))

@@ -35,9 +35,9 @@ from vlm_quant.quantize.gguf_load_check import IMAGE_SIZE_PX, STAGES, LoadCheck,
 
 # Why a row reads as it does, found by reading the converter and llama.cpp (see docs/gguf_families.md).
 NOTES = {
-    "idefics3": 'Evaluating the image aborts because the tiny word-level tokenizer has no `"\\n\\n"` token, '
-    "which libmtmd's Idefics3 image template looks up; the real SmolVLM tokenizers and the synthetic "
-    "offline tokenizer (commit 3062272) have it: the random SmolVLM-256M runs.",
+    "idefics3": "libmtmd's Idefics3 image template looks up `\"\\n\\n\"` as one token (it aborts without "
+    "it): the tiny test tokenizer and the synthetic offline tokenizer carry it, as the real SmolVLM "
+    "tokenizers do.",
     "qwen2_vl": "Its mmproj converts thanks to an adaptation (`gguf_convert_child.py`): the tiny tower's "
     "single block left the converter without a name for the projector's `visual.merger.mlp.2`. The real "
     "Qwen2-VL-2B converts without it.",
@@ -46,8 +46,8 @@ NOTES = {
     "only and raises on any other `vision_config.model_type`; the bundled llava-1.5-7b config says "
     "`clip_vision_model`, so the real checkpoint is refused the same way (read from the code, not run). "
     "The text model is a Llama and converts.",
-    "smolvlm": "As idefics3 (same template, same tiny tokenizer). Its text model converts thanks to an "
-    "adaptation: a config saved by transformers 5 lacks the Hub's `text_config.architectures`.",
+    "smolvlm": "As idefics3 (same image template). Its text model converts thanks to an adaptation: a config "
+    "saved by transformers 5 lacks the Hub's `text_config.architectures`.",
     "gemma3": "Its mmproj converts thanks to an adaptation: transformers 5 saves the SigLIP tower without "
     "the `vision_model.` level that the Hub's files and the converter's name table have.",
     "internvl": "The converter knows InternVL only in OpenGVLab's remote-code layout "

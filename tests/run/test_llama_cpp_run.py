@@ -161,3 +161,24 @@ def test_gguf_audit_refuses_a_quantized_role_stored_f16():
     mixed = {"language": gguf_files.RoleTypes("language", {"Q5_0": 12, "Q8_0": 2}, {"F32": 5}, 0)}
     gguf_files.verify({"language": "gguf-q4_k_m"}, mixed)  # llama.cpp's own mix is what Q4_K_M is
     assert mixed["language"].realized() == "gguf-q5_0 (12/14 matrices) + gguf-q8_0 (2/14 matrices)"
+
+
+def test_qwen2_vl_runs_with_its_wrapped_image_token(tiny_vlm_dirs, coco_dir, gguf_cache, monkeypatch):
+    # The template writes <|vision_start|><|image_pad|><|vision_end|>; libmtmd writes the wrapping itself.
+    monkeypatch.setenv("VLMQ_GGUF_CACHE", str(gguf_cache))
+    cfg = ExperimentConfig.from_mapping(
+        dict(model=str(tiny_vlm_dirs["qwen2_vl"]), data_dir=str(coco_dir), quant="gguf-q8_0",
+             **{**FAST, "n_samples": 1, "cost_iterations": 1, "fidelity_samples": 1})
+    )  # fmt: skip
+    tracker = InMemoryTracker()
+    run_experiment(prepare_experiment(cfg), tracker, progress=False)
+    assert tracker.params["model_family"] == "qwen2_vl" and tracker.metrics["n_samples_evaluated"] == 1
+    assert int(tracker.params["gguf_image_tokens"]) > 0
+
+
+def test_a_family_the_converter_refuses_is_refused_before_loading(tiny_vlm_dirs, coco_dir):
+    cfg = ExperimentConfig.from_mapping(
+        dict(model=str(tiny_vlm_dirs["llava"]), data_dir=str(coco_dir), quant="gguf-q8_0", n_samples=1)
+    )
+    with pytest.raises(UserError, match="Unsupported model type: clip_vision_model"):
+        prepare_experiment(cfg)

@@ -34,6 +34,33 @@ MMPROJ_ROLES = ("vision", "projector")  # roles stored in the mmproj GGUF
 FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 
 
+# model_type -> what llama.cpp 0.3.36 does with it: these convert (text + mmproj) and run an image in
+# libmtmd (docs/gguf_families.md, measured by tools/write_gguf_families.py on the tiny test models and the
+# real Qwen2-VL-2B, Qwen2.5-VL-3B and SmolVLM-256M architectures).
+RUNS_ON_LLAMA_CPP = ("idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3")
+REFUSED_BY_CONVERTER = {
+    "llava": "its mmproj: ValueError: Unsupported model type: clip_vision_model (the converter takes Pixtral "
+    "and Mistral-3 towers only)",
+    "internvl": "Model InternVLForConditionalGeneration is not supported (the converter knows OpenGVLab's "
+    "remote-code layout only)",
+    "llava_onevision": "Model LlavaOnevisionForConditionalGeneration is not supported",
+    "idefics2": "Model Idefics2ForConditionalGeneration is not supported",
+    "paligemma": "Model PaliGemmaForConditionalGeneration is not supported",
+}
+
+
+def check_family(model_type: str) -> None:
+    """UserError, before anything loads, for a family llama.cpp's converter refuses (its own reason) or that
+    was never converted and run here; the list and the reasons: docs/gguf_families.md."""
+    if model_type in RUNS_ON_LLAMA_CPP:
+        return
+    reason = REFUSED_BY_CONVERTER.get(model_type, "not converted and run with llama.cpp here yet")
+    raise UserError(
+        f"the gguf-* presets cannot run model_type {model_type!r}: llama.cpp's converter says {reason}. "
+        f"Families that run: {', '.join(RUNS_ON_LLAMA_CPP)} (docs/gguf_families.md)."
+    )
+
+
 @dataclass(frozen=True)
 class GgufFiles:
     """The text and mmproj GGUF of one plan, and how they were obtained."""

@@ -48,7 +48,8 @@ class EnginePrompts:
     processor: Any
 
     def prompt(self, request: Request) -> str:
-        return self.engine.prompt(prompt_text(self.processor, request), self.processor.image_token)
+        rendered = prompt_text(self.processor, request)
+        return self.engine.prompt(rendered, image_placeholder(self.processor, rendered))
 
     def generate(
         self, request: Request, max_new_tokens: int, min_new_tokens: int, clock
@@ -64,6 +65,25 @@ class EnginePrompts:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.processor.batch_decode([list(token_ids)], skip_special_tokens=True)[0].strip()
+
+
+# Text around the image token that libmtmd writes itself for a family (Qwen-VL: vision start/end), so the
+# engine's marker replaces them with the token.
+WRAPPED_IMAGE_TOKENS = (("<|vision_start|>", "<|vision_end|>"),)
+
+
+def image_placeholder(processor: Any, rendered: str) -> str:
+    """The part of a rendered chat prompt that stands for the image and that libmtmd's marker replaces:
+    the image token with the family's wrapping (Qwen-VL), the begin-of-image token the processor expands
+    (Gemma 3's ``<start_of_image>``), or the image token (Idefics3/SmolVLM's ``<image>``)."""
+    token = processor.image_token
+    for begin, end in WRAPPED_IMAGE_TOKENS:
+        if begin + token + end in rendered:
+            return begin + token + end
+    boi = getattr(processor, "boi_token", None)
+    if boi and boi in rendered:
+        return boi
+    return token
 
 
 def run_quality_pass(

@@ -17,8 +17,9 @@ from typing import Any
 from vlm_quant.config import ExperimentConfig
 from vlm_quant.models.families import FamilySpec
 from vlm_quant.models.meta_model import build_meta_model
+from vlm_quant.quantize import gguf_files
 from vlm_quant.quantize.plan_fit import check_plan_fits
-from vlm_quant.quantize.presets import PRECISIONS, PrecisionPlan
+from vlm_quant.quantize.presets import LLAMA_CPP, PRECISIONS, PrecisionPlan
 from vlm_quant.run.onnx_inputs import check_calibration_pool
 from vlm_quant.tasks.base import TaskData
 from vlm_quant.tasks.calibration_split import require_calibration_ids
@@ -42,6 +43,9 @@ def check_plan_before_loading(
             require_calibration_ids(data.samples, data.ids, 1, cfg.seed, "AutoRound")
     if "ort-int8-static" in plan.quantized_roles.values():
         check_calibration_pool(cfg, data)
+    if plan.engine == LLAMA_CPP:  # the converter's verdict on the family, before any weight is read
+        gguf_files.check_family(config.model_type)
+        return
     if not plan.quantized_roles or plan.prequantized:
         return
     started = time.perf_counter()
