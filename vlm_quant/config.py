@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from vlm_quant.errors import UserError
+from vlm_quant.quantize.presets import PRESETS
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
 # The caption prompt used by lmms-eval for COCO captioning: short, one sentence, comparable.
@@ -74,8 +75,7 @@ class ExperimentConfig:
     # --- precision --------------------------------------------------------------------------
     quant: str = _param(
         "fp16",
-        "Precision preset (fp16, bf16, int8, int8-vision, int8-all, nf4, int8-ao, w8a8-ao, ar-w4, ar-w8, "
-        "prequantized, int8-vision-ort, int8-vision-ort-static, cpu-fast).",
+        f"Precision preset ({', '.join(PRESETS)}); docs/precision.md (gguf-*: llama.cpp, docs/gguf.md).",
     )
     precision: str = _param(
         "", "Per-role override composed on top of the preset, e.g. 'vision=int8,language=nf4,projector=fp16'."

@@ -22,6 +22,7 @@ def render_metrics() -> str:
         ("Energy and CO2e", glossary.ENERGY_METRICS),
         ("Fidelity and batch invariance", glossary.FIDELITY_METRICS),
         ("Sustainability", glossary.SUSTAINABILITY_METRICS),
+        ("llama.cpp engine (gguf-* presets)", glossary.LLAMA_CPP_METRICS),
     )
     parts = [
         "# Metrics",
