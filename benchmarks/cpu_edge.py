@@ -75,6 +75,13 @@ def parse_args() -> argparse.Namespace:
         "--presets", default=DEFAULT_PRESETS, help="Comma-separated presets (first: baseline)."
     )
     parser.add_argument("--skip-vision", action="store_true", help="Only the end-to-end part.")
+    parser.add_argument(
+        "--image-splitting",
+        default="off",
+        choices=("off", "on"),
+        help="SmolVLM tiling for every preset: off (CPU runs' default: torch 64 image tokens, llama.cpp "
+        "overview + one tile, 128) or on (both 832 for a 640x480 image: the same image tokens).",
+    )
     return parser.parse_args()
 
 
@@ -104,14 +111,17 @@ def images(data_dir: str, n: int, n_calibration: int) -> tuple[list, list]:
     return opened[:n], opened[n:]
 
 
-def model_inputs(loaded, image) -> dict:
+SPLITTING = {"off": False, "on": True}
+
+
+def model_inputs(loaded, image, splitting: bool = False) -> dict:
     request = single_image_request(image, PROMPT)
     return prepare_inputs(
         loaded.processor,
         [request],
         device=CPU,
         dtype=torch.float32,
-        settings=GenerationSettings(1, image_splitting=False),
+        settings=GenerationSettings(1, image_splitting=splitting),
     )
 
 
@@ -185,19 +195,20 @@ def preset_part(args, timed, calibration) -> list[dict]:
     cost = CostSettings(
         warmup=1, iterations=args.iterations, seconds=0.0, new_tokens=args.new_tokens, batch_sizes=(1,)
     )
-    base = GenerationSettings(args.new_tokens, image_splitting=False)
+    splitting = SPLITTING[args.image_splitting]
+    base = GenerationSettings(args.new_tokens, image_splitting=splitting)
     results = []
     for preset in [p for p in args.presets.split(";") if p]:
         name, _, override = preset.partition(":")  # "fp16:vision=ort-int8,language=w8a8": a candidate plan
         plan = resolve_plan(name, override)
         loaded = load_vlm(args.model, weights=args.weights, dtype=torch.float32, device="cpu")
-        inputs = [model_inputs(loaded, im) for im in timed]
+        inputs = [model_inputs(loaded, im, splitting) for im in timed]
         sequences = [
             fidelity.continue_greedily(loaded.model, loaded.processor, x, args.new_tokens) for x in inputs
         ]
         reference = [fidelity.capture(loaded.model, loaded.family, s) for s in sequences]
         if plan.engine == "llama.cpp":
-            results.append(llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost))
+            results.append(llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost, splitting))
             print(
                 f"  {preset}: ttft {results[-1]['ttft_ms_p50']:.0f} ms, "
                 f"decode {results[-1]['decode_ms_per_token_p50']:.1f} ms/token",
@@ -210,7 +221,7 @@ def preset_part(args, timed, calibration) -> list[dict]:
             ort = onnxruntime_backend.OrtSettings(
                 onnx_export.capture_vision_inputs(loaded.model, path, inputs[0]),
                 tuple(
-                    onnx_export.capture_vision_inputs(loaded.model, path, model_inputs(loaded, im))
+                    onnx_export.capture_vision_inputs(loaded.model, path, model_inputs(loaded, im, splitting))
                     for im in calibration
                 ),
                 tuple(range(len(calibration))),
@@ -232,6 +243,7 @@ def preset_part(args, timed, calibration) -> list[dict]:
             {
                 "preset": preset,
                 "engine": "torch",
+                "image_tokens": int((inputs[0]["input_ids"] == loaded.processor.image_token_id).sum()),
                 "ttft_ms_p50": latency["ttft_ms_p50"],
                 "decode_ms_per_token_p50": latency["decode_ms_per_token_p50"],
                 "weights_mib": weights_footprint_mib(loaded.model),
@@ -252,7 +264,7 @@ def preset_part(args, timed, calibration) -> list[dict]:
     return results
 
 
-def llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost) -> dict:
+def llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost, splitting) -> dict:
     """A gguf-* preset on the llama.cpp engine: the run's GGUF files, cost-pass timings of the same calls
     (``time_generation``), and fidelity from llama.cpp's logits on the same teacher-forced continuations."""
     files = gguf_files.build_files(Path(loaded.source_dir), plan.roles["language"], plan.roles["vision"])
@@ -262,7 +274,7 @@ def llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost) -> di
         files.text,
         files.mmproj,
         threads=torch.get_num_threads(),
-        image_max_tokens=tile_tokens(loaded.processor),
+        image_max_tokens=0 if splitting else tile_tokens(loaded.processor),  # as a run does (llama_cpp_run)
     )
     try:
         prompts = EnginePrompts(engine, loaded.processor)
@@ -294,7 +306,7 @@ def llama_cpp_row(preset, plan, loaded, timed, sequences, reference, cost) -> di
         ),
         "weights_mib": sum(t.bytes for t in found.values()) / 2**20,
         "gguf_files_mib": files.size_mib(),
-        "gguf_image_tokens": image_tokens,
+        "image_tokens": image_tokens,
         "realized": {role: types.realized() for role, types in found.items()},
         **fid,
         "loadavg_1min": os.getloadavg()[0],
@@ -346,13 +358,14 @@ def main() -> None:
     print("\nend to end (batch 1, fixed output length):", flush=True)
     presets = preset_part(args, timed, calibration)
     print(
-        "\n| preset | engine | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up | weights MiB "
-        "| vision cos (token mean) | projector cos (token mean) "
-        "| KL (nats/token) | top-1 (tokens) | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n| preset | engine | image tokens | TTFT ms | TTFT speed-up | decode ms/token | decode speed-up "
+        "| weights MiB | vision cos (token mean) | projector cos (token mean) "
+        "| KL (nats/token) | top-1 (tokens) | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in presets:
         print(
-            f"| {r['preset']} | {r['engine']} | {r['ttft_ms_p50']:.0f} | {fmt(r['ttft_speedup'], '.2f')}x "
+            f"| {r['preset']} | {r['engine']} | {r['image_tokens']} | {r['ttft_ms_p50']:.0f} "
+            f"| {fmt(r['ttft_speedup'], '.2f')}x "
             f"| {r['decode_ms_per_token_p50']:.1f} "
             f"| {fmt(r['decode_speedup'], '.2f')}x | {r['weights_mib']:.0f} "
             f"| {fmt(r.get('fidelity_vision_cosine_token_mean'), '.4f')} "

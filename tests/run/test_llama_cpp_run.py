@@ -105,7 +105,9 @@ def test_gguf_run_labels_what_ran_from_the_files(runs):
     assert int(params["gguf_image_tokens"]) > 0 and int(params["processor_image_tokens"]) > 0
     assert "llama.cpp" in params["dtype_note"]
     audit = runs["gguf-q8_0"].artifacts["precision/gguf_tensor_types.json"]
-    assert audit["language"]["types"] == {"Q8_0": 15}  # 2 layers x 7 matrices + the token embedding
+    assert audit["language"]["types"] == {"Q8_0": 14}  # 2 layers x 7 linear matrices
+    assert audit["language"]["other"]["Q8_0"] == 1  # the token embedding, quantized too, counted as "other"
+    assert params["realized_precision_vision"] == "gguf-f16"  # linear matrices; embeddings under "other"
     size = runs["gguf-q8_0"].metrics["size_on_disk_mib"]
     assert size == pytest.approx(audit["files"]["size_on_disk_mib"])
     assert runs["gguf-q8_0"].metrics["weights_footprint_mib"] <= size  # tensor bytes, without metadata

@@ -162,3 +162,20 @@ def test_a_published_checkpoint_is_compared_as_its_base_model():
     frame.loc[1, "params.base_model"] = "some/other-model"
     with pytest.raises(UserError, match="parameter 'model' differs"):
         check_quality_comparable(frame)
+
+
+def test_a_gguf_run_sits_beside_torch_runs_its_engine_and_preprocessing_being_its_configuration():
+    from vlm_quant.study.report.caveats import ENGINE_FALLBACK, LLAMA_CPP_INPUTS, run_caveats
+
+    frame = _full_frame()
+    frame["params.engine"] = "eager"
+    frame["params.engine_resolved"] = "eager"
+    frame.loc[1, "params.engine_resolved"] = "llama.cpp"  # quant=gguf-q8_0: llama.cpp runs it
+    frame.loc[1, "params.image_processor_backend"] = None  # libmtmd preprocesses; nothing logged
+    check_quality_comparable(frame)
+    assert cost_refusal(frame) is None
+    assert run_caveats(frame.iloc[1]) == (LLAMA_CPP_INPUTS,)  # marked, and not called a fallback
+    assert ENGINE_FALLBACK not in run_caveats(frame.iloc[1]) and run_caveats(frame.iloc[0]) == ()
+    frame.loc[0, "params.engine_resolved"] = "compiled"  # two torch runs still agree on their engine
+    frame = pd.concat([frame, frame.iloc[[0]].assign(run_id="c" * 32, **{"params.engine_resolved": "eager"})])
+    assert "'engine_resolved'" in cost_refusal(frame.reset_index(drop=True))

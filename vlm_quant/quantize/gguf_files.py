@@ -161,8 +161,9 @@ class RoleTypes:
 
 def audit(files: GgufFiles) -> dict[str, RoleTypes]:
     """Per role (vision, projector, language, lm_head; the token embedding is part of ``language``), the
-    GGML types of its tensors, read from the two files with the ``gguf`` package: the 2-D ``.weight``
-    matrices (what quantization is about) and the rest."""
+    GGML types of its tensors, read from the two files with the ``gguf`` package: the ``.weight`` matrices
+    of its linear layers (what the torch audit's ``realized_precision_<role>`` covers) and the rest (norms,
+    biases, the token / patch / position embeddings)."""
     from gguf import GGUFReader
 
     roles = (*MMPROJ_ROLES, *TEXT_ROLES)
@@ -173,7 +174,9 @@ def audit(files: GgufFiles) -> dict[str, RoleTypes]:
         for tensor in GGUFReader(path).tensors:
             role = gguf.tensor_role(tensor.name)
             role = "language" if role == "embedding" else role
-            is_matrix = len(tensor.shape) >= 2 and tensor.name.endswith(".weight")
+            # As the torch audit's linear weights: embeddings (token, patch, position) count as "other".
+            name = tensor.name
+            is_matrix = len(tensor.shape) >= 2 and name.endswith(".weight") and "embd" not in name
             (matrices if is_matrix else others)[role][tensor.tensor_type.name] += 1
             stored[role] += int(tensor.n_bytes)
     return {role: RoleTypes(role, dict(matrices[role]), dict(others[role]), stored[role]) for role in roles}

@@ -7,7 +7,11 @@ The caveats are read from what a run logged:
 * OOM back-off: the quality pass ran out of memory and lowered its batch size (``oom_retries`` > 0),
   so it did not run at the configured batch size throughout;
 * engine fallback: the requested engine could not run (param ``engine_resolved`` differs from
-  ``engine``), so the run measured another engine than the one its configuration names;
+  ``engine``), so the run measured another engine than the one its configuration names; a gguf-* run's
+  ``llama.cpp`` is its preset's engine, not a fallback;
+* llama.cpp (a gguf-* preset): llama.cpp's multimodal library preprocessed the images itself (params
+  ``gguf_image_tokens`` against ``processor_image_tokens``), so its quality and fidelity change include
+  that preprocessing. It marks the run but keeps it on the Pareto front: the engine is the configuration.
 * compute dtype differs from the baseline's: a run with a quantized role whose other roles computed in
   another dtype (param ``dtype``) than the baseline's (an AutoRound run on CPU computes in bfloat16
   against a float32 baseline), so its quality change mixes that dtype change into the quantization
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from vlm_quant.quantize.presets import LLAMA_CPP
 from vlm_quant.study.report.precision_labels import is_unquantized, realized_precisions
 from vlm_quant.tracking.run_schema import TAG_CODECARBON_SHARED, TAG_IMAGE_SIDE_CAVEAT
 from vlm_quant.tracking.tracker import TAG_RESUMED
@@ -90,7 +95,15 @@ SHARED_HOST = Caveat(
     "codecarbon's CPU+RAM energy is the whole machine's and includes theirs (GPU energy is its own board's)",
     off_front=False,
 )
-CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE, IMAGE_SIDE, SHARED_HOST)
+LLAMA_CPP_INPUTS = Caveat(
+    "llama_cpp_inputs",
+    "⋆",
+    r"$^\star$",
+    "ran on llama.cpp (a gguf-* preset), whose multimodal library preprocesses images itself (params "
+    "gguf_image_tokens vs processor_image_tokens): its changes include that preprocessing",
+    off_front=False,
+)
+CAVEATS = (RESUMED, OOM_BACKOFF, ENGINE_FALLBACK, MIXED_DTYPE, IMAGE_SIDE, SHARED_HOST, LLAMA_CPP_INPUTS)
 BY_KEY = {c.key: c for c in CAVEATS}
 
 
@@ -102,7 +115,9 @@ def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
     if _number(row.get("metrics.oom_retries")) > 0:
         found.append(OOM_BACKOFF)
     requested, resolved = row.get("params.engine"), row.get("params.engine_resolved")
-    if isinstance(requested, str) and isinstance(resolved, str) and requested != resolved:
+    on_llama_cpp = resolved == LLAMA_CPP
+    fell_back = isinstance(requested, str) and isinstance(resolved, str) and requested != resolved
+    if fell_back and not on_llama_cpp:
         found.append(ENGINE_FALLBACK)
     if mixed_dtype(row):
         found.append(MIXED_DTYPE)
@@ -112,6 +127,8 @@ def run_caveats(row: Mapping | pd.Series) -> tuple[Caveat, ...]:
     shared = row.get(f"tags.{TAG_CODECARBON_SHARED}")
     if isinstance(shared, str) and shared:
         found.append(SHARED_HOST)
+    if on_llama_cpp:
+        found.append(LLAMA_CPP_INPUTS)
     return tuple(found)
 
 

@@ -35,6 +35,10 @@ How a param a run did not log compares:
 * ``ort_execution_provider`` is logged only by a run with an ONNX Runtime role: a run without it
   has no provider to compare (its absence *is* the precision difference under study), so only runs
   that both used ONNX Runtime must agree on it (`ONLY_WHERE_LOGGED`);
+* a gguf-* run (``engine_resolved`` ``llama.cpp``) brings its engine and libmtmd's image preprocessing
+  with its preset: ``engine_resolved`` and ``image_processor_backend`` are part of its precision
+  configuration and are compared only between runs that are not llama.cpp's (`PART_OF_A_GGUF_PLAN`);
+  the report marks such runs (caveat ``llama_cpp_inputs``);
 * a published quantized checkpoint (``quant=prequantized``) that names its ``base_model`` counts as
   that model, and its own revision is not compared (it is another repository's): the report says
   which checkpoint it was.
@@ -84,6 +88,7 @@ COST_PARAMS = (
 )
 IMPLIED_WHEN_MISSING = {"distributed_world_size": "1"}  # single-process runs do not log it
 ONLY_WHERE_LOGGED = ("ort_execution_provider",)  # logged by runs with an ONNX Runtime role only
+PART_OF_A_GGUF_PLAN = ("engine_resolved", "image_processor_backend")  # set by a gguf-* preset itself
 NUMERIC_PARAMS = (
     "max_new_tokens",
     "max_image_side",
@@ -189,6 +194,8 @@ def _value(runs: pd.DataFrame, i: int, param: str) -> str | None:
     if base_model and param == "model":
         return base_model
     if base_model and param == "revision":
+        return None
+    if param in PART_OF_A_GGUF_PLAN and _raw(runs, i, "engine_resolved") == "llama.cpp":
         return None
     value = _raw(runs, i, param)
     if value is None and param in ONLY_WHERE_LOGGED:
