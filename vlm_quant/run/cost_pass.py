@@ -226,6 +226,14 @@ def measure_latency(
         clock=timer.clock,
     )
     result = CostResult({"cost_graphs_compiled_timed_latency": float(compiled_graphs() - graphs_before)})
+    result.metrics.update(latency_metrics(timed))
+    return result
+
+
+def latency_metrics(timed: Sequence[Any]) -> dict[str, float]:
+    """``preprocess_ms``, ``ttft_ms``, ``decode_ms_per_token``, ``generate_ms``, ``latency_ms`` (n, mean,
+    p50, p90, CI95) of timed batch-1 calls: any engine's records with `TimedRequest`'s fields (seconds)."""
+    metrics: dict[str, float] = {}
     for prefix, attribute in (
         ("preprocess_ms", "preprocess_s"),
         ("ttft_ms", "ttft_s"),
@@ -233,9 +241,8 @@ def measure_latency(
         ("generate_ms", "generate_s"),
         ("latency_ms", "latency_s"),
     ):
-        values_ms = [getattr(t, attribute) * 1000.0 for t in timed]
-        result.metrics.update(summarize(values_ms).as_metrics(prefix))
-    return result
+        metrics.update(summarize([getattr(t, attribute) * 1000.0 for t in timed]).as_metrics(prefix))
+    return metrics
 
 
 def measure_throughput(

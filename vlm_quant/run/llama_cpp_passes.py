@@ -30,9 +30,15 @@ from vlm_quant.measure.energy import EnergyMeter, derive_energy_metrics
 from vlm_quant.measure.stats import summarize
 from vlm_quant.measure.timing import DeviceTimer, run_until
 from vlm_quant.run import interrupts
-from vlm_quant.run.cost_pass import HEADLINE_KEYS, CostResult, CostSettings
+from vlm_quant.run.cost_pass import HEADLINE_KEYS, CostResult, CostSettings, latency_metrics
 from vlm_quant.run.partial_predictions import PredictionStream, Restored
-from vlm_quant.run.quality_pass import QualityPassResult, load_image, resume_from
+from vlm_quant.run.quality_pass import (
+    QualityPassResult,
+    end_attempt,
+    in_evaluation_order,
+    load_image,
+    resume_from,
+)
 from vlm_quant.tasks.base import Task, TaskData
 from vlm_quant.tracking.run_schema import TAG_PHASE_ENERGY_ABSENT
 
@@ -138,12 +144,8 @@ def run_quality_pass(
                 interrupts.raise_if_requested(f"{len(result.predictions)} of {len(data.ids)} samples saved")
         interrupts.raise_if_requested()
     finally:
-        bar.close()
-        if stream:
-            stream.close()
-        result.attempt_s = clock() - start
-    result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
-    result.wall_s = result.attempt_s
+        end_attempt(result, bar, stream, clock() - start)
+    in_evaluation_order(result, data)
     result.final_batch_size, result.batch_sizes = 1, (1,)
     return result
 
@@ -227,15 +229,7 @@ def measure_cost(
         warmup=0,
         clock=timer.clock,
     )
-    result = CostResult()
-    for prefix, attribute in (
-        ("preprocess_ms", "preprocess_s"),
-        ("ttft_ms", "ttft_s"),
-        ("decode_ms_per_token", "decode_s_per_token"),
-        ("generate_ms", "generate_s"),
-        ("latency_ms", "latency_s"),
-    ):
-        result.metrics.update(summarize([getattr(t, attribute) * 1000.0 for t in timed]).as_metrics(prefix))
+    result = CostResult(latency_metrics(timed))
     result.metrics.update(
         summarize([t.llama_prompt_eval_ms for t in timed]).as_metrics("llama_cpp_prompt_eval_ms")
     )

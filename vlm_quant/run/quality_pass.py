@@ -184,15 +184,29 @@ def run_quality_pass(
                 interrupts.raise_if_requested(f"{len(result.predictions)} of {len(data.ids)} samples saved")
         interrupts.raise_if_requested()
     finally:
-        bar.close()
-        if stream:
-            stream.close()
-        result.attempt_s = clock() - start
-    result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
-    result.wall_s = result.attempt_s
+        end_attempt(result, bar, stream, clock() - start)
+    in_evaluation_order(result, data)
     result.oom_retries, result.final_batch_size = backoff.retries, backoff.batch_size
     result.batch_sizes = tuple(backoff.sizes_used)
     return result
+
+
+def end_attempt(
+    result: QualityPassResult, bar: Any, stream: PredictionStream | None, attempt_s: float
+) -> None:
+    """An attempt's end, however it ends (``finally``): the progress bar and the prediction stream closed
+    (the stream flushes), the attempt's wall time (s) recorded."""
+    bar.close()
+    if stream:
+        stream.close()
+    result.attempt_s = attempt_s
+
+
+def in_evaluation_order(result: QualityPassResult, data: TaskData) -> None:
+    """Predictions in ``data.ids`` order (resumed ones first otherwise); the pass's wall time is this
+    attempt's."""
+    result.predictions = {i: result.predictions[i] for i in data.ids if i in result.predictions}
+    result.wall_s = result.attempt_s
 
 
 def waited(
