@@ -64,8 +64,8 @@ def run_passes(prepared: Any, loaded: Any, tracker: Any, instruments: Any, progr
     processor_tokens = processor_image_tokens(prepared, loaded)
     tracker.set_tags(
         {
-            run_schema.TAG_FLOPS_ABSENT: "llama.cpp preprocesses images itself (its own image token count): "
-            "a FLOP count of the torch model's generation would not describe this run"
+            run_schema.TAG_FLOPS_ABSENT: "the FLOP counter counts torch's generate(); llama.cpp runs its own "
+            "kernels on its own image tokens (gguf_image_tokens), which it does not count"
         }
     )
     with stage(f"GGUF files ({plan.roles['language']} text, {plan.roles['vision']} mmproj)") as line:
